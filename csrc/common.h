@@ -1,0 +1,113 @@
+// Shared helpers of the CPU kernels: argument checks that raise Python exceptions and
+// float32 array views. Every kernel takes its operands as NumPy arrays allocated by the caller
+// (inputs first, then outputs, then parameters) and checks them here instead of trusting Python.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace py = pybind11;
+
+namespace pe {
+
+using Shape = std::vector<int64_t>;
+
+template <typename... Args>
+std::string cat_str(const Args&... args) {
+  std::ostringstream os;
+  (os << ... << args);
+  return os.str();
+}
+
+// std::invalid_argument becomes ValueError in Python.
+#define PE_CHECK(cond, ...)                                         \
+  do {                                                              \
+    if (!(cond)) throw std::invalid_argument(pe::cat_str(__VA_ARGS__)); \
+  } while (0)
+
+inline std::string shape_str(const Shape& s) {
+  std::ostringstream os;
+  os << "(";
+  for (size_t i = 0; i < s.size(); ++i) os << s[i] << (i + 1 < s.size() || s.size() == 1 ? ", " : "");
+  os << ")";
+  std::string r = os.str();
+  if (s.size() == 1) r = "(" + std::to_string(s[0]) + ",)";
+  return r;
+}
+
+inline Shape shape_of(const py::array& a) {
+  return Shape(a.shape(), a.shape() + a.ndim());
+}
+
+inline void check_f32(const py::array& a, const char* name) {
+  PE_CHECK(a.dtype().is(py::dtype::of<float>()), name, " must be float32, got dtype ",
+           std::string(py::str(a.dtype())));
+  PE_CHECK(a.flags() & py::array::c_style, name, " must be C-contiguous (shape ",
+           shape_str(shape_of(a)), ")");
+}
+
+// Read-only float32 operand.
+inline const float* in_ptr(const py::array& a, const char* name) {
+  check_f32(a, name);
+  return static_cast<const float*>(a.data());
+}
+
+// Writeable float32 operand.
+inline float* out_ptr(py::array& a, const char* name) {
+  check_f32(a, name);
+  PE_CHECK(a.writeable(), name, " must be writeable");
+  return static_cast<float*>(a.mutable_data());
+}
+
+inline int64_t* idx_ptr(py::array& a, const char* name) {
+  PE_CHECK(a.dtype().is(py::dtype::of<int64_t>()), name, " must be int64");
+  PE_CHECK(a.flags() & py::array::c_style, name, " must be C-contiguous");
+  PE_CHECK(a.writeable(), name, " must be writeable");
+  return static_cast<int64_t*>(a.mutable_data());
+}
+
+inline const int64_t* idx_in_ptr(const py::array& a, const char* name) {
+  PE_CHECK(a.dtype().is(py::dtype::of<int64_t>()), name, " must be int64");
+  PE_CHECK(a.flags() & py::array::c_style, name, " must be C-contiguous");
+  return static_cast<const int64_t*>(a.data());
+}
+
+inline void check_shape(const py::array& a, const Shape& want, const char* name) {
+  Shape got = shape_of(a);
+  PE_CHECK(got == want, name, " has shape ", shape_str(got), ", expected ", shape_str(want));
+}
+
+inline void check_ndim(const py::array& a, int64_t nd, const char* name) {
+  PE_CHECK(a.ndim() == nd, name, " must be ", nd, "-D, got shape ", shape_str(shape_of(a)));
+}
+
+inline void check_same_size(const py::array& a, const py::array& b, const char* na, const char* nb) {
+  PE_CHECK(a.size() == b.size(), na, " ", shape_str(shape_of(a)), " and ", nb, " ",
+           shape_str(shape_of(b)), " must have the same number of elements");
+}
+
+// Compile the hot loops of a function for AVX-512, AVX2 and baseline x86-64; the loader picks
+// the best clone for the running CPU, so the wheel stays portable without -march=native.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PE_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PE_MULTIVERSION
+#endif
+
+}  // namespace pe
+
+void bind_elementwise(py::module_& m);
+void bind_reduce(py::module_& m);
+void bind_gemm(py::module_& m);
+void bind_conv(py::module_& m);
+void bind_pool(py::module_& m);
+void bind_norm(py::module_& m);
+void bind_resample(py::module_& m);
+void bind_optim(py::module_& m);

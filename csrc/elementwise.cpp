@@ -1,0 +1,289 @@
+// Elementwise kernels: binary arithmetic with NumPy broadcasting, unary maps and their
+// backward, and a fused axpby used by gradient accumulation. float32, any shape, contiguous.
+#include <cmath>
+#include <cstring>
+
+#include "common.h"
+
+namespace {
+
+using pe::Shape;
+
+// Parallelise only where a pass is long enough to amortise waking the thread team.
+constexpr int64_t kParallelGrain = 1 << 15;
+
+enum class BinOp { Add, Sub, Mul, Div, Pow, Max, Min };
+
+BinOp parse_binop(const std::string& op) {
+  if (op == "add") return BinOp::Add;
+  if (op == "sub") return BinOp::Sub;
+  if (op == "mul") return BinOp::Mul;
+  if (op == "div") return BinOp::Div;
+  if (op == "pow") return BinOp::Pow;
+  if (op == "maximum") return BinOp::Max;
+  if (op == "minimum") return BinOp::Min;
+  throw std::invalid_argument("unknown binary op '" + op + "'");
+}
+
+template <BinOp OP>
+inline float apply(float a, float b) {
+  if constexpr (OP == BinOp::Add) return a + b;
+  if constexpr (OP == BinOp::Sub) return a - b;
+  if constexpr (OP == BinOp::Mul) return a * b;
+  if constexpr (OP == BinOp::Div) return a / b;
+  if constexpr (OP == BinOp::Pow) return std::pow(a, b);
+  // NaN propagates as in torch.maximum / torch.minimum.
+  if constexpr (OP == BinOp::Max) return (a != a || a > b) ? a : b;
+  if constexpr (OP == BinOp::Min) return (a != a || a < b) ? a : b;
+  return 0.f;
+}
+
+// Inner row of a broadcast binary op. sa/sb are 0 (broadcast) or 1 (contiguous); specialised so
+// the common contiguous/scalar rows vectorise.
+template <BinOp OP>
+PE_MULTIVERSION void binary_row(const float* __restrict a, int64_t sa, const float* __restrict b,
+                                int64_t sb, float* __restrict y, int64_t n) {
+  if (sa == 1 && sb == 1) {
+    for (int64_t i = 0; i < n; ++i) y[i] = apply<OP>(a[i], b[i]);
+  } else if (sa == 1) {
+    const float bv = b[0];
+    for (int64_t i = 0; i < n; ++i) y[i] = apply<OP>(a[i], bv);
+  } else if (sb == 1) {
+    const float av = a[0];
+    for (int64_t i = 0; i < n; ++i) y[i] = apply<OP>(av, b[i]);
+  } else {
+    const float v = apply<OP>(a[0], b[0]);
+    for (int64_t i = 0; i < n; ++i) y[i] = v;
+  }
+}
+
+// Strides (in elements) of `s` right-aligned against `out`, 0 on broadcast dimensions.
+Shape broadcast_strides(const Shape& s, const Shape& out, const char* name) {
+  const size_t nd = out.size();
+  PE_CHECK(s.size() <= nd, name, " ", pe::shape_str(s), " has more dimensions than the output ",
+           pe::shape_str(out));
+  Shape st(nd, 0);
+  int64_t acc = 1;
+  for (size_t k = 0; k < s.size(); ++k) {
+    const size_t i = s.size() - 1 - k, o = nd - 1 - k;
+    PE_CHECK(s[i] == out[o] || s[i] == 1, name, " ", pe::shape_str(s),
+             " cannot be broadcast to ", pe::shape_str(out));
+    st[o] = s[i] == 1 ? 0 : acc;
+    acc *= s[i];
+  }
+  return st;
+}
+
+template <BinOp OP>
+void binary_impl(const float* a, const Shape& as, const float* b, const Shape& bs, float* y,
+                 const Shape& ys) {
+  int64_t n = 1;
+  for (auto d : ys) n *= d;
+  if (n == 0) return;
+  const Shape sa = broadcast_strides(as, ys, "a"), sb = broadcast_strides(bs, ys, "b");
+  // Merge trailing dims where both operands stay contiguous or both broadcast, to make rows long.
+  const int64_t nd = static_cast<int64_t>(ys.size());
+  int64_t row = 1;
+  int64_t k = nd - 1;
+  int64_t ra = -1, rb = -1;
+  for (; k >= 0; --k) {
+    const int64_t ka = sa[k] == 0 ? 0 : 1, kb = sb[k] == 0 ? 0 : 1;
+    if (ra < 0) {
+      ra = ka;
+      rb = kb;
+    } else if (ka != ra || kb != rb || (ka && sa[k] != row) || (kb && sb[k] != row)) {
+      break;
+    }
+    row *= ys[k];
+  }
+  if (ra < 0) ra = rb = 1;
+  const int64_t outer_nd = k + 1;  // dims [0, outer_nd) are iterated row by row
+  const int64_t rows = n / row;
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain && rows > 1)
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t rem = r, oa = 0, ob = 0;
+    for (int64_t d = outer_nd - 1; d >= 0; --d) {
+      const int64_t i = rem % ys[d];
+      rem /= ys[d];
+      oa += i * sa[d];
+      ob += i * sb[d];
+    }
+    binary_row<OP>(a + oa, ra, b + ob, rb, y + r * row, row);
+  }
+}
+
+// A single long row still deserves both cores.
+template <BinOp OP>
+void binary_flat(const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n) {
+  constexpr int64_t chunk = 1 << 14;
+  const int64_t nchunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const int64_t s = c * chunk, len = std::min(chunk, n - s);
+    binary_row<OP>(a + s * sa, sa, b + s * sb, sb, y + s, len);
+  }
+}
+
+template <BinOp OP>
+void binary_dispatch(const py::array& a, const py::array& b, py::array& y) {
+  const float* pa = pe::in_ptr(a, "a");
+  const float* pb = pe::in_ptr(b, "b");
+  float* py_ = pe::out_ptr(y, "out");
+  const Shape as = pe::shape_of(a), bs = pe::shape_of(b), ys = pe::shape_of(y);
+  const int64_t n = y.size();
+  // Validate broadcasting even on the fast paths.
+  broadcast_strides(as, ys, "a");
+  broadcast_strides(bs, ys, "b");
+  py::gil_scoped_release nogil;
+  if (a.size() == n && b.size() == n) return binary_flat<OP>(pa, 1, pb, 1, py_, n);
+  if (a.size() == n && b.size() == 1) return binary_flat<OP>(pa, 1, pb, 0, py_, n);
+  if (a.size() == 1 && b.size() == n) return binary_flat<OP>(pa, 0, pb, 1, py_, n);
+  binary_impl<OP>(pa, as, pb, bs, py_, ys);
+}
+
+void binary_forward(const std::string& op, const py::array& a, const py::array& b, py::array& y) {
+  switch (parse_binop(op)) {
+    case BinOp::Add: return binary_dispatch<BinOp::Add>(a, b, y);
+    case BinOp::Sub: return binary_dispatch<BinOp::Sub>(a, b, y);
+    case BinOp::Mul: return binary_dispatch<BinOp::Mul>(a, b, y);
+    case BinOp::Div: return binary_dispatch<BinOp::Div>(a, b, y);
+    case BinOp::Pow: return binary_dispatch<BinOp::Pow>(a, b, y);
+    case BinOp::Max: return binary_dispatch<BinOp::Max>(a, b, y);
+    case BinOp::Min: return binary_dispatch<BinOp::Min>(a, b, y);
+  }
+}
+
+enum class UnOp { Relu, LeakyRelu, Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, PowScalar };
+
+UnOp parse_unop(const std::string& op) {
+  if (op == "relu") return UnOp::Relu;
+  if (op == "leaky_relu") return UnOp::LeakyRelu;
+  if (op == "sigmoid") return UnOp::Sigmoid;
+  if (op == "tanh") return UnOp::Tanh;
+  if (op == "exp") return UnOp::Exp;
+  if (op == "log") return UnOp::Log;
+  if (op == "sqrt") return UnOp::Sqrt;
+  if (op == "neg") return UnOp::Neg;
+  if (op == "abs") return UnOp::Abs;
+  if (op == "pow") return UnOp::PowScalar;
+  throw std::invalid_argument("unknown unary op '" + op + "'");
+}
+
+template <UnOp OP>
+PE_MULTIVERSION void unary_loop(const float* __restrict x, float* __restrict y, int64_t n, float alpha) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    if constexpr (OP == UnOp::Relu) y[i] = v > 0.f ? v : 0.f;
+    if constexpr (OP == UnOp::LeakyRelu) y[i] = v > 0.f ? v : alpha * v;
+    if constexpr (OP == UnOp::Sigmoid) y[i] = 1.f / (1.f + std::exp(-v));
+    if constexpr (OP == UnOp::Tanh) y[i] = std::tanh(v);
+    if constexpr (OP == UnOp::Exp) y[i] = std::exp(v);
+    if constexpr (OP == UnOp::Log) y[i] = std::log(v);
+    if constexpr (OP == UnOp::Sqrt) y[i] = std::sqrt(v);
+    if constexpr (OP == UnOp::Neg) y[i] = -v;
+    if constexpr (OP == UnOp::Abs) y[i] = std::fabs(v);
+    if constexpr (OP == UnOp::PowScalar) y[i] = std::pow(v, alpha);
+  }
+}
+
+// s is the tensor the backward formula needs: the output y for relu/sigmoid/tanh/exp/sqrt (cheaper
+// to keep than recomputing), the input x for leaky_relu/log/abs/pow.
+template <UnOp OP>
+PE_MULTIVERSION void unary_grad_loop(const float* __restrict s, const float* __restrict gy,
+                                     float* __restrict gx, int64_t n, float alpha) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = s[i], g = gy[i];
+    // ReLU's gradient at 0 is 0, as in PyTorch's threshold_backward.
+    if constexpr (OP == UnOp::Relu) gx[i] = v > 0.f ? g : 0.f;
+    if constexpr (OP == UnOp::LeakyRelu) gx[i] = v > 0.f ? g : alpha * g;
+    if constexpr (OP == UnOp::Sigmoid) gx[i] = g * v * (1.f - v);
+    if constexpr (OP == UnOp::Tanh) gx[i] = g * (1.f - v * v);
+    if constexpr (OP == UnOp::Exp) gx[i] = g * v;
+    if constexpr (OP == UnOp::Log) gx[i] = g / v;
+    if constexpr (OP == UnOp::Sqrt) gx[i] = g * 0.5f / v;
+    if constexpr (OP == UnOp::Neg) gx[i] = -g;
+    if constexpr (OP == UnOp::Abs) gx[i] = v > 0.f ? g : (v < 0.f ? -g : 0.f);
+    if constexpr (OP == UnOp::PowScalar) gx[i] = g * alpha * std::pow(v, alpha - 1.f);
+  }
+}
+
+template <typename F>
+void chunked(int64_t n, F&& f) {
+  constexpr int64_t chunk = 1 << 14;
+  const int64_t nchunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
+  for (int64_t c = 0; c < nchunks; ++c) f(c * chunk, std::min(chunk, n - c * chunk));
+}
+
+#define PE_UNARY_CASES(MACRO)      \
+  MACRO(Relu)                      \
+  MACRO(LeakyRelu)                 \
+  MACRO(Sigmoid)                   \
+  MACRO(Tanh)                      \
+  MACRO(Exp)                       \
+  MACRO(Log)                       \
+  MACRO(Sqrt)                      \
+  MACRO(Neg)                       \
+  MACRO(Abs)                       \
+  MACRO(PowScalar)
+
+void unary_forward(const std::string& op, const py::array& x, py::array& y, float alpha) {
+  const UnOp u = parse_unop(op);
+  const float* px = pe::in_ptr(x, "x");
+  float* py_ = pe::out_ptr(y, "y");
+  pe::check_same_size(x, y, "x", "y");
+  py::gil_scoped_release nogil;
+  chunked(x.size(), [&](int64_t s, int64_t len) {
+    switch (u) {
+#define PE_CASE(NAME) \
+  case UnOp::NAME: return unary_loop<UnOp::NAME>(px + s, py_ + s, len, alpha);
+      PE_UNARY_CASES(PE_CASE)
+#undef PE_CASE
+    }
+  });
+}
+
+void unary_backward(const std::string& op, const py::array& saved, const py::array& gy,
+                    py::array& gx, float alpha) {
+  const UnOp u = parse_unop(op);
+  const float* ps = pe::in_ptr(saved, "saved");
+  const float* pg = pe::in_ptr(gy, "grad_output");
+  float* pgx = pe::out_ptr(gx, "grad_input");
+  pe::check_same_size(saved, gy, "saved", "grad_output");
+  pe::check_same_size(gy, gx, "grad_output", "grad_input");
+  py::gil_scoped_release nogil;
+  chunked(gy.size(), [&](int64_t s, int64_t len) {
+    switch (u) {
+#define PE_CASE(NAME) \
+  case UnOp::NAME: return unary_grad_loop<UnOp::NAME>(ps + s, pg + s, pgx + s, len, alpha);
+      PE_UNARY_CASES(PE_CASE)
+#undef PE_CASE
+    }
+  });
+}
+
+PE_MULTIVERSION void axpby_loop(const float* __restrict x, float* __restrict y, int64_t n, float a,
+                                float b) {
+  for (int64_t i = 0; i < n; ++i) y[i] = a * x[i] + b * y[i];
+}
+
+// y = a*x + b*y in place: gradient accumulation and scaled updates without a temporary.
+void axpby(const py::array& x, py::array& y, float a, float b) {
+  const float* px = pe::in_ptr(x, "x");
+  float* py_ = pe::out_ptr(y, "y");
+  pe::check_same_size(x, y, "x", "y");
+  py::gil_scoped_release nogil;
+  chunked(x.size(), [&](int64_t s, int64_t len) { axpby_loop(px + s, py_ + s, len, a, b); });
+}
+
+}  // namespace
+
+void bind_elementwise(py::module_& m) {
+  m.def("binary_forward", &binary_forward, py::arg("op"), py::arg("a"), py::arg("b"),
+        py::arg("out"), "out = a <op> b with NumPy broadcasting of a and b to out's shape");
+  m.def("unary_forward", &unary_forward, py::arg("op"), py::arg("x"), py::arg("y"),
+        py::arg("alpha") = 0.f);
+  m.def("unary_backward", &unary_backward, py::arg("op"), py::arg("saved"), py::arg("grad_output"),
+        py::arg("grad_input"), py::arg("alpha") = 0.f);
+  m.def("axpby", &axpby, py::arg("x"), py::arg("y"), py::arg("a"), py::arg("b"));
+}

@@ -1,0 +1,75 @@
+// Optimiser updates as one fused pass per parameter: Adam and SGD (momentum, Nesterov),
+// with PyTorch's formulas (L2 weight decay added to the gradient, bias-corrected Adam).
+#include <cmath>
+
+#include "common.h"
+
+namespace {
+
+// param, grad, exp_avg, exp_avg_sq: same size, float32; step counts from 1.
+PE_MULTIVERSION void adam_loop(float* __restrict p, const float* __restrict g, float* __restrict m,
+                               float* __restrict v, int64_t n, float lr, float b1, float b2,
+                               float eps, float wd, float step_size, float inv_sqrt_bc2) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i] + wd * p[i];
+    m[i] = b1 * m[i] + (1.f - b1) * gi;
+    v[i] = b2 * v[i] + (1.f - b2) * gi * gi;
+    p[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+  }
+}
+
+void adam_step(py::array& param, const py::array& grad, py::array& exp_avg, py::array& exp_avg_sq,
+               float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step) {
+  float* p = pe::out_ptr(param, "param");
+  const float* g = pe::in_ptr(grad, "grad");
+  float* m = pe::out_ptr(exp_avg, "exp_avg");
+  float* v = pe::out_ptr(exp_avg_sq, "exp_avg_sq");
+  pe::check_same_size(param, grad, "param", "grad");
+  pe::check_same_size(param, exp_avg, "param", "exp_avg");
+  pe::check_same_size(param, exp_avg_sq, "param", "exp_avg_sq");
+  PE_CHECK(step >= 1, "adam_step: step must be >= 1, got ", step);
+  const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
+  const float step_size = static_cast<float>(lr / bc1);
+  const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
+  const int64_t n = param.size();
+  py::gil_scoped_release nogil;
+  constexpr int64_t chunk = 1 << 14;
+#pragma omp parallel for schedule(static) if (n >= (1 << 16))
+  for (int64_t s = 0; s < n; s += chunk)
+    adam_loop(p + s, g + s, m + s, v + s, std::min(chunk, n - s), lr, beta1, beta2, eps,
+              weight_decay, step_size, inv_sqrt_bc2);
+}
+
+// buf is the momentum buffer (ignored when momentum == 0); `first` initialises it with the
+// gradient, as torch.optim.SGD does on its first step.
+void sgd_step(py::array& param, const py::array& grad, py::array& buf, float lr, float momentum,
+              float dampening, float weight_decay, bool nesterov, bool first) {
+  float* p = pe::out_ptr(param, "param");
+  const float* g = pe::in_ptr(grad, "grad");
+  float* b = momentum != 0.f ? pe::out_ptr(buf, "momentum_buffer") : nullptr;
+  pe::check_same_size(param, grad, "param", "grad");
+  if (b) pe::check_same_size(param, buf, "param", "momentum_buffer");
+  const int64_t n = param.size();
+  py::gil_scoped_release nogil;
+#pragma omp parallel for schedule(static) if (n >= (1 << 16))
+  for (int64_t i = 0; i < n; ++i) {
+    float d = g[i] + weight_decay * p[i];
+    if (b) {
+      b[i] = first ? d : momentum * b[i] + (1.f - dampening) * d;
+      d = nesterov ? d + momentum * b[i] : b[i];
+    }
+    p[i] -= lr * d;
+  }
+}
+
+}  // namespace
+
+void bind_optim(py::module_& m) {
+  m.def("adam_step", &adam_step, py::arg("param"), py::arg("grad"), py::arg("exp_avg"),
+        py::arg("exp_avg_sq"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"),
+        py::arg("weight_decay"), py::arg("step"));
+  m.def("sgd_step", &sgd_step, py::arg("param"), py::arg("grad"), py::arg("buf"), py::arg("lr"),
+        py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"),
+        py::arg("first"));
+}

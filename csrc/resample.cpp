@@ -1,0 +1,3 @@
+#include "common.h"
+
+void bind_resample(py::module_& m) {}

@@ -1,0 +1,70 @@
+"""pyengine: a PyTorch-shaped tensor engine whose kernels are hand-written C++ and CUDA."""
+
+from pyengine import cuda, random
+from pyengine.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from pyengine.backend import Device as device
+from pyengine.creation import (
+    arange,
+    empty,
+    from_numpy,
+    full,
+    ones,
+    ones_like,
+    rand,
+    randint,
+    randn,
+    randn_like,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from pyengine.ops.elementwise import abs, exp, log, relu, sigmoid, sqrt, tanh  # noqa: A004
+from pyengine.ops.gemm import matmul
+from pyengine.ops.reduce import log_softmax, max, mean, softmax, sum  # noqa: A004
+from pyengine.ops.shape import cat, flatten, permute, reshape, stack, transpose
+from pyengine.serialization import load, save
+from pyengine.tensor import (
+    Tensor,
+    bool_,
+    double,
+    float32,
+    float64,
+    int32,
+    int64,
+    long,
+    uint8,
+)
+from pyengine.tensor import float as float  # noqa: A004,PLC0414
+
+from pyengine import autograd, nn, optim  # noqa: E402,I001  (after the core is defined)
+
+__version__ = "0.1.0"
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the generator behind randn/rand, parameter init, dropout and data sampling."""
+    random.manual_seed(seed)
+
+
+def set_num_threads(n: int) -> None:
+    """Number of OpenMP threads the CPU kernels use (default: OMP_NUM_THREADS or all cores)."""
+    from pyengine.backend.device import _cpu
+
+    _cpu.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    from pyengine.backend.device import _cpu
+
+    return _cpu.get_num_threads()
+
+
+__all__ = [
+    "Tensor", "abs", "arange", "autograd", "bool_", "cat", "cuda", "device", "double", "empty",
+    "enable_grad", "exp", "flatten", "float", "float32", "float64", "from_numpy", "full",
+    "get_num_threads", "int32", "int64", "is_grad_enabled", "load", "log", "log_softmax", "long",
+    "manual_seed", "matmul", "max", "mean", "nn", "no_grad", "ones", "ones_like", "optim",
+    "permute", "rand", "randint", "randn", "randn_like", "relu", "reshape", "save",
+    "set_grad_enabled", "set_num_threads", "sigmoid", "softmax", "sqrt", "stack", "sum", "tanh",
+    "tensor", "transpose", "uint8", "zeros", "zeros_like",
+]

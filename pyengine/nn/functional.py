@@ -1,0 +1,83 @@
+"""``pyengine.nn.functional``: the PyTorch-shaped functional API over pyengine.ops."""
+
+from __future__ import annotations
+
+from pyengine import random
+from pyengine.backend import backend
+from pyengine.ops.elementwise import leaky_relu, relu, sigmoid, tanh
+from pyengine.ops.gemm import linear
+from pyengine.ops.reduce import log_softmax, nll, softmax
+from pyengine.ops.shape import cat, stack
+from pyengine.tensor import Tensor
+
+__all__ = [
+    "cat", "cross_entropy", "dropout", "dropout2d", "l1_loss", "leaky_relu", "linear",
+    "log_softmax", "mse_loss", "nll_loss", "relu", "sigmoid", "softmax", "stack", "tanh",
+]
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _same_shape(input: Tensor, target: Tensor, name: str) -> None:
+    if input.shape != target.shape:
+        raise ValueError(
+            f"{name}: input shape {input.shape} and target shape {target.shape} differ"
+        )
+
+
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    _same_shape(input, target, "mse_loss")
+    return _reduce((input - target) ** 2, reduction)
+
+
+def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    _same_shape(input, target, "l1_loss")
+    return _reduce((input - target).abs(), reduction)
+
+
+def nll_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    return _reduce(nll(input, target), reduction)
+
+
+def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Softmax cross-entropy of logits (N, C) against integer class labels (N,)."""
+    if input.ndim != 2:
+        raise ValueError(f"cross_entropy expects logits of shape (N, C), got {input.shape}")
+    return nll_loss(log_softmax(input, 1), target, reduction)
+
+
+def _mask(x: Tensor, shape: tuple[int, ...], p: float) -> Tensor:
+    keep = random.generator().random(shape) >= p
+    m = (keep / (1.0 - p)).astype(x.dtype)
+    return Tensor._wrap(backend(x.device).from_numpy(m), x.device)
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    return input * _mask(input, input.shape, p)
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero whole channels of an (N, C, H, W) input."""
+    if input.ndim != 4:
+        raise ValueError(f"dropout2d expects an (N, C, H, W) input, got {input.shape}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    return input * _mask(input, input.shape[:2] + (1, 1), p)

@@ -1,0 +1,97 @@
+"""Matrix products on the engine's GEMM (csrc/gemm.cpp): matmul and linear."""
+
+from __future__ import annotations
+
+from pyengine.autograd import Function
+from pyengine.tensor import Tensor
+
+
+class MatMul(Function):
+    """(M,K) @ (K,N), or batched (B,M,K) @ (B,K,N) as B separate GEMMs."""
+
+    def forward(self, a, b):
+        self.save_for_backward(
+            a if self.needs_input_grad[1] else None, b if self.needs_input_grad[0] else None
+        )
+        out = self.be.empty((*a.shape[:-1], b.shape[-1]), a.dtype)
+        if a.ndim == 2:
+            self.k.gemm(a, b, out)
+        else:
+            for i in range(a.shape[0]):
+                self.k.gemm(a[i], b[i], out[i])
+        return out
+
+    def backward(self, g):
+        a, b = self.saved
+        ga = gb = None
+        if self.needs_input_grad[0]:
+            ga = self.be.empty((*g.shape[:-1], b.shape[-2]), g.dtype)
+            for gi, bi, out in _batches(g, b, ga):
+                self.k.gemm(gi, bi, out, trans_b=True)
+        if self.needs_input_grad[1]:
+            gb = self.be.empty((*a.shape[:-2], a.shape[-1], g.shape[-1]), g.dtype)
+            for ai, gi, out in _batches(a, g, gb):
+                self.k.gemm(ai, gi, out, trans_a=True)
+        return ga, gb
+
+
+def _batches(x, y, z):
+    if x.ndim == 2:
+        return [(x, y, z)]
+    return [(x[i], y[i], z[i]) for i in range(x.shape[0])]
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    if a.ndim not in (2, 3) or b.ndim != a.ndim:
+        raise ValueError(
+            f"matmul supports (M,K)@(K,N) and (B,M,K)@(B,K,N); got shapes {a.shape} and {b.shape}"
+        )
+    if a.shape[-1] != b.shape[-2] or (a.ndim == 3 and a.shape[0] != b.shape[0]):
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned")
+    return MatMul.apply(a, b)
+
+
+class Linear(Function):
+    """y = x W^T + b with x (M, in), W (out, in), b (out,)."""
+
+    def forward(self, x, w, b):
+        self.wshape = w.shape
+        y = self.be.empty((x.shape[0], w.shape[0]), x.dtype)
+        self.k.gemm(x, w, y, trans_b=True)
+        if b is not None:
+            self.k.binary_forward("add", y, b, y)
+        self.save_for_backward(
+            x if self.needs_input_grad[1] else None, w if self.needs_input_grad[0] else None
+        )
+        return y
+
+    def backward(self, g):
+        x, w = self.saved
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            gx = self.be.empty((g.shape[0], w.shape[1]), g.dtype)
+            self.k.gemm(g, w, gx)
+        if self.needs_input_grad[1]:
+            gw = self.be.empty(self.wshape, g.dtype)
+            self.k.gemm(g, x, gw, trans_a=True)
+        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+            gb = self.be.empty((1, g.shape[1]), g.dtype)
+            self.k.sum_reduce(g, gb)
+            gb = self.be.reshape(gb, (g.shape[1],))
+        return gx, gw, gb
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got {weight.shape}")
+    if x.ndim < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"linear: input of shape {x.shape} does not match weight of shape {weight.shape} "
+            f"(expected last dim {weight.shape[1]})"
+        )
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"linear: bias shape {bias.shape} != ({weight.shape[0]},)")
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+    y = Linear.apply(x2, weight, bias)
+    return y.reshape(*lead, weight.shape[0]) if x.ndim != 2 else y
