@@ -1,0 +1,50 @@
+"""The ``pyengine`` command line: ``pyengine train {mlp,inpaint,cnn,dncnn,unet}``, ``pyengine bench``
+and the image-restoration commands. Each command module exposes ``register(subparsers)`` that adds
+its parsers with ``set_defaults(func=...)``; ``func(args)`` returns the process exit code."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Modules that contribute commands; a `train` model registers under the shared `train` parser.
+COMMAND_MODULES: list[str] = []
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one clear line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyengine",
+        description="pyengine: train and run image CNNs on hand-written C++/CUDA kernels.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    train = sub.add_parser("train", help="train a model (see `pyengine train -h`)")
+    train_sub = train.add_subparsers(dest="model", metavar="MODEL")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub, train_sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        target = args.command and parser._subparsers._group_actions[0].choices.get(args.command)
+        (target or parser).print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"pyengine {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
