@@ -52,7 +52,9 @@ def test_binary_gradcheck(rng, op, sa, sb):
 
 
 @pytest.mark.parametrize("op", list(BINARY))
-@pytest.mark.parametrize("sa,sb", [((3, 4), (3, 4)), ((2, 1, 4), (3, 1)), ((), (3,)), ((1,), (2, 3))])
+@pytest.mark.parametrize(
+    "sa,sb", [((3, 4), (3, 4)), ((2, 1, 4), (3, 1)), ((), (3,)), ((1,), (2, 3))]
+)
 def test_binary_against_torch(torch, rng, op, sa, sb):
     a = _pos(rng, sa) if op == "pow" else rng.standard_normal(sa)
     b = _pos(rng, sb) if op in ("div", "pow") else rng.standard_normal(sb)

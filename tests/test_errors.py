@@ -79,8 +79,14 @@ def test_empty_tensors():
 
 def test_nan_inf_inputs_propagate_without_crashing():
     x = pe.tensor([[float("nan"), float("inf"), -float("inf"), 1.0]], requires_grad=True)
-    for fn in (lambda t: t.exp(), lambda t: t.sigmoid(), lambda t: F.softmax(t, 1),
-               lambda t: F.log_softmax(t, 1), lambda t: t @ pe.ones(4, 2), lambda t: t.max(1).values):
+    for fn in (
+        lambda t: t.exp(),
+        lambda t: t.sigmoid(),
+        lambda t: F.softmax(t, 1),
+        lambda t: F.log_softmax(t, 1),
+        lambda t: t @ pe.ones(4, 2),
+        lambda t: t.max(1).values,
+    ):
         fn(x).sum().backward()
     assert x.grad.shape == (1, 4)
     with pe.autograd.detect_anomaly(), pytest.raises(RuntimeError, match="NaN or inf"):
@@ -115,7 +121,10 @@ CPP_BAD = [
     ("C-contiguous", lambda: _cpu.unary_forward("exp", z(4, 4)[:, ::2], z(4, 2))),
     ("C-contiguous", lambda: _cpu.axpby(z(4), z(4, 2)[:, 0], 1.0, 1.0)),
     ("writeable", lambda: _cpu.unary_forward("exp", z(4), _readonly(z(4)))),
-    ("writeable", lambda: _cpu.sgd_step(_readonly(z(3)), z(3), z(3), 0.1, 0.0, 0.0, 0.0, False, True)),
+    (
+        "writeable",
+        lambda: _cpu.sgd_step(_readonly(z(3)), z(3), z(3), 0.1, 0.0, 0.0, 0.0, False, True),
+    ),
     ("same number", lambda: _cpu.unary_forward("exp", z(4), z(5))),
     ("same number", lambda: _cpu.unary_backward("relu", z(4), z(4), z(3))),
     ("same number", lambda: _cpu.axpby(z(4), z(8), 1.0, 1.0)),
@@ -150,7 +159,9 @@ def _readonly(a):
     return a
 
 
-@pytest.mark.parametrize("match,call", CPP_BAD, ids=[f"{m}-{i}" for i, (m, _) in enumerate(CPP_BAD)])
+@pytest.mark.parametrize(
+    "match,call", CPP_BAD, ids=[f"{m}-{i}" for i, (m, _) in enumerate(CPP_BAD)]
+)
 def test_cpp_kernels_validate_arguments(match, call):
     with pytest.raises(ValueError, match=match):
         call()

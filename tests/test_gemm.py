@@ -9,8 +9,17 @@ from pyengine.autograd import gradcheck
 from pyengine.backend import numpy_ref
 from pyengine.backend.device import _cpu
 
-SIZES = [(1, 1, 1), (7, 1, 33), (1, 7, 5), (33, 7, 1), (7, 33, 257), (64, 64, 64),
-         (257, 33, 7), (100, 129, 65), (257, 257, 257)]
+SIZES = [
+    (1, 1, 1),
+    (7, 1, 33),
+    (1, 7, 5),
+    (33, 7, 1),
+    (7, 33, 257),
+    (64, 64, 64),
+    (257, 33, 7),
+    (100, 129, 65),
+    (257, 257, 257),
+]
 
 
 def _operands(rng, m, n, k, ta, tb):
@@ -64,8 +73,14 @@ def test_gemm_empty_inner_dimension():
     np.testing.assert_array_equal(c, 2.0)
 
 
-MATMUL = [((3, 4), (4, 5)), ((1, 1), (1, 1)), ((7, 33), (33, 1)), ((2, 3, 4), (2, 4, 5)),
-          ((1, 257, 7), (1, 7, 3)), ((65, 130), (130, 33))]
+MATMUL = [
+    ((3, 4), (4, 5)),
+    ((1, 1), (1, 1)),
+    ((7, 33), (33, 1)),
+    ((2, 3, 4), (2, 4, 5)),
+    ((1, 257, 7), (1, 7, 3)),
+    ((65, 130), (130, 33)),
+]
 
 
 @pytest.mark.parametrize("sa,sb", MATMUL)
@@ -75,8 +90,13 @@ def test_matmul_against_twin(device, rng, sa, sb):
 
 @pytest.mark.parametrize("sa,sb", MATMUL)
 def test_matmul_against_torch(torch, rng, sa, sb):
-    torch_check(torch, lambda a, b: a @ b, [rng.standard_normal(sa), rng.standard_normal(sb)],
-                atol=1e-4, rtol=1e-4)
+    torch_check(
+        torch,
+        lambda a, b: a @ b,
+        [rng.standard_normal(sa), rng.standard_normal(sb)],
+        atol=1e-4,
+        rtol=1e-4,
+    )
 
 
 def test_matmul_gradcheck(rng):
@@ -88,8 +108,14 @@ def test_matmul_gradcheck(rng):
     assert gradcheck(pe.matmul, [a3, b3])
 
 
-LINEAR = [((5, 3), (4, 3), True), ((5, 3), (4, 3), False), ((3,), (2, 3), True),
-          ((2, 3, 6), (4, 6), True), ((1, 1), (1, 1), True), ((64, 100), (33, 100), True)]
+LINEAR = [
+    ((5, 3), (4, 3), True),
+    ((5, 3), (4, 3), False),
+    ((3,), (2, 3), True),
+    ((2, 3, 6), (4, 6), True),
+    ((1, 1), (1, 1), True),
+    ((64, 100), (33, 100), True),
+]
 
 
 @pytest.mark.parametrize("sx,sw,bias", LINEAR)
@@ -115,7 +141,13 @@ def test_linear_skips_unneeded_gradients(rng):
 
 @pytest.mark.parametrize(
     "sa,sb",
-    [((3, 4), (5, 6)), ((3,), (3,)), ((2, 3, 4), (3, 4, 5)), ((2, 3, 4), (4, 5)), ((3, 4), (2, 4, 5))],
+    [
+        ((3, 4), (5, 6)),
+        ((3,), (3,)),
+        ((2, 3, 4), (3, 4, 5)),
+        ((2, 3, 4), (4, 5)),
+        ((3, 4), (2, 4, 5)),
+    ],
 )
 def test_matmul_shape_errors_name_shapes(sa, sb):
     with pytest.raises(ValueError, match=r"\(.*\)"):

@@ -80,7 +80,9 @@ def test_load_state_dict_errors():
     sd = net.state_dict()
     del sd["fc1.bias"]
     sd["extra"] = pe.zeros(1)
-    with pytest.raises(RuntimeError, match=r"missing keys \['fc1.bias'\].*unexpected keys \['extra'\]"):
+    with pytest.raises(
+        RuntimeError, match=r"missing keys \['fc1.bias'\].*unexpected keys \['extra'\]"
+    ):
         net.load_state_dict(sd)
     res = net.load_state_dict(sd, strict=False)
     assert res.missing_keys == ["fc1.bias"] and res.unexpected_keys == ["extra"]

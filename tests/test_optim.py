@@ -112,12 +112,16 @@ def test_schedulers_match_torch(torch, sched, kwargs):
     )
 
 
-@pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(lr=0.01))])
+@pytest.mark.parametrize(
+    "name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(lr=0.01))]
+)
 def test_state_dict_round_trip_through_save(tmp_path, name, kwargs):
     def make():
         rng = np.random.default_rng(0)
-        return [pe.nn.Parameter(pe.tensor(rng.standard_normal(s).astype(np.float32)))
-                for s in SHAPES[:2]]
+        return [
+            pe.nn.Parameter(pe.tensor(rng.standard_normal(s).astype(np.float32)))
+            for s in SHAPES[:2]
+        ]
 
     def steps(params, opt, n, seed):
         rng = np.random.default_rng(seed)
@@ -130,8 +134,10 @@ def test_state_dict_round_trip_through_save(tmp_path, name, kwargs):
     pa = make()
     oa = cls(pa, **kwargs)
     steps(pa, oa, 3, 1)
-    pe.save({"optim": oa.state_dict(), "params": {str(i): p for i, p in enumerate(pa)}},
-            tmp_path / "ck.npz")
+    pe.save(
+        {"optim": oa.state_dict(), "params": {str(i): p for i, p in enumerate(pa)}},
+        tmp_path / "ck.npz",
+    )
     ck = pe.load(tmp_path / "ck.npz")
     pb = make()
     for i, p in enumerate(pb):

@@ -62,16 +62,25 @@ def test_sum_of_empty_is_zero(device):
     assert x.grad.shape == (0, 3)
 
 
-@pytest.mark.parametrize("shape,dim", [((1 << 20,), None), ((200000, 5), 0), ((5, 200000), 1),
-                                       ((3000, 7, 40), (0, 2))])
+@pytest.mark.parametrize(
+    "shape,dim", [((1 << 20,), None), ((200000, 5), 0), ((5, 200000), 1), ((3000, 7, 40), (0, 2))]
+)
 def test_long_sum_is_accurate(device, shape, dim):
     x = pe.full(shape, 0.1, device=device)
     n = x.numel() // x.sum(dim).numel()
     np.testing.assert_allclose(x.sum(dim).cpu().numpy(), float(np.float32(0.1)) * n, rtol=1e-5)
 
 
-MAX_CASES = [((5,), 0, False), ((3, 4), 1, False), ((3, 4), 0, True), ((2, 3, 4), -2, True),
-             ((2, 3, 4), 1, False), ((1, 1), 0, False), ((), 0, False), ((64, 1000), 1, False)]
+MAX_CASES = [
+    ((5,), 0, False),
+    ((3, 4), 1, False),
+    ((3, 4), 0, True),
+    ((2, 3, 4), -2, True),
+    ((2, 3, 4), 1, False),
+    ((1, 1), 0, False),
+    ((), 0, False),
+    ((64, 1000), 1, False),
+]
 
 
 @pytest.mark.parametrize("shape,dim,keepdim", MAX_CASES)
@@ -115,8 +124,16 @@ def test_global_max_and_integer_max():
     assert r.values.tolist() == [3, 7] and r.indices.tolist() == [1, 0]
 
 
-SOFTMAX_CASES = [((4, 7), 1), ((4, 7), 0), ((2, 3, 5), 1), ((2, 3, 5), -1), ((6,), 0),
-                 ((1, 1), 1), ((128, 300), 1), ((3, 400, 20), 1)]
+SOFTMAX_CASES = [
+    ((4, 7), 1),
+    ((4, 7), 0),
+    ((2, 3, 5), 1),
+    ((2, 3, 5), -1),
+    ((6,), 0),
+    ((1, 1), 1),
+    ((128, 300), 1),
+    ((3, 400, 20), 1),
+]
 
 
 @pytest.mark.parametrize("log", [False, True])
@@ -193,8 +210,10 @@ def test_regression_losses(device, torch, rng, loss, reduction, shape):
         [a, b],
         lambda a, b: getattr(torch.nn.functional, tname)(a, b, reduction=reduction),
     )
-    assert gradcheck(lambda a, b: fn(a, b, reduction=reduction),
-                     [pe.tensor(a[..., :2], requires_grad=True), pe.tensor(b[..., :2], requires_grad=True)])
+    assert gradcheck(
+        lambda a, b: fn(a, b, reduction=reduction),
+        [pe.tensor(a[..., :2], requires_grad=True), pe.tensor(b[..., :2], requires_grad=True)],
+    )
 
 
 def test_loss_modules_match_functional(rng):

@@ -9,7 +9,9 @@ import pyengine as pe
 
 def _nested():
     return {
-        "model": OrderedDict([("w", pe.randn(3, 4)), ("b", pe.tensor(2.5)), ("idx", pe.tensor([1, 2]))]),
+        "model": OrderedDict(
+            [("w", pe.randn(3, 4)), ("b", pe.tensor(2.5)), ("idx", pe.tensor([1, 2]))]
+        ),
         "optim": {"state": {0: {"step": 3, "buf": pe.ones(2)}}, "param_groups": [{"lr": 0.1}]},
         "epoch": 7,
         "loss": 0.25,
@@ -30,7 +32,9 @@ def test_round_trip_of_nested_dicts(tmp_path):
     assert back["model"]["b"].shape == () and back["model"]["b"].item() == 2.5
     assert back["model"]["idx"].dtype == pe.int64
     assert list(back["model"]) == ["w", "b", "idx"]
-    assert back["optim"]["state"][0]["step"] == 3 and isinstance(back["optim"]["state"][0]["step"], int)
+    assert back["optim"]["state"][0]["step"] == 3 and isinstance(
+        back["optim"]["state"][0]["step"], int
+    )
     assert back["optim"]["state"][0]["buf"].tolist() == [1.0, 1.0]
     assert back["optim"]["param_groups"] == [{"lr": 0.1}]
     assert back["epoch"] == 7 and back["loss"] == 0.25 and back["done"] is False

@@ -67,26 +67,35 @@ def test_repeated_index_accumulates_gradient(torch):
     assert tx.grad.tolist() == x.grad.tolist()
 
 
-CATS = [([(2, 3), (4, 3)], 0), ([(2, 3), (2, 1), (2, 5)], 1), ([(2, 3, 4)] * 3, -1),
-        ([(0, 3), (2, 3)], 0), ([(3,)], 0)]
+CATS = [
+    ([(2, 3), (4, 3)], 0),
+    ([(2, 3), (2, 1), (2, 5)], 1),
+    ([(2, 3, 4)] * 3, -1),
+    ([(0, 3), (2, 3)], 0),
+    ([(3,)], 0),
+]
 
 
 @pytest.mark.parametrize("shapes,dim", CATS)
 def test_cat(device, torch, rng, shapes, dim):
     arrays = [rng.standard_normal(s) for s in shapes]
     check_op(lambda *xs: pe.cat(list(xs), dim), arrays, device=device)
-    torch_check(torch, lambda *xs: pe.cat(list(xs), dim), arrays,
-                lambda *xs: torch.cat(list(xs), dim))
+    torch_check(
+        torch, lambda *xs: pe.cat(list(xs), dim), arrays, lambda *xs: torch.cat(list(xs), dim)
+    )
 
 
 @pytest.mark.parametrize("dim", [0, 1, 2, -1])
 def test_stack(device, torch, rng, dim):
     arrays = [rng.standard_normal((2, 3)) for _ in range(3)]
     check_op(lambda *xs: pe.stack(list(xs), dim), arrays, device=device)
-    torch_check(torch, lambda *xs: pe.stack(list(xs), dim), arrays,
-                lambda *xs: torch.stack(list(xs), dim))
-    assert gradcheck(lambda a, b: pe.stack([a, b], dim),
-                     [pe.tensor(arrays[0], requires_grad=True), pe.tensor(arrays[1], requires_grad=True)])
+    torch_check(
+        torch, lambda *xs: pe.stack(list(xs), dim), arrays, lambda *xs: torch.stack(list(xs), dim)
+    )
+    assert gradcheck(
+        lambda a, b: pe.stack([a, b], dim),
+        [pe.tensor(arrays[0], requires_grad=True), pe.tensor(arrays[1], requires_grad=True)],
+    )
 
 
 def test_cat_partial_requires_grad():

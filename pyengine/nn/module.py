@@ -117,7 +117,9 @@ class Module:
             if m is not None:
                 yield n, m
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Parameter]]:
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
         seen: set[int] = set()
         mods = self.named_modules(prefix) if recurse else [(prefix, self)]
         for mp, m in mods:
@@ -173,7 +175,7 @@ class Module:
 
     def to(self, *args: Any, **kwargs: Any) -> Module:
         for m in self.modules():
-            for n, p in m._parameters.items():
+            for p in m._parameters.values():
                 if p is not None:
                     moved = p.detach().to(*args, **kwargs)
                     p.data, p.device = moved.data, moved.device
@@ -254,4 +256,7 @@ class _IncompatibleKeys:
     def __repr__(self) -> str:
         if not self.missing_keys and not self.unexpected_keys:
             return "<All keys matched successfully>"
-        return f"_IncompatibleKeys(missing_keys={self.missing_keys}, unexpected_keys={self.unexpected_keys})"
+        return (
+            f"_IncompatibleKeys(missing_keys={self.missing_keys}, "
+            f"unexpected_keys={self.unexpected_keys})"
+        )
