@@ -75,7 +75,9 @@ def test_eval_backward_is_channel_scale(rng):
     w = pe.tensor(np.array([1.0, -2.0, 0.5], np.float32))
     F.batch_norm(x, rm, rv, w, training=False).sum().backward()
     scale = w.numpy() / np.sqrt(rv.numpy() + 1e-5)
-    np.testing.assert_allclose(x.grad.numpy(), np.broadcast_to(scale[:, None], (2, 3, 4)), rtol=1e-6)
+    np.testing.assert_allclose(
+        x.grad.numpy(), np.broadcast_to(scale[:, None], (2, 3, 4)), rtol=1e-6
+    )
 
 
 def test_large_mean_is_stable(rng, torch):
@@ -105,7 +107,9 @@ def test_functional_against_torch(torch, rng, shape, training, affine):
     px = pe.tensor(x, requires_grad=True)
     tx = torch.tensor(x, requires_grad=True)
     pwb = [pe.tensor(w, requires_grad=True), pe.tensor(b, requires_grad=True)] if affine else []
-    twb = [torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)] if affine else []
+    twb = (
+        [torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)] if affine else []
+    )
     y = F.batch_norm(px, rm, rv, *pwb, training=training, momentum=0.2)
     ty = torch.nn.functional.batch_norm(tx, trm, trv, *twb, training=training, momentum=0.2)
     y.backward(pe.tensor(g))
@@ -155,7 +159,10 @@ def test_module_steps_against_torch(torch, rng, kw):
     tm.eval()
     x = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
     np.testing.assert_allclose(
-        pm(pe.tensor(x)).detach().numpy(), tm(torch.tensor(x)).detach().numpy(), rtol=1e-4, atol=1e-5
+        pm(pe.tensor(x)).detach().numpy(),
+        tm(torch.tensor(x)).detach().numpy(),
+        rtol=1e-4,
+        atol=1e-5,
     )
 
 
@@ -164,7 +171,10 @@ def test_batchnorm1d_against_torch(torch, rng):
     for shape in [(5, 4), (3, 4, 6)]:
         x = rng.standard_normal(shape).astype(np.float32)
         np.testing.assert_allclose(
-            pm(pe.tensor(x)).detach().numpy(), tm(torch.tensor(x)).detach().numpy(), rtol=1e-4, atol=1e-5
+            pm(pe.tensor(x)).detach().numpy(),
+            tm(torch.tensor(x)).detach().numpy(),
+            rtol=1e-4,
+            atol=1e-5,
         )
     np.testing.assert_allclose(pm.running_var.numpy(), tm.running_var.numpy(), rtol=1e-6)
     assert int(pm.num_batches_tracked.item()) == 2
@@ -183,7 +193,9 @@ def test_state_dict_both_ways(torch, rng):
     pm2.load_state_dict({k: v.numpy() for k, v in tm.state_dict().items()})
     assert pm2.num_batches_tracked.item() == 1
     assert nn.BatchNorm2d(3, affine=False).state_dict().keys() == {
-        "running_mean", "running_var", "num_batches_tracked"
+        "running_mean",
+        "running_var",
+        "num_batches_tracked",
     }
     assert not nn.BatchNorm2d(3, track_running_stats=False).state_dict().keys() - {"weight", "bias"}
 
@@ -255,8 +267,18 @@ def test_kernels_validate_arguments():
     with pytest.raises(ValueError, match="weight"):
         k.batchnorm_forward_train(x, c2, None, y, c3, c3.copy(), None, None, 0.1, 1e-5)
     with pytest.raises(ValueError, match="more than 1 value"):
-        k.batchnorm_forward_train(x[:1, :, :1].copy(), None, None, y[:1, :, :1].copy(), c3,
-                                  c3.copy(), None, None, 0.1, 1e-5)
+        k.batchnorm_forward_train(
+            x[:1, :, :1].copy(),
+            None,
+            None,
+            y[:1, :, :1].copy(),
+            c3,
+            c3.copy(),
+            None,
+            None,
+            0.1,
+            1e-5,
+        )
     with pytest.raises(ValueError, match="float32"):
         k.batchnorm_forward_eval(x.astype(np.float64), c3, c3, None, None, y, c3, c3, 1e-5)
     with pytest.raises(ValueError, match="grad_input"):

@@ -11,7 +11,8 @@ FLOP convention (forward pass, whole batch):
   ConvTranspose2d counts one multiply-add per (input pixel, kernel tap, output channel).
 - BatchNorm: 2 per output element (one scale, one shift in eval mode).
 - MaxPool2d / AvgPool2d: kh * kw per output element (comparisons or additions).
-- Identity, Flatten, Dropout: 0. Every other leaf (activations, Upsample, ...): 1 per output element.
+- Identity, Flatten, Dropout: 0; every other leaf (activations, Upsample, ...): 1 per output
+  element.
 
 Receptive field (rows are (height, width), in input pixels), the lecture's arithmetic, starting
 from r = 1, j = 1 at the input, with k_eff = dilation * (k - 1) + 1:
@@ -19,7 +20,8 @@ from r = 1, j = 1 at the input, with k_eff = dilation * (k - 1) + 1:
 - Conv2d / pooling: r_out = r_in + (k_eff - 1) * j_in, j_out = j_in * stride.
 - ConvTranspose2d: the jump divides, j_out = j_in / stride, and r_out = r_in + (k_eff - 1) * j_out
   (a stride-1/s convolution on the output grid). Upsample: j_out = j_in / scale_factor, r unchanged
-  for 'nearest' and r_in + j_in for the interpolating modes (two neighbours per axis).
+  for 'nearest', r_in + j_in for the linear modes (two neighbours per axis) and r_in + 3 j_in
+  for 'bicubic'.
 - Linear: the output sees the whole input (shown as "all"); element-wise layers keep r and j.
 
 A leaf's input is looked up among the outputs recorded so far; a tensor made outside any leaf
@@ -86,12 +88,15 @@ class SummaryResult:
 
         def line(cells: tuple[str, ...]) -> str:
             return "  ".join(
-                c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+                c.rjust(w) if i in right else c.ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths))
             ).rstrip()
 
         rule = "-" * len(line(head))
         out = [rule, line(head), rule, *(line(b) for b in body), rule]
-        out.append(f"Input shape: {list(self.input_shape)}   Output shape: {list(self.output_shape)}")
+        out.append(
+            f"Input shape: {list(self.input_shape)}   Output shape: {list(self.output_shape)}"
+        )
         out.append(f"Total params: {self.total_params:,}   Trainable: {self.trainable_params:,}")
         out.append(f"Total FLOPs: {self.total_flops:,} ({self.total_flops / 1e9:.3f} GFLOP)")
         out.append(f"Receptive field: {_fmt_pair(self.receptive_field)}")
@@ -171,7 +176,9 @@ def _flops(m: Module, kind: str, in_shape: tuple[int, ...], out_shape: tuple[int
     return n_out
 
 
-def _receptive(m: Module, kind: str, rf: RF, jump: RF) -> tuple[RF, RF]:
+def _receptive(
+    m: Module, kind: str, rf: RF, jump: RF, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+) -> tuple[RF, RF]:
     if rf is None or kind == "linear":
         return None, None
     if kind in ("conv", "convT", "pool"):
@@ -188,11 +195,13 @@ def _receptive(m: Module, kind: str, rf: RF, jump: RF) -> tuple[RF, RF]:
         )
     if kind == "upsample":
         f = m.scale_factor
-        f = tuple(Fraction(v) for v in (f if isinstance(f, (tuple, list)) else (f, f)))
-        j = tuple(jump[a] / f[-2 + a] for a in range(2))
-        if getattr(m, "mode", "nearest") == "nearest":
-            return rf, j
-        return tuple(rf[a] + jump[a] for a in range(2)), j
+        if f is None:  # Upsample(size=...): the factor is the ratio of the spatial sizes
+            f = tuple(Fraction(o, i) for o, i in zip(out_shape[-2:], in_shape[-2:]))
+        elif not isinstance(f, (tuple, list)):
+            f = (f, f)
+        j = tuple(jump[a] / Fraction(f[-2 + a]) for a in range(2))
+        taps = {"nearest": 1, "bicubic": 4}.get(getattr(m, "mode", "nearest"), 2)
+        return tuple(rf[a] + (taps - 1) * jump[a] for a in range(2)), j
     return rf, jump
 
 
@@ -225,7 +234,7 @@ def summary(
             kind = _layer_kind(m)
             in_shape = tuple(x.shape) if isinstance(x, Tensor) else ()
             out_shape = _shape(out)
-            rf, jump = _receptive(m, kind, rf, jump)
+            rf, jump = _receptive(m, kind, rf, jump, in_shape, out_shape)
             if isinstance(out, Tensor):
                 fields[id(out)] = (out, rf, jump)
             last[0] = (rf, jump)
