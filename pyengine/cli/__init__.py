@@ -9,7 +9,9 @@ import importlib
 import sys
 
 # Modules that contribute commands; a `train` model registers under the shared `train` parser.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES = [
+    "pyengine.cli.classify",
+]
 
 
 class UserError(Exception):
