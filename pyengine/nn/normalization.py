@@ -68,10 +68,9 @@ class _BatchNorm(Module):
         self._check_input_dim(x)
         factor = 0.0 if self.momentum is None else self.momentum
         tracking = self.training and self.track_running_stats
-        if tracking:
-            count = int(self.num_batches_tracked.item()) + 1
-            if self.momentum is None:
-                factor = 1.0 / count
+        if tracking and self.momentum is None:
+            # Only the cumulative average needs the count on the host (a sync on a GPU).
+            factor = 1.0 / (int(self.num_batches_tracked.item()) + 1)
         # Batch statistics in training, and always when there are no running statistics.
         use_batch = self.training or self.running_mean is None
         update = not self.training or self.track_running_stats
@@ -86,7 +85,7 @@ class _BatchNorm(Module):
             self.eps,
         )
         if tracking:
-            self.num_batches_tracked.fill_(count)
+            self.num_batches_tracked += 1
         return y
 
     def extra_repr(self) -> str:
