@@ -19,9 +19,12 @@ from pyengine.nn.layers import (
     Tanh,
 )
 from pyengine.nn.module import Module, Parameter
+from pyengine.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from pyengine.nn.upsampling import Upsample
 
 __all__ = [
     "CrossEntropyLoss", "Dropout", "Dropout2d", "Flatten", "Identity", "L1Loss", "LeakyReLU",
     "Linear", "MSELoss", "Module", "ModuleList", "Parameter", "ReLU", "Sequential", "Sigmoid",
     "Softmax", "Tanh", "functional", "init",
 ]
+__all__ += ["AdaptiveAvgPool2d", "AvgPool2d", "MaxPool2d", "Upsample"]

@@ -2,3 +2,4 @@
 snake_case wrappers that the public API re-exports."""
 
 from pyengine.ops import elementwise, gemm, reduce, shape  # noqa: F401
+from pyengine.ops import pool, resample  # noqa: F401
