@@ -49,10 +49,16 @@ def test_avg_pool2d_against_twin(device, rng, shape, k, s, p, ceil, cip, div):
     check_op(lambda t: F.avg_pool2d(t, k, s, p, ceil, cip, div), [x], device=device)
 
 
-@pytest.mark.parametrize("shape,out", [
-    ((2, 3, 8, 8), 1), ((2, 3, 7, 9), (3, 4)), ((1, 2, 5, 5), (5, None)), ((1, 2, 4, 6), (7, 9)),
-    ((2, 3, 37, 21), (1, 1)),
-])
+@pytest.mark.parametrize(
+    "shape,out",
+    [
+        ((2, 3, 8, 8), 1),
+        ((2, 3, 7, 9), (3, 4)),
+        ((1, 2, 5, 5), (5, None)),
+        ((1, 2, 4, 6), (7, 9)),
+        ((2, 3, 37, 21), (1, 1)),
+    ],
+)
 def test_adaptive_avg_pool2d_against_twin(device, rng, shape, out):
     x = rng.standard_normal(shape)
     check_op(lambda t: F.adaptive_avg_pool2d(t, out), [x], device=device)
@@ -101,8 +107,9 @@ def test_max_pool2d_torch_grid(torch, rng):
         np.testing.assert_array_equal(io.numpy(), it.numpy(), err_msg=tag)
         (yt * w).sum().backward()
         (yo * w).sum().backward()
-        np.testing.assert_allclose(xo.grad.numpy(), xt.grad.numpy(), rtol=1e-6, atol=1e-6,
-                                   err_msg=tag)
+        np.testing.assert_allclose(
+            xo.grad.numpy(), xt.grad.numpy(), rtol=1e-6, atol=1e-6, err_msg=tag
+        )
 
 
 def test_avg_pool2d_torch_grid(torch, rng):
@@ -118,12 +125,14 @@ def test_avg_pool2d_torch_grid(torch, rng):
         yt = tf.avg_pool2d(xt, k, s, p, ceil, cip, div)
         yo = F.avg_pool2d(xo, k, s, p, ceil, cip, div)
         tag = f"k={k} s={s} p={p} size={size} ceil={ceil} cip={cip} div={div}"
-        np.testing.assert_allclose(yo.detach().numpy(), yt.detach().numpy(), rtol=1e-5, atol=1e-6,
-                                   err_msg=tag)
+        np.testing.assert_allclose(
+            yo.detach().numpy(), yt.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=tag
+        )
         (yt * g).sum().backward()
         (yo * g).sum().backward()
-        np.testing.assert_allclose(xo.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-6,
-                                   err_msg=tag)
+        np.testing.assert_allclose(
+            xo.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-6, err_msg=tag
+        )
 
 
 def test_adaptive_avg_pool2d_torch_grid(torch, rng):
@@ -191,7 +200,9 @@ def test_one_by_one_inputs(ref):
         assert F.max_pool2d(t, 1).detach().numpy().tolist() == x.tolist()
         assert F.max_pool2d(t, 2, 2, 1).shape == (2, 3, 1, 1)
         np.testing.assert_array_equal(F.avg_pool2d(t, 2, 2, 1).detach().numpy(), x / 4)
-        np.testing.assert_array_equal(F.avg_pool2d(t, 2, 2, 1, count_include_pad=False).detach().numpy(), x)
+        np.testing.assert_array_equal(
+            F.avg_pool2d(t, 2, 2, 1, count_include_pad=False).detach().numpy(), x
+        )
         out = F.adaptive_avg_pool2d(t, (2, 3))
         assert out.shape == (2, 3, 2, 3) and (out.detach().numpy() == 4).all()
         out.sum().backward()
@@ -202,7 +213,9 @@ def test_global_average_is_plane_mean(rng):
     x = rng.standard_normal((4, 8, 33, 17)).astype(np.float32)
     t = pe.tensor(x, requires_grad=True)
     y = F.adaptive_avg_pool2d(t, 1)
-    np.testing.assert_allclose(y.detach().numpy(), x.mean(axis=(2, 3), keepdims=True), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        y.detach().numpy(), x.mean(axis=(2, 3), keepdims=True), rtol=1e-5, atol=1e-6
+    )
     y.sum().backward()
     np.testing.assert_allclose(t.grad.numpy(), np.full_like(x, 1 / (33 * 17)), rtol=1e-6)
 
@@ -227,24 +240,27 @@ def test_no_grad_saves_nothing(rng):
     assert not y.requires_grad
 
 
-@pytest.mark.parametrize("call,exc,match", [
-    (lambda x: F.max_pool2d(x.reshape(16, 16), 2), ValueError, "3-D .* or 4-D"),
-    (lambda x: F.max_pool2d(x.reshape(1, 1, 1, 16, 16), 2), ValueError, "3-D .* or 4-D"),
-    (lambda x: F.max_pool2d(x, 17), RuntimeError, "Output size is too small"),
-    (lambda x: F.max_pool2d(x, 2, stride=0), ValueError, "stride"),
-    (lambda x: F.max_pool2d(x, 2, stride=-1), ValueError, "stride"),
-    (lambda x: F.max_pool2d(x, 0), ValueError, "kernel_size"),
-    (lambda x: F.max_pool2d(x, 3, padding=2), ValueError, "at most half"),
-    (lambda x: F.max_pool2d(x, 2, dilation=0), ValueError, "dilation"),
-    (lambda x: F.max_pool2d(x, 2.5), TypeError, "kernel_size"),
-    (lambda x: F.max_pool2d(x, (2, 2, 2)), TypeError, "kernel_size"),
-    (lambda x: F.avg_pool2d(x, 20, padding=1), RuntimeError, "too small"),
-    (lambda x: F.avg_pool2d(x, 2, padding=2), ValueError, "at most half"),
-    (lambda x: F.avg_pool2d(x, 2, divisor_override=0), ValueError, "divisor_override"),
-    (lambda x: F.adaptive_avg_pool2d(x, (0, 2)), ValueError, "positive"),
-    (lambda x: F.adaptive_avg_pool2d(x, (1, 2, 3)), TypeError, "pair"),
-    (lambda x: F.max_pool2d(x[:, :, :0], 1), ValueError, "non-empty"),
-])
+@pytest.mark.parametrize(
+    "call,exc,match",
+    [
+        (lambda x: F.max_pool2d(x.reshape(16, 16), 2), ValueError, "3-D .* or 4-D"),
+        (lambda x: F.max_pool2d(x.reshape(1, 1, 1, 16, 16), 2), ValueError, "3-D .* or 4-D"),
+        (lambda x: F.max_pool2d(x, 17), RuntimeError, "Output size is too small"),
+        (lambda x: F.max_pool2d(x, 2, stride=0), ValueError, "stride"),
+        (lambda x: F.max_pool2d(x, 2, stride=-1), ValueError, "stride"),
+        (lambda x: F.max_pool2d(x, 0), ValueError, "kernel_size"),
+        (lambda x: F.max_pool2d(x, 3, padding=2), ValueError, "at most half"),
+        (lambda x: F.max_pool2d(x, 2, dilation=0), ValueError, "dilation"),
+        (lambda x: F.max_pool2d(x, 2.5), TypeError, "kernel_size"),
+        (lambda x: F.max_pool2d(x, (2, 2, 2)), TypeError, "kernel_size"),
+        (lambda x: F.avg_pool2d(x, 20, padding=1), RuntimeError, "too small"),
+        (lambda x: F.avg_pool2d(x, 2, padding=2), ValueError, "at most half"),
+        (lambda x: F.avg_pool2d(x, 2, divisor_override=0), ValueError, "divisor_override"),
+        (lambda x: F.adaptive_avg_pool2d(x, (0, 2)), ValueError, "positive"),
+        (lambda x: F.adaptive_avg_pool2d(x, (1, 2, 3)), TypeError, "pair"),
+        (lambda x: F.max_pool2d(x[:, :, :0], 1), ValueError, "non-empty"),
+    ],
+)
 def test_bad_inputs(call, exc, match):
     x = pe.zeros(1, 1, 16, 16)
     with pytest.raises(exc, match=match):
@@ -257,8 +273,9 @@ def test_kernels_reject_bad_arguments():
     y = np.zeros((1, 1, 2, 2), np.float32)
     idx = np.zeros((1, 1, 2, 2), np.int64)
     with pytest.raises(ValueError, match="expected"):
-        k.maxpool2d_forward(x, np.zeros((1, 1, 3, 3), np.float32), idx, (2, 2), (2, 2), (0, 0),
-                            (1, 1), False)
+        k.maxpool2d_forward(
+            x, np.zeros((1, 1, 3, 3), np.float32), idx, (2, 2), (2, 2), (0, 0), (1, 1), False
+        )
     with pytest.raises(ValueError, match="float32"):
         k.maxpool2d_forward(x.astype(np.float64), y, idx, (2, 2), (2, 2), (0, 0), (1, 1), False)
     with pytest.raises(ValueError, match="stride"):

@@ -67,8 +67,17 @@ def _pair(torch, a):
 
 def test_interpolate_torch_grid(torch, rng):
     tf = torch.nn.functional
-    sizes = [(None, 2), (None, 1.5), (None, 0.5), (None, (2, 0.75)), (None, 3), ((5, 9), None),
-             ((3, 3), None), (7, None), (1, None)]
+    sizes = [
+        (None, 2),
+        (None, 1.5),
+        (None, 0.5),
+        (None, (2, 0.75)),
+        (None, 3),
+        ((5, 9), None),
+        ((3, 3), None),
+        (7, None),
+        (1, None),
+    ]
     modes = [("nearest", None), ("bilinear", False), ("bilinear", True)]
     for (h, w), (size, scale), (mode, align) in itertools.product(
         ((5, 7), (8, 8), (1, 1), (2, 3)), sizes, modes
@@ -81,14 +90,19 @@ def test_interpolate_torch_grid(torch, rng):
         yo = F.interpolate(xo, size, scale, mode, align)
         tag = f"in={h}x{w} size={size} scale={scale} mode={mode} align={align}"
         exact = mode == "nearest"
-        np.testing.assert_allclose(yo.detach().numpy(), yt.detach().numpy(),
-                                   rtol=0 if exact else 1e-5, atol=0 if exact else 1e-5,
-                                   err_msg=tag)
+        np.testing.assert_allclose(
+            yo.detach().numpy(),
+            yt.detach().numpy(),
+            rtol=0 if exact else 1e-5,
+            atol=0 if exact else 1e-5,
+            err_msg=tag,
+        )
         g = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
         yt.backward(torch.tensor(g))
         yo.backward(pe.tensor(g))
-        np.testing.assert_allclose(xo.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-5,
-                                   err_msg=tag)
+        np.testing.assert_allclose(
+            xo.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-5, err_msg=tag
+        )
 
 
 def test_pad_torch_grid(torch, rng):
@@ -119,16 +133,20 @@ def test_exact_small_cases(ref):
         near = F.interpolate(t, scale_factor=2).numpy()[0, 0]
         assert near.tolist() == np.repeat(np.repeat(x[0, 0], 2, 0), 2, 1).tolist()
         corners = F.interpolate(t, size=(3, 5), mode="bilinear", align_corners=True).numpy()
-        np.testing.assert_allclose(corners[0, 0], [[0, .5, 1, 1.5, 2], [1.5, 2, 2.5, 3, 3.5],
-                                                   [3, 3.5, 4, 4.5, 5]], atol=1e-6)
+        np.testing.assert_allclose(
+            corners[0, 0],
+            [[0, 0.5, 1, 1.5, 2], [1.5, 2, 2.5, 3, 3.5], [3, 3.5, 4, 4.5, 5]],
+            atol=1e-6,
+        )
         refl = F.pad(t, (2, 1, 1, 0), mode="reflect").numpy()[0, 0]
         assert refl.tolist() == [[5, 4, 3, 4, 5, 4], [2, 1, 0, 1, 2, 1], [5, 4, 3, 4, 5, 4]]
         rep = F.pad(t, (1, 0, 0, 1), mode="replicate").numpy()[0, 0]
         assert rep.tolist() == [[0, 0, 1, 2], [3, 3, 4, 5], [3, 3, 4, 5]]
         crop = F.pad(t, (-1, 0, 0, -1), value=7).numpy()[0, 0]
         assert crop.tolist() == [[1, 2]]
-        one = F.interpolate(pe.tensor(np.full((1, 1, 1, 1), 3, np.float32)), size=(2, 4),
-                            mode="bilinear").numpy()
+        one = F.interpolate(
+            pe.tensor(np.full((1, 1, 1, 1), 3, np.float32)), size=(2, 4), mode="bilinear"
+        ).numpy()
         assert (one == 3).all()
 
 
@@ -141,24 +159,27 @@ def test_upsample_module():
     assert s(pe.zeros(1, 2, 3, 4)).shape == (1, 2, 5, 5)
 
 
-@pytest.mark.parametrize("call,exc,match", [
-    (lambda x: F.interpolate(x, size=3, scale_factor=2), ValueError, "only one of"),
-    (lambda x: F.interpolate(x), ValueError, "either size or scale_factor"),
-    (lambda x: F.interpolate(x, size=3, align_corners=True), ValueError, "align_corners"),
-    (lambda x: F.interpolate(x, scale_factor=0.1), RuntimeError, "greater than 0"),
-    (lambda x: F.interpolate(x, scale_factor=-2), ValueError, "positive"),
-    (lambda x: F.interpolate(x, size=(2, 2, 2)), ValueError, "size"),
-    (lambda x: F.interpolate(x, size=3, mode="bicubic"), NotImplementedError, "bicubic"),
-    (lambda x: F.interpolate(x.reshape(4, 4), size=3), ValueError, "4-D"),
-    (lambda x: F.pad(x, (4, 0, 0, 0), mode="reflect"), ValueError, "less than"),
-    (lambda x: F.pad(x, (0, 0, 0, 5), mode="reflect"), ValueError, "less than"),
-    (lambda x: F.pad(x, (1, 1, 1)), ValueError, "divisible by 2"),
-    (lambda x: F.pad(x, (1, 1, 1, 1, 1, 1)), ValueError, "2 or 4"),
-    (lambda x: F.pad(x, (-3, -2)), RuntimeError, "negative output"),
-    (lambda x: F.pad(x, (1, 1), mode="circular"), NotImplementedError, "circular"),
-    (lambda x: F.pad(x, (1, 1, 1, 1), mode="reflect", value=1.0), ValueError, "value"),
-    (lambda x: F.pad(x.reshape(16), (1, 1)), ValueError, "3-D or 4-D"),
-])
+@pytest.mark.parametrize(
+    "call,exc,match",
+    [
+        (lambda x: F.interpolate(x, size=3, scale_factor=2), ValueError, "only one of"),
+        (lambda x: F.interpolate(x), ValueError, "either size or scale_factor"),
+        (lambda x: F.interpolate(x, size=3, align_corners=True), ValueError, "align_corners"),
+        (lambda x: F.interpolate(x, scale_factor=0.1), RuntimeError, "greater than 0"),
+        (lambda x: F.interpolate(x, scale_factor=-2), ValueError, "positive"),
+        (lambda x: F.interpolate(x, size=(2, 2, 2)), ValueError, "size"),
+        (lambda x: F.interpolate(x, size=3, mode="bicubic"), NotImplementedError, "bicubic"),
+        (lambda x: F.interpolate(x.reshape(4, 4), size=3), ValueError, "4-D"),
+        (lambda x: F.pad(x, (4, 0, 0, 0), mode="reflect"), ValueError, "less than"),
+        (lambda x: F.pad(x, (0, 0, 0, 5), mode="reflect"), ValueError, "less than"),
+        (lambda x: F.pad(x, (1, 1, 1)), ValueError, "divisible by 2"),
+        (lambda x: F.pad(x, (1, 1, 1, 1, 1, 1)), ValueError, "2 or 4"),
+        (lambda x: F.pad(x, (-3, -2)), RuntimeError, "negative output"),
+        (lambda x: F.pad(x, (1, 1), mode="circular"), NotImplementedError, "circular"),
+        (lambda x: F.pad(x, (1, 1, 1, 1), mode="reflect", value=1.0), ValueError, "value"),
+        (lambda x: F.pad(x.reshape(16), (1, 1)), ValueError, "3-D or 4-D"),
+    ],
+)
 def test_bad_inputs(call, exc, match):
     x = pe.zeros(1, 1, 4, 4)
     with pytest.raises(exc, match=match):

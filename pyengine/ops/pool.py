@@ -54,8 +54,13 @@ def pool_output_size(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) ->
 
 
 def _pool_shape(
-    x: Tensor, k: tuple[int, int], s: tuple[int, int], p: tuple[int, int],
-    d: tuple[int, int], ceil_mode: bool, op: str,
+    x: Tensor,
+    k: tuple[int, int],
+    s: tuple[int, int],
+    p: tuple[int, int],
+    d: tuple[int, int],
+    ceil_mode: bool,
+    op: str,
 ) -> tuple[int, int, int, int]:
     if min(k) <= 0:
         raise ValueError(f"{op}: kernel_size must be greater than zero, but got {k}")
@@ -110,8 +115,10 @@ def max_pool2d(
     op = "max_pool2d"
     x, added = _batched(input, op)
     k = _pair(kernel_size, "kernel_size", op)
-    s = k if stride is None or (isinstance(stride, (tuple, list)) and not stride) else _pair(
-        stride, "stride", op
+    s = (
+        k
+        if stride is None or (isinstance(stride, (tuple, list)) and not stride)
+        else _pair(stride, "stride", op)
     )
     p, d = _pair(padding, "padding", op), _pair(dilation, "dilation", op)
     shape = _pool_shape(x, k, s, p, d, bool(ceil_mode), op)
@@ -122,8 +129,9 @@ def max_pool2d(
 
 
 class AvgPool2d(Function):
-    def forward(self, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor,
-                out_shape):
+    def forward(
+        self, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor, out_shape
+    ):
         self.params = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor)
         self.xshape = tuple(x.shape)
         y = self.be.empty(out_shape, x.dtype)
@@ -148,8 +156,10 @@ def avg_pool2d(
     op = "avg_pool2d"
     x, added = _batched(input, op)
     k = _pair(kernel_size, "kernel_size", op)
-    s = k if stride is None or (isinstance(stride, (tuple, list)) and not stride) else _pair(
-        stride, "stride", op
+    s = (
+        k
+        if stride is None or (isinstance(stride, (tuple, list)) and not stride)
+        else _pair(stride, "stride", op)
     )
     p = _pair(padding, "padding", op)
     if divisor_override is not None and (

@@ -22,7 +22,9 @@ class Upsample(Function):
 
     def forward(self, x, mode, out_shape, align_corners, scale_h, scale_w):
         self.mode, self.xshape = mode, tuple(x.shape)
-        self.params = (align_corners, scale_h, scale_w) if mode == "bilinear" else (scale_h, scale_w)
+        self.params = (
+            (align_corners, scale_h, scale_w) if mode == "bilinear" else (scale_h, scale_w)
+        )
         y = self.be.empty(out_shape, x.dtype)
         getattr(self.k, f"upsample_{mode}2d_forward")(x, y, *self.params)
         return y
@@ -126,14 +128,19 @@ def pad(
     if len(pad) % 2:
         raise ValueError("Padding length must be divisible by 2")
     if len(pad) not in (2, 4):
-        raise ValueError(f"pad: expected 2 or 4 pad values (left, right[, top, bottom]), got {pad!r}")
+        raise ValueError(
+            f"pad: expected 2 or 4 pad values (left, right[, top, bottom]), got {pad!r}"
+        )
     if input.ndim not in (3, 4):
         raise ValueError(f"pad: expected a 3-D or 4-D input, got shape {tuple(input.shape)}")
     p = tuple(int(v) for v in pad) + (0,) * (4 - len(pad))
     x = input.unsqueeze(0) if input.ndim == 3 else input
     N, C, H, W = x.shape
     if mode == "reflect":
-        for (lo, hi), n, dim in (((p[0], p[1]), W, input.ndim - 1), ((p[2], p[3]), H, input.ndim - 2)):
+        for (lo, hi), n, dim in (
+            ((p[0], p[1]), W, input.ndim - 1),
+            ((p[2], p[3]), H, input.ndim - 2),
+        ):
             if lo >= n or hi >= n:
                 raise ValueError(
                     f"pad: padding size should be less than the corresponding input dimension, "
@@ -146,6 +153,8 @@ def pad(
             f"size ({OH}, {OW})"
         )
     if mode == "replicate" and (H == 0 or W == 0):
-        raise ValueError(f"pad: replicate padding needs a non-empty input, got {tuple(input.shape)}")
+        raise ValueError(
+            f"pad: replicate padding needs a non-empty input, got {tuple(input.shape)}"
+        )
     y = Pad2d.apply(x, p, mode, 0.0 if value is None else float(value), (N, C, OH, OW))
     return y.squeeze(0) if input.ndim == 3 else y

@@ -66,7 +66,9 @@ def maxpool2d_forward(
     indices[...] = best_i
 
 
-def maxpool2d_backward(grad_output: np.ndarray, indices: np.ndarray, grad_input: np.ndarray) -> None:
+def maxpool2d_backward(
+    grad_output: np.ndarray, indices: np.ndarray, grad_input: np.ndarray
+) -> None:
     planes = grad_input.shape[0] * grad_input.shape[1]
     hw = grad_input.shape[2] * grad_input.shape[3]
     idx = indices.reshape(planes, -1)
@@ -77,9 +79,7 @@ def maxpool2d_backward(grad_output: np.ndarray, indices: np.ndarray, grad_input:
     grad_input[...] = acc.reshape(grad_input.shape).astype(grad_input.dtype)
 
 
-def _avg_divisor(
-    o: int, k: int, s: int, p: int, n: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _avg_divisor(o: int, k: int, s: int, p: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per output position along one axis: padded window length and in-input window length."""
     lo = np.arange(o) * s - p
     hi = np.minimum(lo + k, n + p)
@@ -129,8 +129,9 @@ def avgpool2d_forward(
         for j in range(kw):
             iw, vw = _taps(OW, kw, sw, pw, 1, W, j)
             acc += np.where(vh[:, None] & vw[None, :], x[:, :, ih[:, None], iw[None, :]], 0)
-    div = _avg_div(x.shape, (OH, OW), kernel_size, stride, padding, count_include_pad,
-                   divisor_override)
+    div = _avg_div(
+        x.shape, (OH, OW), kernel_size, stride, padding, count_include_pad, divisor_override
+    )
     y[...] = acc / div.astype(x.dtype)
 
 
@@ -147,8 +148,15 @@ def avgpool2d_backward(
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     H, W = grad_input.shape[2:]
     OH, OW = grad_output.shape[2:]
-    div = _avg_div(grad_input.shape, (OH, OW), kernel_size, stride, padding, count_include_pad,
-                   divisor_override)
+    div = _avg_div(
+        grad_input.shape,
+        (OH, OW),
+        kernel_size,
+        stride,
+        padding,
+        count_include_pad,
+        divisor_override,
+    )
     g = grad_output / div.astype(grad_output.dtype)
     gx = np.zeros(grad_input.shape, dtype=grad_input.dtype)
     for i in range(kh):
