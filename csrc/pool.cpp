@@ -64,31 +64,80 @@ inline void max_window(int64_t o, int64_t s, int64_t p, int64_t k, int64_t d, in
   while (lo < 0) lo += d;
 }
 
+// Output columns [lo, hi) whose whole window lies inside [0, n): for them the taps need no
+// bounds checks, so the tap loops below run branch-free over a contiguous range of outputs.
+inline void interior(int64_t out, int64_t s, int64_t p, int64_t k, int64_t d, int64_t n,
+                     int64_t& lo, int64_t& hi) {
+  lo = std::min((p + s - 1) / s, out);
+  const int64_t num = n - 1 + p - (k - 1) * d;
+  hi = num < 0 ? 0 : std::min(num / s + 1, out);
+  hi = std::max(hi, lo);
+}
+
 // Ties keep the first maximum in row-major window order; a NaN replaces anything, as in
 // PyTorch's CPU kernel (so the last NaN of a window wins). A window that holds no input element
 // (possible only with large dilation) yields -inf and index -1, which backward skips.
-PE_MULTIVERSION void maxpool_plane(const float* __restrict x, float* __restrict y,
-                                   int64_t* __restrict idx, const Geom& g) {
+inline void max_one(const float* __restrict x, const Geom& g, int64_t h0, int64_t h1, int64_t ow,
+                    float& m, int64_t& mi) {
+  int64_t w0, w1;
+  max_window(ow, g.sw, g.pw, g.kw, g.dw, g.W, w0, w1);
+  m = -std::numeric_limits<float>::infinity();
+  mi = (h0 < h1 && w0 < w1) ? h0 * g.W + w0 : -1;
+  for (int64_t ih = h0; ih < h1; ih += g.dh) {
+    for (int64_t iw = w0; iw < w1; iw += g.dw) {
+      const float v = x[ih * g.W + iw];
+      const bool u = v > m || v != v;
+      m = u ? v : m;
+      mi = u ? ih * g.W + iw : mi;
+    }
+  }
+}
+
+// Interior columns tap by tap: each tap is one strided pass over the output row (kept in L1),
+// updating the running max and index with selects, which vectorises. SW > 0 fixes the stride
+// at compile time for the common strides.
+template <int64_t SW>
+PE_MULTIVERSION void max_taps(const float* __restrict x, float* __restrict yr,
+                              int64_t* __restrict ir, const Geom& g, int64_t h0, int64_t h1,
+                              int64_t lo, int64_t hi) {
+  const int64_t sw = SW > 0 ? SW : g.sw, W = g.W;
+  for (int64_t ow = lo; ow < hi; ++ow) {
+    yr[ow] = -std::numeric_limits<float>::infinity();
+    ir[ow] = h0 < h1 ? h0 * W + ow * sw - g.pw : -1;
+  }
+  for (int64_t ih = h0; ih < h1; ih += g.dh) {
+    const float* row = x + ih * W;
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const int64_t off = j * g.dw - g.pw;
+      for (int64_t ow = lo; ow < hi; ++ow) {
+        const int64_t iw = ow * sw + off;
+        const float v = row[iw];
+        const bool u = v > yr[ow] || v != v;
+        yr[ow] = u ? v : yr[ow];
+        ir[ow] = u ? ih * W + iw : ir[ow];
+      }
+    }
+  }
+}
+
+void maxpool_plane(const float* __restrict x, float* __restrict y, int64_t* __restrict idx,
+                   const Geom& g) {
+  int64_t lo, hi;
+  interior(g.OW, g.sw, g.pw, g.kw, g.dw, g.W, lo, hi);
   for (int64_t oh = 0; oh < g.OH; ++oh) {
     int64_t h0, h1;
     max_window(oh, g.sh, g.ph, g.kh, g.dh, g.H, h0, h1);
-    for (int64_t ow = 0; ow < g.OW; ++ow) {
-      int64_t w0, w1;
-      max_window(ow, g.sw, g.pw, g.kw, g.dw, g.W, w0, w1);
-      float m = -std::numeric_limits<float>::infinity();
-      int64_t mi = (h0 < h1 && w0 < w1) ? h0 * g.W + w0 : -1;
-      for (int64_t ih = h0; ih < h1; ih += g.dh) {
-        for (int64_t iw = w0; iw < w1; iw += g.dw) {
-          const float v = x[ih * g.W + iw];
-          if (v > m || std::isnan(v)) {
-            m = v;
-            mi = ih * g.W + iw;
-          }
-        }
-      }
-      y[oh * g.OW + ow] = m;
-      idx[oh * g.OW + ow] = mi;
+    float* yr = y + oh * g.OW;
+    int64_t* ir = idx + oh * g.OW;
+    for (int64_t ow = 0; ow < lo; ++ow) max_one(x, g, h0, h1, ow, yr[ow], ir[ow]);
+    if (g.sw == 1) {
+      max_taps<1>(x, yr, ir, g, h0, h1, lo, hi);
+    } else if (g.sw == 2) {
+      max_taps<2>(x, yr, ir, g, h0, h1, lo, hi);
+    } else {
+      max_taps<0>(x, yr, ir, g, h0, h1, lo, hi);
     }
+    for (int64_t ow = hi; ow < g.OW; ++ow) max_one(x, g, h0, h1, ow, yr[ow], ir[ow]);
   }
 }
 
@@ -202,37 +251,115 @@ inline bool avg_window(const Geom& g, const AvgParams& a, int64_t oh, int64_t ow
   return true;
 }
 
-PE_MULTIVERSION void avgpool_plane(const float* __restrict x, float* __restrict y, const Geom& g,
-                                   const AvgParams& a) {
-  for (int64_t oh = 0; oh < g.OH; ++oh) {
-    for (int64_t ow = 0; ow < g.OW; ++ow) {
-      int64_t h0, h1, w0, w1;
-      float div;
-      float s = 0.f;
-      if (avg_window(g, a, oh, ow, h0, h1, w0, w1, div)) {
-        for (int64_t ih = h0; ih < h1; ++ih) {
-          for (int64_t iw = w0; iw < w1; ++iw) s += x[ih * g.W + iw];
-        }
-        s /= div;
-      }
-      y[oh * g.OW + ow] = s;
+// Divisor shared by the interior columns of output row oh (their windows are never clipped
+// horizontally); 0 when the row's windows hold no input row.
+inline float avg_row_div(const Geom& g, const AvgParams& a, int64_t oh, int64_t& h0,
+                         int64_t& h1) {
+  h0 = oh * g.sh - g.ph;
+  h1 = std::min(h0 + g.kh, g.H + g.ph);
+  const int64_t pool = (h1 - h0) * g.kw;
+  h0 = std::max<int64_t>(h0, 0);
+  h1 = std::min(h1, g.H);
+  if (h0 >= h1) return 0.f;
+  return static_cast<float>(a.divisor ? a.divisor
+                                     : (a.count_include_pad ? pool : (h1 - h0) * g.kw));
+}
+
+// Interior columns tap by tap, accumulating into the output row, as in max_taps.
+template <int64_t SW>
+PE_MULTIVERSION void avg_taps(const float* __restrict x, float* __restrict yr, const Geom& g,
+                              int64_t h0, int64_t h1, float div, int64_t lo, int64_t hi) {
+  const int64_t sw = SW > 0 ? SW : g.sw;
+  for (int64_t ow = lo; ow < hi; ++ow) yr[ow] = 0.f;
+  for (int64_t ih = h0; ih < h1; ++ih) {
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const float* row = x + ih * g.W;
+      const int64_t off = j - g.pw;
+      for (int64_t ow = lo; ow < hi; ++ow) yr[ow] += row[ow * sw + off];
+    }
+  }
+  for (int64_t ow = lo; ow < hi; ++ow) yr[ow] /= div;
+}
+
+template <int64_t SW>
+PE_MULTIVERSION void avg_taps_backward(const float* __restrict gyr, float* __restrict gx,
+                                       const Geom& g, int64_t h0, int64_t h1, float div,
+                                       int64_t lo, int64_t hi) {
+  const int64_t sw = SW > 0 ? SW : g.sw;
+  for (int64_t ih = h0; ih < h1; ++ih) {
+    for (int64_t j = 0; j < g.kw; ++j) {
+      float* row = gx + ih * g.W;
+      const int64_t off = j - g.pw;
+      for (int64_t ow = lo; ow < hi; ++ow) row[ow * sw + off] += gyr[ow] / div;
     }
   }
 }
 
-PE_MULTIVERSION void avgpool_plane_backward(const float* __restrict gy, float* __restrict gx,
-                                            const Geom& g, const AvgParams& a) {
-  std::memset(gx, 0, sizeof(float) * g.H * g.W);
+float avg_one(const float* __restrict x, const Geom& g, const AvgParams& a, int64_t oh,
+              int64_t ow) {
+  int64_t h0, h1, w0, w1;
+  float div;
+  if (!avg_window(g, a, oh, ow, h0, h1, w0, w1, div)) return 0.f;
+  float s = 0.f;
+  for (int64_t ih = h0; ih < h1; ++ih) {
+    for (int64_t iw = w0; iw < w1; ++iw) s += x[ih * g.W + iw];
+  }
+  return s / div;
+}
+
+void avg_one_backward(float gv, float* __restrict gx, const Geom& g, const AvgParams& a,
+                      int64_t oh, int64_t ow) {
+  int64_t h0, h1, w0, w1;
+  float div;
+  if (!avg_window(g, a, oh, ow, h0, h1, w0, w1, div)) return;
+  const float v = gv / div;
+  for (int64_t ih = h0; ih < h1; ++ih) {
+    for (int64_t iw = w0; iw < w1; ++iw) gx[ih * g.W + iw] += v;
+  }
+}
+
+void avgpool_plane(const float* __restrict x, float* __restrict y, const Geom& g,
+                   const AvgParams& a) {
+  int64_t lo, hi;
+  interior(g.OW, g.sw, g.pw, g.kw, 1, g.W, lo, hi);
   for (int64_t oh = 0; oh < g.OH; ++oh) {
-    for (int64_t ow = 0; ow < g.OW; ++ow) {
-      int64_t h0, h1, w0, w1;
-      float div;
-      if (!avg_window(g, a, oh, ow, h0, h1, w0, w1, div)) continue;
-      const float v = gy[oh * g.OW + ow] / div;
-      for (int64_t ih = h0; ih < h1; ++ih) {
-        for (int64_t iw = w0; iw < w1; ++iw) gx[ih * g.W + iw] += v;
+    float* yr = y + oh * g.OW;
+    int64_t h0, h1;
+    const float div = avg_row_div(g, a, oh, h0, h1);
+    for (int64_t ow = 0; ow < lo; ++ow) yr[ow] = avg_one(x, g, a, oh, ow);
+    if (div == 0.f) {
+      std::fill(yr + lo, yr + hi, 0.f);
+    } else if (g.sw == 1) {
+      avg_taps<1>(x, yr, g, h0, h1, div, lo, hi);
+    } else if (g.sw == 2) {
+      avg_taps<2>(x, yr, g, h0, h1, div, lo, hi);
+    } else {
+      avg_taps<0>(x, yr, g, h0, h1, div, lo, hi);
+    }
+    for (int64_t ow = hi; ow < g.OW; ++ow) yr[ow] = avg_one(x, g, a, oh, ow);
+  }
+}
+
+void avgpool_plane_backward(const float* __restrict gy, float* __restrict gx, const Geom& g,
+                            const AvgParams& a) {
+  std::memset(gx, 0, sizeof(float) * g.H * g.W);
+  int64_t lo, hi;
+  interior(g.OW, g.sw, g.pw, g.kw, 1, g.W, lo, hi);
+  for (int64_t oh = 0; oh < g.OH; ++oh) {
+    const float* gyr = gy + oh * g.OW;
+    int64_t h0, h1;
+    const float div = avg_row_div(g, a, oh, h0, h1);
+    for (int64_t ow = 0; ow < lo; ++ow) avg_one_backward(gyr[ow], gx, g, a, oh, ow);
+    if (div > 0.f) {
+      if (g.sw == 1) {
+        avg_taps_backward<1>(gyr, gx, g, h0, h1, div, lo, hi);
+      } else if (g.sw == 2) {
+        avg_taps_backward<2>(gyr, gx, g, h0, h1, div, lo, hi);
+      } else {
+        avg_taps_backward<0>(gyr, gx, g, h0, h1, div, lo, hi);
       }
     }
+    for (int64_t ow = hi; ow < g.OW; ++ow) avg_one_backward(gyr[ow], gx, g, a, oh, ow);
   }
 }
 

@@ -134,38 +134,50 @@ void upsample_nearest2d_backward(const py::array& grad_output, py::array& grad_i
   }
 }
 
+// Separable: each input row is interpolated horizontally once into tmp (H, OW), then every
+// output row blends two tmp rows, so the gathers run H*OW times instead of 4*OH*OW times.
 PE_MULTIVERSION void bilinear_plane(const float* __restrict x, float* __restrict y,
-                                    const Planes& g, const Linear& th, const Linear& tw) {
+                                    float* __restrict tmp, const Planes& g, const Linear& th,
+                                    const Linear& tw) {
   const int64_t* w0 = tw.i0.data();
   const int64_t* w1 = tw.i1.data();
   const float* a0 = tw.l0.data();
   const float* a1 = tw.l1.data();
+  for (int64_t h = 0; h < g.H; ++h) {
+    const float* row = x + h * g.W;
+    float* t = tmp + h * g.OW;
+    for (int64_t ow = 0; ow < g.OW; ++ow) t[ow] = a0[ow] * row[w0[ow]] + a1[ow] * row[w1[ow]];
+  }
   for (int64_t oh = 0; oh < g.OH; ++oh) {
-    const float* r0 = x + th.i0[oh] * g.W;
-    const float* r1 = x + th.i1[oh] * g.W;
+    const float* t0 = tmp + th.i0[oh] * g.OW;
+    const float* t1 = tmp + th.i1[oh] * g.OW;
     const float b0 = th.l0[oh], b1 = th.l1[oh];
     float* yr = y + oh * g.OW;
-    for (int64_t ow = 0; ow < g.OW; ++ow) {
-      yr[ow] = b0 * (a0[ow] * r0[w0[ow]] + a1[ow] * r0[w1[ow]]) +
-               b1 * (a0[ow] * r1[w0[ow]] + a1[ow] * r1[w1[ow]]);
-    }
+    for (int64_t ow = 0; ow < g.OW; ++ow) yr[ow] = b0 * t0[ow] + b1 * t1[ow];
   }
 }
 
-void bilinear_plane_backward(const float* __restrict gy, float* __restrict gx, const Planes& g,
-                             const Linear& th, const Linear& tw) {
-  std::memset(gx, 0, sizeof(float) * g.H * g.W);
+// The transpose of bilinear_plane: rows of grad_output are spread vertically into tmp, then
+// each tmp row is scattered horizontally into its grad_input row.
+PE_MULTIVERSION void bilinear_plane_backward(const float* __restrict gy, float* __restrict gx,
+                                             float* __restrict tmp, const Planes& g,
+                                             const Linear& th, const Linear& tw) {
+  std::memset(tmp, 0, sizeof(float) * g.H * g.OW);
   for (int64_t oh = 0; oh < g.OH; ++oh) {
-    float* r0 = gx + th.i0[oh] * g.W;
-    float* r1 = gx + th.i1[oh] * g.W;
+    float* t0 = tmp + th.i0[oh] * g.OW;
+    float* t1 = tmp + th.i1[oh] * g.OW;
     const float b0 = th.l0[oh], b1 = th.l1[oh];
+    const float* gr = gy + oh * g.OW;
+    for (int64_t ow = 0; ow < g.OW; ++ow) t0[ow] += b0 * gr[ow];
+    for (int64_t ow = 0; ow < g.OW; ++ow) t1[ow] += b1 * gr[ow];
+  }
+  std::memset(gx, 0, sizeof(float) * g.H * g.W);
+  for (int64_t h = 0; h < g.H; ++h) {
+    const float* t = tmp + h * g.OW;
+    float* row = gx + h * g.W;
     for (int64_t ow = 0; ow < g.OW; ++ow) {
-      const float v = gy[oh * g.OW + ow];
-      const float v0 = b0 * v, v1 = b1 * v;
-      r0[tw.i0[ow]] += v0 * tw.l0[ow];
-      r0[tw.i1[ow]] += v0 * tw.l1[ow];
-      r1[tw.i0[ow]] += v1 * tw.l0[ow];
-      r1[tw.i1[ow]] += v1 * tw.l1[ow];
+      row[tw.i0[ow]] += tw.l0[ow] * t[ow];
+      row[tw.i1[ow]] += tw.l1[ow] * t[ow];
     }
   }
 }
@@ -180,9 +192,13 @@ void upsample_bilinear2d_forward(const py::array& x, py::array& y, bool align_co
   const Linear tw = linear_table(g.W, g.OW, align_corners, scale_w);
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
   py::gil_scoped_release nogil;
-#pragma omp parallel for schedule(static) if (g.planes * out_plane >= kParallelGrain)
-  for (int64_t c = 0; c < g.planes; ++c) {
-    bilinear_plane(px + c * in_plane, py_ + c * out_plane, g, th, tw);
+#pragma omp parallel if (g.planes * out_plane >= kParallelGrain)
+  {
+    std::vector<float> tmp(g.H * g.OW);
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < g.planes; ++c) {
+      bilinear_plane(px + c * in_plane, py_ + c * out_plane, tmp.data(), g, th, tw);
+    }
   }
 }
 
@@ -196,9 +212,13 @@ void upsample_bilinear2d_backward(const py::array& grad_output, py::array& grad_
   const Linear tw = linear_table(g.W, g.OW, align_corners, scale_w);
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
   py::gil_scoped_release nogil;
-#pragma omp parallel for schedule(static) if (g.planes * out_plane >= kParallelGrain)
-  for (int64_t c = 0; c < g.planes; ++c) {
-    bilinear_plane_backward(pg + c * out_plane, px + c * in_plane, g, th, tw);
+#pragma omp parallel if (g.planes * out_plane >= kParallelGrain)
+  {
+    std::vector<float> tmp(g.H * g.OW);
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < g.planes; ++c) {
+      bilinear_plane_backward(pg + c * out_plane, px + c * in_plane, tmp.data(), g, th, tw);
+    }
   }
 }
 
