@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "common.h"
 
@@ -93,35 +94,39 @@ inline void max_one(const float* __restrict x, const Geom& g, int64_t h0, int64_
   }
 }
 
-// Interior columns tap by tap: each tap is one strided pass over the output row (kept in L1),
-// updating the running max and index with selects, which vectorises. SW > 0 fixes the stride
-// at compile time for the common strides.
+// Interior columns tap by tap: each tap is one pass over the output row (kept in L1), updating
+// the running max and index with selects, which vectorises. Strided taps are first copied into
+// `lane` (OW floats of scratch) because GCC will not vectorise the select loop over a strided
+// load; SW > 0 fixes the stride at compile time for the common strides.
 template <int64_t SW>
 PE_MULTIVERSION void max_taps(const float* __restrict x, float* __restrict yr,
-                              int64_t* __restrict ir, const Geom& g, int64_t h0, int64_t h1,
-                              int64_t lo, int64_t hi) {
+                              int64_t* __restrict ir, float* __restrict lane, const Geom& g,
+                              int64_t h0, int64_t h1, int64_t lo, int64_t hi) {
   const int64_t sw = SW > 0 ? SW : g.sw, W = g.W;
   for (int64_t ow = lo; ow < hi; ++ow) {
     yr[ow] = -std::numeric_limits<float>::infinity();
     ir[ow] = h0 < h1 ? h0 * W + ow * sw - g.pw : -1;
   }
   for (int64_t ih = h0; ih < h1; ih += g.dh) {
-    const float* row = x + ih * W;
     for (int64_t j = 0; j < g.kw; ++j) {
-      const int64_t off = j * g.dw - g.pw;
+      const int64_t base = ih * W + j * g.dw - g.pw;
+      const float* src = x + base;
+      if (SW != 1) {
+        for (int64_t ow = lo; ow < hi; ++ow) lane[ow] = src[ow * sw];
+        src = lane;
+      }
       for (int64_t ow = lo; ow < hi; ++ow) {
-        const int64_t iw = ow * sw + off;
-        const float v = row[iw];
+        const float v = src[ow];
         const bool u = v > yr[ow] || v != v;
         yr[ow] = u ? v : yr[ow];
-        ir[ow] = u ? ih * W + iw : ir[ow];
+        ir[ow] = u ? base + ow * sw : ir[ow];
       }
     }
   }
 }
 
 void maxpool_plane(const float* __restrict x, float* __restrict y, int64_t* __restrict idx,
-                   const Geom& g) {
+                   float* __restrict lane, const Geom& g) {
   int64_t lo, hi;
   interior(g.OW, g.sw, g.pw, g.kw, g.dw, g.W, lo, hi);
   for (int64_t oh = 0; oh < g.OH; ++oh) {
@@ -131,11 +136,11 @@ void maxpool_plane(const float* __restrict x, float* __restrict y, int64_t* __re
     int64_t* ir = idx + oh * g.OW;
     for (int64_t ow = 0; ow < lo; ++ow) max_one(x, g, h0, h1, ow, yr[ow], ir[ow]);
     if (g.sw == 1) {
-      max_taps<1>(x, yr, ir, g, h0, h1, lo, hi);
+      max_taps<1>(x, yr, ir, lane, g, h0, h1, lo, hi);
     } else if (g.sw == 2) {
-      max_taps<2>(x, yr, ir, g, h0, h1, lo, hi);
+      max_taps<2>(x, yr, ir, lane, g, h0, h1, lo, hi);
     } else {
-      max_taps<0>(x, yr, ir, g, h0, h1, lo, hi);
+      max_taps<0>(x, yr, ir, lane, g, h0, h1, lo, hi);
     }
     for (int64_t ow = hi; ow < g.OW; ++ow) max_one(x, g, h0, h1, ow, yr[ow], ir[ow]);
   }
@@ -180,12 +185,16 @@ void maxpool2d_forward(const py::array& x, py::array& y, py::array& indices, Pai
                     g.dh == 1 && g.dw == 1 && 2 * g.OH <= g.H && 2 * g.OW <= g.W;
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
   py::gil_scoped_release nogil;
-#pragma omp parallel for schedule(static) if (g.planes * in_plane >= kParallelGrain)
-  for (int64_t c = 0; c < g.planes; ++c) {
-    if (k2s2) {
-      maxpool_plane_k2s2(px + c * in_plane, py_ + c * out_plane, pi + c * out_plane, g);
-    } else {
-      maxpool_plane(px + c * in_plane, py_ + c * out_plane, pi + c * out_plane, g);
+#pragma omp parallel if (g.planes * in_plane >= kParallelGrain)
+  {
+    std::vector<float> lane(k2s2 ? 0 : g.OW);
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < g.planes; ++c) {
+      if (k2s2) {
+        maxpool_plane_k2s2(px + c * in_plane, py_ + c * out_plane, pi + c * out_plane, g);
+      } else {
+        maxpool_plane(px + c * in_plane, py_ + c * out_plane, pi + c * out_plane, lane.data(), g);
+      }
     }
   }
 }
