@@ -6,6 +6,7 @@ from pyengine import random
 from pyengine.backend import backend
 from pyengine.ops.elementwise import leaky_relu, relu, sigmoid, tanh
 from pyengine.ops.gemm import linear
+from pyengine.ops.norm import batch_norm
 from pyengine.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from pyengine.ops.reduce import log_softmax, nll, softmax
 from pyengine.ops.resample import interpolate, pad
@@ -13,6 +14,7 @@ from pyengine.ops.shape import cat, stack
 from pyengine.tensor import Tensor
 
 __all__ = [
+    "batch_norm",
     "cat", "cross_entropy", "dropout", "dropout2d", "l1_loss", "leaky_relu", "linear",
     "log_softmax", "mse_loss", "nll_loss", "relu", "sigmoid", "softmax", "stack", "tanh",
 ]
