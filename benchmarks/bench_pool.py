@@ -5,7 +5,7 @@ Every case is first checked against the reference, then timed (warm-up, repeats,
 Bandwidth counts the bytes a single-pass kernel must move (inputs read + outputs written, int64
 indices included), and is compared with a triad (y = a*x + b*y) on arrays far larger than cache.
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_pool.py [--quick]
+    OMP_NUM_THREADS=2 PYTHONPATH=. python benchmarks/bench_pool.py [--quick]
 """
 
 from __future__ import annotations
