@@ -20,7 +20,9 @@ from pyengine.nn.layers import (
 )
 from pyengine.nn.module import Module, Parameter
 from pyengine.nn.normalization import BatchNorm1d, BatchNorm2d
+from pyengine.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from pyengine.nn.summary import summary
+from pyengine.nn.upsampling import Upsample
 
 __all__ = [
     "BatchNorm1d", "BatchNorm2d", "summary",
@@ -28,3 +30,4 @@ __all__ = [
     "Linear", "MSELoss", "Module", "ModuleList", "Parameter", "ReLU", "Sequential", "Sigmoid",
     "Softmax", "Tanh", "functional", "init",
 ]
+__all__ += ["AdaptiveAvgPool2d", "AvgPool2d", "MaxPool2d", "Upsample"]

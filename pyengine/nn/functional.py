@@ -7,7 +7,9 @@ from pyengine.backend import backend
 from pyengine.ops.elementwise import leaky_relu, relu, sigmoid, tanh
 from pyengine.ops.gemm import linear
 from pyengine.ops.norm import batch_norm
+from pyengine.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from pyengine.ops.reduce import log_softmax, nll, softmax
+from pyengine.ops.resample import interpolate, pad
 from pyengine.ops.shape import cat, stack
 from pyengine.tensor import Tensor
 
@@ -16,6 +18,7 @@ __all__ = [
     "cat", "cross_entropy", "dropout", "dropout2d", "l1_loss", "leaky_relu", "linear",
     "log_softmax", "mse_loss", "nll_loss", "relu", "sigmoid", "softmax", "stack", "tanh",
 ]
+__all__ += ["adaptive_avg_pool2d", "avg_pool2d", "interpolate", "max_pool2d", "pad"]
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:

@@ -8,4 +8,6 @@ from pyengine.backend.numpy_ref.elementwise import *  # noqa: F401,F403
 from pyengine.backend.numpy_ref.gemm import *  # noqa: F401,F403
 from pyengine.backend.numpy_ref.norm import *  # noqa: F401,F403
 from pyengine.backend.numpy_ref.optim import *  # noqa: F401,F403
+from pyengine.backend.numpy_ref.pool import *  # noqa: F401,F403
 from pyengine.backend.numpy_ref.reduce import *  # noqa: F401,F403
+from pyengine.backend.numpy_ref.resample import *  # noqa: F401,F403
