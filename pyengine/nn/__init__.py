@@ -1,6 +1,7 @@
 """``pyengine.nn``: modules, parameters, functional API and initialisation, as in torch.nn."""
 
 from pyengine.nn import functional, init
+from pyengine.nn.conv import Conv2d, ConvTranspose2d
 from pyengine.nn.layers import (
     CrossEntropyLoss,
     Dropout,
@@ -21,6 +22,7 @@ from pyengine.nn.layers import (
 from pyengine.nn.module import Module, Parameter
 
 __all__ = [
+    "Conv2d", "ConvTranspose2d",
     "CrossEntropyLoss", "Dropout", "Dropout2d", "Flatten", "Identity", "L1Loss", "LeakyReLU",
     "Linear", "MSELoss", "Module", "ModuleList", "Parameter", "ReLU", "Sequential", "Sigmoid",
     "Softmax", "Tanh", "functional", "init",
