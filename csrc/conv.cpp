@@ -313,8 +313,80 @@ PE_MULTIVERSION void direct_fwd_plane(const float* xg, const float* wk, float bi
     }
 }
 
+// Stride 1: over a zero-padded input (Hp, Wp) and an output computed at the padded width Wp
+// ("wide", the extra columns discarded), each tap is one contiguous axpy over the flattened
+// plane, with T taps fused per pass so the output is loaded and stored once per T taps.
+template <int T>
+inline void taps_pass(float* __restrict y, const float* const* xs, const float* ws, int64_t L) {
+  const float* __restrict x[T];
+  float wv[T];
+  for (int t = 0; t < T; ++t) x[t] = xs[t], wv[t] = ws[t];
+#pragma omp simd
+  for (int64_t i = 0; i < L; ++i) {
+    float acc = y[i];
+    for (int t = 0; t < T; ++t) acc += wv[t] * x[t][i];
+    y[i] = acc;
+  }
+}
+
+PE_MULTIVERSION void direct_fwd_plane_s1(const float* xpg, const float* wk, float bias, float* yp,
+                                         float* wide, int64_t Hp, int64_t Wp, const Geom& g) {
+  const int64_t L = (g.P - 1) * Wp + g.Q;
+  std::fill(wide, wide + L, 0.f);
+  constexpr int kMax = 4;
+  const float* xs[kMax];
+  float ws[kMax];
+  int nt = 0;
+  auto flush = [&] {
+    switch (nt) {
+      case 1: taps_pass<1>(wide, xs, ws, L); break;
+      case 2: taps_pass<2>(wide, xs, ws, L); break;
+      case 3: taps_pass<3>(wide, xs, ws, L); break;
+      case 4: taps_pass<4>(wide, xs, ws, L); break;
+      default: break;
+    }
+    nt = 0;
+  };
+  for (int64_t c = 0; c < g.Cg(); ++c)
+    for (int64_t r = 0; r < g.R; ++r)
+      for (int64_t s = 0; s < g.S; ++s) {
+        xs[nt] = xpg + (c * Hp + r * g.dh) * Wp + s * g.dw;
+        ws[nt] = wk[(c * g.R + r) * g.S + s];
+        if (++nt == kMax) flush();
+      }
+  flush();
+  for (int64_t p = 0; p < g.P; ++p)
+    for (int64_t q = 0; q < g.Q; ++q) yp[p * g.Q + q] = wide[p * Wp + q] + bias;
+}
+
 void fwd_direct(const float* x, const float* w, const float* b, float* y, const Geom& g) {
   const int64_t CRS = g.CRS();
+  if (g.sh == 1 && g.sw == 1) {
+    const int64_t Hp = g.P + (g.R - 1) * g.dh, Wp = g.Q + (g.S - 1) * g.dw;
+    float* xp = workspace(1, g.N * g.C * Hp * Wp);
+#pragma omp parallel
+    {
+#pragma omp for collapse(2) schedule(static)
+      for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t c = 0; c < g.C; ++c) {
+          float* d = xp + (n * g.C + c) * Hp * Wp;
+          const float* src = x + (n * g.C + c) * g.H * g.W;
+          std::fill(d, d + Hp * Wp, 0.f);
+          const int64_t rows = std::min(g.H, Hp - g.ph), cols = std::min(g.W, Wp - g.pw);
+          for (int64_t h = 0; h < rows; ++h)
+            std::memcpy(d + (h + g.ph) * Wp + g.pw, src + h * g.W, cols * sizeof(float));
+        }
+      float* wide = workspace(0, g.P * Wp);
+#pragma omp for collapse(2) schedule(static)
+      for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t k = 0; k < g.K; ++k) {
+          const float* xpg = xp + (n * g.C + k / g.Kg() * g.Cg()) * Hp * Wp;
+          direct_fwd_plane_s1(xpg, w + k * CRS, b ? b[k] : 0.f, y + (n * g.K + k) * g.P * g.Q,
+                              wide, Hp, Wp, g);
+        }
+    }
+    return;
+  }
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t k = 0; k < g.K; ++k) {
@@ -359,12 +431,14 @@ void bwd_input_direct(const float* gy, const float* w, float* gx, const Geom& g)
       direct_bwd_input_plane(gy, w, gx + (n * g.C + c) * g.H * g.W, n, c, g);
 }
 
-// gw[k, cl, :, :] for one (k, cl): per-row float dot products summed in double per tap.
+// gw[k, cl, :, :] for one (k, cl). Products accumulate down the rows into one Q-wide vector per
+// tap (a vectorised axpy, no horizontal sum per row); each image's vectors are summed in double.
 PE_MULTIVERSION void direct_bwd_weight_one(const float* x, const float* gy, float* gwk, int64_t k,
-                                           int64_t cl, double* acc, const Geom& g) {
-  const int64_t c = k / g.Kg() * g.Cg() + cl;
-  std::fill(acc, acc + g.R * g.S, 0.0);
+                                           int64_t cl, float* rows, double* acc, const Geom& g) {
+  const int64_t c = k / g.Kg() * g.Cg() + cl, RS = g.R * g.S;
+  std::fill(acc, acc + RS, 0.0);
   for (int64_t n = 0; n < g.N; ++n) {
+    std::fill(rows, rows + RS * g.Q, 0.f);
     const float* gyp = gy + (n * g.K + k) * g.P * g.Q;
     const float* xc = x + (n * g.C + c) * g.H * g.W;
     for (int64_t r = 0; r < g.R; ++r) {
@@ -375,33 +449,37 @@ PE_MULTIVERSION void direct_bwd_weight_one(const float* x, const float* gy, floa
         const int64_t offw = s * g.dw - g.pw;
         int64_t qlo, qhi;
         valid_range(g.Q, g.W, g.sw, offw, qlo, qhi);
-        float t = 0.f;
+        float* __restrict t = rows + (r * g.S + s) * g.Q;
         for (int64_t p = plo; p < phi; ++p) {
           const float* xr = xc + (p * g.sh + offh) * g.W + offw;
           const float* gr = gyp + p * g.Q;
-          if (g.sw == 1) {
-#pragma omp simd reduction(+ : t)
-            for (int64_t q = qlo; q < qhi; ++q) t += gr[q] * xr[q];
-          } else {
-#pragma omp simd reduction(+ : t)
-            for (int64_t q = qlo; q < qhi; ++q) t += gr[q] * xr[q * g.sw];
-          }
+          if (g.sw == 1)
+            for (int64_t q = qlo; q < qhi; ++q) t[q] += gr[q] * xr[q];
+          else
+            for (int64_t q = qlo; q < qhi; ++q) t[q] += gr[q] * xr[q * g.sw];
         }
-        acc[r * g.S + s] += t;
       }
     }
+    for (int64_t i = 0; i < RS; ++i) {
+      float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t q = 0; q < g.Q; ++q) sum += rows[i * g.Q + q];
+      acc[i] += sum;
+    }
   }
-  for (int64_t i = 0; i < g.R * g.S; ++i) gwk[cl * g.R * g.S + i] = static_cast<float>(acc[i]);
+  for (int64_t i = 0; i < RS; ++i) gwk[cl * RS + i] = static_cast<float>(acc[i]);
 }
 
 void bwd_weight_direct(const float* x, const float* gy, float* gw, const Geom& g) {
+  const int64_t RS = g.R * g.S;
 #pragma omp parallel
   {
-    double* acc = reinterpret_cast<double*>(workspace(1, 2 * g.R * g.S));
+    float* rows = workspace(0, RS * g.Q);
+    double* acc = reinterpret_cast<double*>(workspace(1, 2 * RS));
 #pragma omp for collapse(2) schedule(dynamic, 1)
     for (int64_t k = 0; k < g.K; ++k)
       for (int64_t cl = 0; cl < g.Cg(); ++cl)
-        direct_bwd_weight_one(x, gy, gw + k * g.CRS(), k, cl, acc, g);
+        direct_bwd_weight_one(x, gy, gw + k * g.CRS(), k, cl, rows, acc, g);
   }
 }
 
