@@ -1,6 +1,7 @@
 """``pyengine.nn``: modules, parameters, functional API and initialisation, as in torch.nn."""
 
 from pyengine.nn import functional, init
+from pyengine.nn.conv import Conv2d, ConvTranspose2d
 from pyengine.nn.layers import (
     CrossEntropyLoss,
     Dropout,
@@ -25,6 +26,7 @@ from pyengine.nn.summary import summary
 from pyengine.nn.upsampling import Upsample
 
 __all__ = [
+    "Conv2d", "ConvTranspose2d",
     "BatchNorm1d", "BatchNorm2d", "summary",
     "CrossEntropyLoss", "Dropout", "Dropout2d", "Flatten", "Identity", "L1Loss", "LeakyReLU",
     "Linear", "MSELoss", "Module", "ModuleList", "Parameter", "ReLU", "Sequential", "Sigmoid",
