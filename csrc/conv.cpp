@@ -136,6 +136,47 @@ PE_MULTIVERSION void im2col(const float* xg, float* col, const Geom& g, int64_t 
   }
 }
 
+// Implicit im2col: packs rows [k0, k0+kc) x columns [j0, j0+nc) of the column matrix of one
+// image's group xg (Cg,H,W) (row (c,r,s), column p*Q+q, as im2col builds it) straight into
+// sgemm_pack_b's NR-wide panels. Per panel and row the columns run along output rows, so each
+// piece is a contiguous (stride 1) or strided read of one input row between zero borders.
+PE_MULTIVERSION void pack_patches(const float* xg, const Geom& g, int64_t NR, int64_t k0,
+                                  int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  const int64_t RS = g.R * g.S;
+  for (int64_t jp = 0; jp < nc; jp += NR, dst += kc * NR) {
+    const int64_t n = std::min(NR, nc - jp), p_first = (j0 + jp) / g.Q, q_first = (j0 + jp) % g.Q;
+    for (int64_t kk = 0; kk < kc; ++kk) {
+      const int64_t k = k0 + kk, c = k / RS, r = k % RS / g.S, s = k % g.S;
+      const int64_t offh = r * g.dh - g.ph, offw = s * g.dw - g.pw;
+      int64_t qlo, qhi;
+      valid_range(g.Q, g.W, g.sw, offw, qlo, qhi);
+      const float* xc = xg + c * g.H * g.W;
+      float* __restrict d = dst + kk * NR;
+      int64_t i = 0, p = p_first, q0 = q_first;
+      while (i < n) {
+        const int64_t q1 = std::min(g.Q, q0 + n - i), ih = p * g.sh + offh;
+        float* dr = d + i - q0;  // dr[q] is column q of output row p
+        if (ih < 0 || ih >= g.H) {
+          for (int64_t q = q0; q < q1; ++q) dr[q] = 0.f;
+        } else {
+          const float* src = xc + ih * g.W + offw;
+          const int64_t a = std::clamp(qlo, q0, q1), b = std::clamp(qhi, a, q1);
+          for (int64_t q = q0; q < a; ++q) dr[q] = 0.f;
+          if (g.sw == 1)
+            for (int64_t q = a; q < b; ++q) dr[q] = src[q];
+          else
+            for (int64_t q = a; q < b; ++q) dr[q] = src[q * g.sw];
+          for (int64_t q = b; q < q1; ++q) dr[q] = 0.f;
+        }
+        i += q1 - q0;
+        q0 = 0;
+        ++p;
+      }
+      for (; i < NR; ++i) d[i] = 0.f;
+    }
+  }
+}
+
 // gxg (Cg,H,W) += scatter of col (Cg*R*S, (p1-p0)*Q); channels are independent.
 PE_MULTIVERSION void col2im(const float* col, float* gxg, const Geom& g, int64_t p0, int64_t p1,
                             bool par) {
@@ -194,11 +235,11 @@ PE_MULTIVERSION void channel_sum(const float* gy, float* gb, int64_t N, int64_t 
 }
 
 // ---------------------------------------------------------------- im2col + GEMM
+// The forward never stores columns: the GEMM packs its B panels straight from the image.
 void fwd_im2col(const float* x, const float* w, const float* b, float* y, const Geom& g) {
-  const int64_t CRS = g.CRS(), PQ = g.P * g.Q, HW = g.H * g.W, rows = tile_rows(g);
+  const int64_t CRS = g.CRS(), PQ = g.P * g.Q, HW = g.H * g.W, NR = pe::sgemm_nr();
   const bool pw1 = g.pointwise();
-  for_images(g.N, [&](int64_t n, bool par) {
-    float* col = pw1 ? nullptr : workspace(0, CRS * rows * g.Q);
+  for_images(g.N, [&](int64_t n, bool) {
     if (b) fill_bias(y + n * g.K * PQ, b, g.K, PQ);
     const float beta = b ? 1.f : 0.f;
     for (int64_t gi = 0; gi < g.G; ++gi) {
@@ -209,16 +250,40 @@ void fwd_im2col(const float* x, const float* w, const float* b, float* y, const 
         pe::sgemm(false, false, g.Kg(), PQ, CRS, 1.f, wg, CRS, xg, HW, beta, yg, PQ);
         continue;
       }
-      for (int64_t p0 = 0; p0 < g.P; p0 += rows) {
-        const int64_t p1 = std::min(g.P, p0 + rows), L = (p1 - p0) * g.Q;
-        im2col(xg, col, g, p0, p1, par);
-        pe::sgemm(false, false, g.Kg(), L, CRS, 1.f, wg, CRS, col, L, beta, yg + p0 * g.Q, PQ);
-      }
+      const pe::PackB pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+        pack_patches(xg, g, NR, k0, kc, j0, nc, dst);
+      };
+      pe::sgemm_pack_b(false, g.Kg(), PQ, CRS, 1.f, wg, CRS, pack, beta, yg, PQ);
     }
   });
 }
 
+// Stride 1 with the output exactly the "full" correlation size: the input gradient is the
+// forward conv of gy with the weight transposed per group and flipped, w'[c, k, R-1-r, S-1-s] =
+// w[k, c, r, s], padded by d*(k-1) - pad, so it takes the forward's implicit GEMM (K-deep
+// contraction over Kg*R*S) instead of a GEMM into a column buffer plus a col2im scatter.
+bool bwd_input_as_forward(const float* gy, const float* w, float* gx, const Geom& g) {
+  const int64_t eh = g.dh * (g.R - 1), ew = g.dw * (g.S - 1);
+  if (g.sh != 1 || g.sw != 1 || g.pointwise() || g.ph > eh || g.pw > ew ||
+      g.P != g.H + 2 * g.ph - eh || g.Q != g.W + 2 * g.pw - ew)
+    return false;
+  const Geom f{g.N, g.K, g.P, g.Q, g.C, g.R, g.S, g.H, g.W, 1, 1, eh - g.ph, ew - g.pw,
+               g.dh, g.dw, g.G};
+  const int64_t Cg = g.Cg(), Kg = g.Kg(), RS = g.R * g.S;
+  float* wt = workspace(1, g.C * Kg * RS);
+  for (int64_t gi = 0; gi < g.G; ++gi)
+    for (int64_t k = 0; k < Kg; ++k)
+      for (int64_t c = 0; c < Cg; ++c) {
+        const float* src = w + ((gi * Kg + k) * Cg + c) * RS;
+        float* dst = wt + ((gi * Cg + c) * Kg + k) * RS;
+        for (int64_t i = 0; i < RS; ++i) dst[i] = src[RS - 1 - i];
+      }
+  fwd_im2col(gy, wt, nullptr, gx, f);
+  return true;
+}
+
 void bwd_input_im2col(const float* gy, const float* w, float* gx, const Geom& g) {
+  if (bwd_input_as_forward(gy, w, gx, g)) return;
   const int64_t CRS = g.CRS(), PQ = g.P * g.Q, HW = g.H * g.W, rows = tile_rows(g);
   const bool pw1 = g.pointwise();
   for_images(g.N, [&](int64_t n, bool par) {

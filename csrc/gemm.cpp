@@ -350,9 +350,9 @@ float* workspace(size_t floats) {
 
 constexpr int64_t kPackAOnce = 64 * 1024;  // floats (256 KB)
 
-// C rows [m0, m1) x columns [n0, n1) on the calling thread; arguments as in sgemm.
-void gemm_block(const Impl& im, bool ta, bool tb, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
-                int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+// C rows [m0, m1) x columns [n0, n1) on the calling thread; arguments as in sgemm_pack_b.
+void gemm_block(const Impl& im, bool ta, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                int64_t K, float alpha, const float* A, int64_t lda, const PackB& pack_b,
                 float beta, float* C, int64_t ldc) {
   const int64_t MR = im.mr, NR = im.nr;
   // Equal-sized blocks: a short tail block would pay the C load/store and packing overheads
@@ -379,7 +379,7 @@ void gemm_block(const Impl& im, bool ta, bool tb, int64_t m0, int64_t m1, int64_
     for (int64_t pc = 0; pc < K; pc += kc_max) {
       const int64_t kc = std::min(kc_max, K - pc);
       const float beta_p = pc == 0 ? beta : 1.f;  // later K blocks accumulate onto C
-      im.pack_b(tb, B, ldb, pc, kc, jc, nc, bbuf);
+      pack_b(pc, kc, jc, nc, bbuf);
       for (int64_t ic = m0; ic < m1; ic += MR) {
         const int64_t mr = std::min(MR, m1 - ic);
         const float* ap = a_once ? abuf + pc * rows + (ic - m0) * kc : abuf;
@@ -419,26 +419,40 @@ void split(int64_t M, int64_t N, int64_t K, int nt, int64_t MR, int64_t NR, int&
   }
 }
 
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.f ? 0.f : beta * C[i * ldc + j];
+}
+
 }  // namespace
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc) {
   if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == 0.f) {
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.f ? 0.f : beta * C[i * ldc + j];
-    return;
-  }
+  if (K <= 0 || alpha == 0.f) return scale_c(M, N, beta, C, ldc);
   if (M * N * K < 32 * 32 * 32) {
     gemm_small(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
   const Impl& im = pick_impl();
+  const PackB pack_b = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+    im.pack_b(trans_b, B, ldb, k0, kc, j0, nc, dst);
+  };
+  sgemm_pack_b(trans_a, M, N, K, alpha, A, lda, pack_b, beta, C, ldc);
+}
+
+int64_t sgemm_nr() { return pick_impl().nr; }
+
+void sgemm_pack_b(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                  int64_t lda, const PackB& pack_b, float beta, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.f) return scale_c(M, N, beta, C, ldc);
+  const Impl& im = pick_impl();
   // Below ~64^3 the fork/join costs more than the second core gains.
   const int nt = (omp_in_parallel() || M * N * K < 64 * 64 * 64) ? 1 : omp_get_max_threads();
   if (nt == 1) {
-    gemm_block(im, trans_a, trans_b, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_block(im, trans_a, 0, M, 0, N, K, alpha, A, lda, pack_b, beta, C, ldc);
     return;
   }
   int tm = 1, tn = 1;
@@ -451,7 +465,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
     const int64_t m0 = (t / tn) * rows, n0 = (t % tn) * cols;
     const int64_t m1 = std::min(M, m0 + rows), n1 = std::min(N, n0 + cols);
     if (m0 < m1 && n0 < n1)
-      gemm_block(im, trans_a, trans_b, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      gemm_block(im, trans_a, m0, m1, n0, n1, K, alpha, A, lda, pack_b, beta, C, ldc);
   }
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 #include <cstdint>
+#include <functional>
 
 namespace pe {
 // Row-major single-precision GEMM: C(M,N) = alpha * op(A)(M,K) @ op(B)(K,N) + beta * C.
@@ -8,4 +9,14 @@ namespace pe {
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc);
+
+// The same GEMM with B never stored: pack(k0, kc, j0, nc, dst) writes rows [k0, k0+kc) x
+// columns [j0, j0+nc) of B as ceil(nc/NR) panels of kc x NR floats (panel p at dst + p*kc*NR,
+// element (k, j) at k*NR + j), zero past column nc; NR = sgemm_nr(). It is called from several
+// threads at once (on disjoint blocks), so it must not share mutable state. Lets a convolution
+// pack image patches straight into the GEMM's panels (implicit GEMM, no column buffer).
+using PackB = std::function<void(int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst)>;
+void sgemm_pack_b(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                  int64_t lda, const PackB& pack, float beta, float* C, int64_t ldc);
+int64_t sgemm_nr();
 }  // namespace pe

@@ -422,3 +422,36 @@ def test_reference_mode_runs_twin(rng):
         ref = F.conv2d(x, w, padding=1).numpy()
     np.testing.assert_allclose(F.conv2d(x, w, padding=1).numpy(), ref, rtol=1e-5, atol=1e-5)
     assert numpy_ref.conv2d_direct_forward is numpy_ref.conv2d_im2col_forward
+
+
+# ---------------------------------------------------------------- algo="auto" tuning
+@pytest.mark.parametrize("timed", [True, False])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_auto_tuning_matches_forced(rng, monkeypatch, timed, transposed):
+    """auto (timed and cached, or heuristic) gives the forced algorithms' results on awkward
+    sizes; timing fills the cache once per pass and shape, the heuristic never touches it."""
+    from pyengine.ops import conv as C
+
+    monkeypatch.setattr(pe.backends, "conv_benchmark", timed)
+    monkeypatch.setattr(C, "_tuned", {})
+    fn = F.conv_transpose2d if transposed else F.conv2d
+    for n, c, k, h, w in [(1, 1, 7, 33, 1), (3, 7, 1, 9, 10), (2, 33, 5, 7, 7)]:
+        ws = (c, k, 2, 2) if transposed else (k, c, 3, 3)
+        kw = dict(stride=2) if transposed else dict(padding=1)
+        x, wt, _ = _arrays(rng, (n, c, h, w), ws, False)
+        b = rng.standard_normal(k)
+        g = None
+        res = {}
+        for algo in ("auto", "auto", "im2col"):
+            ts = [pe.tensor(a.astype(np.float32), requires_grad=True) for a in (x, wt, b)]
+            y = fn(*ts, algo=algo, **kw)
+            g = g if g is not None else rng.standard_normal(y.shape).astype(np.float32)
+            (y * pe.tensor(g)).sum().backward()
+            res[algo] = [y.detach().numpy()] + [t.grad.numpy() for t in ts]
+        for a, r in zip(res["auto"], res["im2col"]):
+            np.testing.assert_allclose(a, r, rtol=1e-4, atol=2e-4 * max(1.0, np.abs(r).max()))
+    if timed:
+        assert len(C._tuned) == 9  # 3 shapes x (forward, input grad, weight grad)
+        assert set(C._tuned.values()) <= {"direct", "im2col"}
+    else:
+        assert C._tuned == {}

@@ -3,14 +3,23 @@
 The wrappers check arguments with PyTorch's rules and messages (RuntimeError for shape errors, as
 torch raises), compute output sizes with torch's formulas, and pick a kernel algorithm:
 ``algo="direct"`` (shift-and-add over taps), ``"im2col"`` (column buffer + GEMM) or ``"auto"``.
+
+``"auto"`` picks per pass (forward, input gradient, weight gradient): with
+``pyengine.backends.conv_benchmark`` on (the default), the first call of a pass on a new shape
+times both algorithms on the real operands and caches the faster, as cudnn.benchmark does; off,
+or where both algorithms are one kernel (the float64 NumPy twin, other devices), a heuristic.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 
+from pyengine import backends
 from pyengine.autograd import Function
 from pyengine.tensor import Tensor
 
@@ -25,7 +34,7 @@ class Conv2d(Function):
     def forward(self, x, w, b, geo: tuple[int, ...], out_hw: Pair, algo: str):
         self.geo, self.algo, self.xshape, self.wshape = geo, algo, x.shape, w.shape
         y = self.be.empty((x.shape[0], w.shape[0], *out_hw), x.dtype)
-        getattr(self.k, f"conv2d_{algo}_forward")(x, w, b, y, *geo)
+        _run(self, "fwd", lambda a: getattr(self.k, f"conv2d_{a}_forward")(x, w, b, y, *geo))
         need_x, need_w, _ = self.needs_input_grad
         self.save_for_backward(x if need_w else None, w if need_x else None)
         return y
@@ -36,11 +45,13 @@ class Conv2d(Function):
         gx = gw = None
         if need_x:
             gx = self.be.empty(self.xshape, g.dtype)
-            getattr(self.k, f"conv2d_{self.algo}_backward_input")(g, w, gx, *self.geo)
+            _run(self, "bwd_input", lambda a: getattr(self.k, f"conv2d_{a}_backward_input")(
+                g, w, gx, *self.geo))
         gb = self.be.empty((self.wshape[0],), g.dtype) if need_b else None
         if need_w:
             gw = self.be.empty(self.wshape, g.dtype)
-            getattr(self.k, f"conv2d_{self.algo}_backward_weight")(x, g, gw, gb, *self.geo)
+            _run(self, "bwd_weight", lambda a: getattr(self.k, f"conv2d_{a}_backward_weight")(
+                x, g, gw, gb, *self.geo))
         elif need_b:
             gb = _channel_sum(self, g)
         return gx, gw, gb
@@ -53,7 +64,7 @@ class ConvTranspose2d(Function):
         self.geo, self.algo, self.xshape, self.wshape = geo, algo, x.shape, w.shape
         groups = geo[-1]
         y = self.be.empty((x.shape[0], w.shape[1] * groups, *out_hw), x.dtype)
-        self.k.conv_transpose2d_forward(x, w, b, y, *geo, algo)
+        _run(self, "fwd", lambda a: self.k.conv_transpose2d_forward(x, w, b, y, *geo, a))
         need_x, need_w, _ = self.needs_input_grad
         self.save_for_backward(x if need_w else None, w if need_x else None)
         return y
@@ -64,14 +75,46 @@ class ConvTranspose2d(Function):
         gx = gw = None
         if need_x:
             gx = self.be.empty(self.xshape, g.dtype)
-            self.k.conv_transpose2d_backward_input(g, w, gx, *self.geo, self.algo)
+            _run(self, "bwd_input", lambda a: self.k.conv_transpose2d_backward_input(
+                g, w, gx, *self.geo, a))
         gb = self.be.empty((g.shape[1],), g.dtype) if need_b else None
         if need_w:
             gw = self.be.empty(self.wshape, g.dtype)
-            self.k.conv_transpose2d_backward_weight(x, g, gw, gb, *self.geo, self.algo)
+            _run(self, "bwd_weight", lambda a: self.k.conv_transpose2d_backward_weight(
+                x, g, gw, gb, *self.geo, a))
         elif need_b:
             gb = _channel_sum(self, g)
         return gx, gw, gb
+
+
+# (op, pass, input shape, weight shape, geometry, threads) -> fastest algorithm
+_tuned: dict[tuple[Any, ...], str] = {}
+
+
+def _run(ctx: Any, pass_: str, kernel: Callable[[str], None]) -> None:
+    """Run one pass of a conv with ctx.algo, or for "auto" the tuned (or heuristic) choice."""
+    algo = ctx.algo
+    if algo != "auto":
+        return kernel(algo)
+    if not (backends.conv_benchmark and ctx.device.type == "cpu" and ctx.dtype == np.float32):
+        return kernel(_auto(*ctx.wshape[1:]))
+    from pyengine import get_num_threads
+
+    key = (type(ctx), pass_, ctx.xshape, ctx.wshape, ctx.geo, get_num_threads())
+    algo = _tuned.get(key)
+    if algo is not None:
+        return kernel(algo)
+    # Two rounds, best of each, so the first call's page faults and cold caches do not decide;
+    # the winner runs last so its result is the one left in the output.
+    best = {a: float("inf") for a in ALGOS[1:]}
+    for _ in range(2):
+        for a in best:
+            t0 = time.perf_counter()
+            kernel(a)
+            best[a] = min(best[a], time.perf_counter() - t0)
+    algo = _tuned[key] = min(best, key=best.__getitem__)
+    if algo != ALGOS[-1]:
+        kernel(algo)
 
 
 def _channel_sum(ctx: Any, g: Any) -> Any:
@@ -211,8 +254,6 @@ def _conv2d(x, w, b, stride, padding, dilation, groups, algo) -> Tensor:
                 f"({ek[0]} x {ek[1]}). Kernel size can't be greater than actual input size"
             )
         out_hw = ((ph - ek[0]) // st[0] + 1, (pw - ek[1]) // st[1] + 1)
-    if algo == "auto":
-        algo = _auto(Cg, R, S)
     geo = (*st, *pd, *dl, groups)
     return Conv2d.apply(x, w, b, geo=geo, out_hw=out_hw, algo=algo)
 
@@ -273,7 +314,5 @@ def _conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation
             f"Given input size per channel: ({H} x {W}). Calculated output size per channel: "
             f"({out_hw[0]} x {out_hw[1]}). Output size is too small"
         )
-    if algo == "auto":
-        algo = _auto(Cg, R, S)
     geo = (*st, *pd, *dl, groups)
     return ConvTranspose2d.apply(x, w, b, geo=geo, out_hw=out_hw, algo=algo)
