@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "common.h"
 #include "gemm.h"
@@ -76,12 +77,14 @@ inline void valid_range(int64_t n_out, int64_t in, int64_t stride, int64_t off, 
 }
 
 // Grow-only, 64-byte aligned scratch per thread and slot, so no call mallocs big buffers.
+// Slots: 0 column tiles / pack line, 1 per-call buffers of the calling thread, 2-3 the wide
+// forward's padded input and output.
 float* workspace(int slot, size_t n) {
   struct Buf {
     std::unique_ptr<float, decltype(&std::free)> p{nullptr, &std::free};
     size_t cap = 0;
   };
-  thread_local Buf bufs[2];
+  thread_local Buf bufs[4];
   Buf& b = bufs[slot];
   if (n > b.cap) {
     b.p.reset(static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64)));
@@ -138,42 +141,89 @@ PE_MULTIVERSION void im2col(const float* xg, float* col, const Geom& g, int64_t 
 
 // Implicit im2col: packs rows [k0, k0+kc) x columns [j0, j0+nc) of the column matrix of one
 // image's group xg (Cg,H,W) (row (c,r,s), column p*Q+q, as im2col builds it) straight into
-// sgemm_pack_b's NR-wide panels. Per panel and row the columns run along output rows, so each
-// piece is a contiguous (stride 1) or strided read of one input row between zero borders.
+// sgemm_pack_b's NR-wide panels. Each row is first gathered contiguously into an L1-resident
+// line (a few copies of input-row pieces between zero borders), then dealt out to the panels.
+constexpr int64_t kPfChannels = 2;
+
+template <int64_t NR>
+inline void deal_row(const float* line, int64_t nc, int64_t kc, float* dst) {
+  int64_t jp = 0;
+  for (; jp + NR <= nc; jp += NR, dst += kc * NR)
+    for (int64_t t = 0; t < NR; ++t) dst[t] = line[jp + t];
+  if (jp < nc) {
+    for (int64_t t = 0; t < nc - jp; ++t) dst[t] = line[jp + t];
+    for (int64_t t = nc - jp; t < NR; ++t) dst[t] = 0.f;
+  }
+}
+
 PE_MULTIVERSION void pack_patches(const float* xg, const Geom& g, int64_t NR, int64_t k0,
                                   int64_t kc, int64_t j0, int64_t nc, float* dst) {
-  const int64_t RS = g.R * g.S;
-  for (int64_t jp = 0; jp < nc; jp += NR, dst += kc * NR) {
-    const int64_t n = std::min(NR, nc - jp), p_first = (j0 + jp) / g.Q, q_first = (j0 + jp) % g.Q;
-    for (int64_t kk = 0; kk < kc; ++kk) {
-      const int64_t k = k0 + kk, c = k / RS, r = k % RS / g.S, s = k % g.S;
-      const int64_t offh = r * g.dh - g.ph, offw = s * g.dw - g.pw;
-      int64_t qlo, qhi;
-      valid_range(g.Q, g.W, g.sw, offw, qlo, qhi);
-      const float* xc = xg + c * g.H * g.W;
-      float* __restrict d = dst + kk * NR;
-      int64_t i = 0, p = p_first, q0 = q_first;
-      while (i < n) {
-        const int64_t q1 = std::min(g.Q, q0 + n - i), ih = p * g.sh + offh;
-        float* dr = d + i - q0;  // dr[q] is column q of output row p
-        if (ih < 0 || ih >= g.H) {
-          for (int64_t q = q0; q < q1; ++q) dr[q] = 0.f;
-        } else {
-          const float* src = xc + ih * g.W + offw;
-          const int64_t a = std::clamp(qlo, q0, q1), b = std::clamp(qhi, a, q1);
-          for (int64_t q = q0; q < a; ++q) dr[q] = 0.f;
-          if (g.sw == 1)
-            for (int64_t q = a; q < b; ++q) dr[q] = src[q];
-          else
-            for (int64_t q = a; q < b; ++q) dr[q] = src[q * g.sw];
-          for (int64_t q = b; q < q1; ++q) dr[q] = 0.f;
-        }
-        i += q1 - q0;
-        q0 = 0;
-        ++p;
+  const int64_t RS = g.R * g.S, p_first = j0 / g.Q, q_first = j0 % g.Q;
+  // Input rows this block reads, per channel: the loads are short runs scattered over the
+  // channels, which the hardware prefetchers do not foresee; fetch the channel after next ahead.
+  const int64_t lo = std::max<int64_t>(0, p_first * g.sh - g.ph) * g.W;
+  const int64_t hi = std::min(g.H, ((j0 + nc - 1) / g.Q) * g.sh - g.ph + (g.R - 1) * g.dh + 1) * g.W;
+  float* __restrict line = workspace(0, nc);
+  for (int64_t kk = 0; kk < kc; ++kk) {
+    const int64_t k = k0 + kk, c = k / RS, r = k % RS / g.S, s = k % g.S;
+    if (k % RS == 0 && c + kPfChannels < g.Cg())
+      for (const float* pf = xg + (c + kPfChannels) * g.H * g.W, *e = pf + hi; pf + lo < e; pf += 16)
+        __builtin_prefetch(pf + lo);
+    const int64_t offh = r * g.dh - g.ph, offw = s * g.dw - g.pw;
+    int64_t qlo, qhi;
+    valid_range(g.Q, g.W, g.sw, offw, qlo, qhi);
+    const float* xc = xg + c * g.H * g.W;
+    for (int64_t i = 0, p = p_first, q0 = q_first; i < nc; i += g.Q - q0, q0 = 0, ++p) {
+      const int64_t q1 = std::min(g.Q, q0 + nc - i), ih = p * g.sh + offh;
+      float* lr = line + i - q0;  // lr[q] is column q of output row p
+      if (ih < 0 || ih >= g.H) {
+        std::fill(lr + q0, lr + q1, 0.f);
+        continue;
       }
-      for (; i < NR; ++i) d[i] = 0.f;
+      const float* src = xc + ih * g.W + offw;
+      const int64_t a = std::clamp(qlo, q0, q1), b = std::clamp(qhi, a, q1);
+      std::fill(lr + q0, lr + a, 0.f);
+      if (g.sw == 1)  // pieces are short: an inlined loop beats a memcpy call
+        for (int64_t q = a; q < b; ++q) lr[q] = src[q];
+      else
+        for (int64_t q = a; q < b; ++q) lr[q] = src[q * g.sw];
+      std::fill(lr + b, lr + q1, 0.f);
     }
+    if (NR == 32)
+      deal_row<32>(line, nc, kc, dst + kk * NR);
+    else if (NR == 16)
+      deal_row<16>(line, nc, kc, dst + kk * NR);
+    else
+      deal_row<8>(line, nc, kc, dst + kk * NR);
+  }
+}
+
+// Stride 1: over a zero-padded copy xp (Cg,Hp,Wp) of the image group and an output computed at
+// the padded width Wp ("wide", as the direct kernel does), column j = p*Wp + q of column-matrix
+// row (c,r,s) is xp[c][r*dh][s*dw + j]: every row is one contiguous run starting at off[row],
+// so packing is a plain copy, as for a stored matrix.
+template <int64_t NR>
+inline void copy_panels(const float* src, int64_t nc, int64_t kc, float* dst) {
+  int64_t jp = 0;
+  for (; jp + NR <= nc; jp += NR, dst += kc * NR)
+    for (int64_t t = 0; t < NR; ++t) dst[t] = src[jp + t];
+  if (jp < nc) {
+    for (int64_t t = 0; t < nc - jp; ++t) dst[t] = src[jp + t];
+    for (int64_t t = nc - jp; t < NR; ++t) dst[t] = 0.f;
+  }
+}
+
+PE_MULTIVERSION void pack_wide(const float* xp, const int64_t* off, int64_t NR, int64_t k0,
+                               int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  for (int64_t kk = 0; kk < kc; ++kk) {
+    const float* src = xp + off[k0 + kk] + j0;
+    if (kk + 4 < kc) __builtin_prefetch(xp + off[k0 + kk + 4] + j0);
+    if (NR == 32)
+      copy_panels<32>(src, nc, kc, dst + kk * NR);
+    else if (NR == 16)
+      copy_panels<16>(src, nc, kc, dst + kk * NR);
+    else
+      copy_panels<8>(src, nc, kc, dst + kk * NR);
   }
 }
 
@@ -201,6 +251,19 @@ PE_MULTIVERSION void col2im(const float* col, float* gxg, const Geom& g, int64_t
             for (int64_t q = qlo; q < qhi; ++q) d[q * g.sw] += c_row[q];
         }
       }
+  }
+}
+
+// xp (C,Hp,Wp) = x (C,H,W) placed at (ph, pw) in zeros; rows/columns past Hp/Wp are dropped.
+void pad_planes(const float* x, float* xp, int64_t C, int64_t H, int64_t W, int64_t Hp,
+                int64_t Wp, int64_t ph, int64_t pw) {
+  const int64_t rows = std::min(H, Hp - ph), cols = std::min(W, Wp - pw);
+  for (int64_t c = 0; c < C; ++c) {
+    float* d = xp + c * Hp * Wp;
+    const float* src = x + c * H * W;
+    std::fill(d, d + Hp * Wp, 0.f);
+    for (int64_t h = 0; h < rows; ++h)
+      std::memcpy(d + (h + ph) * Wp + pw, src + h * W, cols * sizeof(float));
   }
 }
 
@@ -238,16 +301,39 @@ PE_MULTIVERSION void channel_sum(const float* gy, float* gb, int64_t N, int64_t 
 // The forward never stores columns: the GEMM packs its B panels straight from the image.
 void fwd_im2col(const float* x, const float* w, const float* b, float* y, const Geom& g) {
   const int64_t CRS = g.CRS(), PQ = g.P * g.Q, HW = g.H * g.W, NR = pe::sgemm_nr();
-  const bool pw1 = g.pointwise();
+  const bool pw1 = g.pointwise(), wide = g.sh == 1 && g.sw == 1 && !pw1;
+  const int64_t Hp = g.P + (g.R - 1) * g.dh, Wp = g.Q + (g.S - 1) * g.dw;
+  const int64_t Lw = (g.P - 1) * Wp + g.Q;  // wide columns up to the last needed one
+  std::vector<int64_t> off(wide ? CRS : 0);
+  for (int64_t k = 0; k < (wide ? CRS : 0); ++k)
+    off[k] = (k / (g.R * g.S) * Hp + k / g.S % g.R * g.dh) * Wp + k % g.S * g.dw;
   for_images(g.N, [&](int64_t n, bool) {
-    if (b) fill_bias(y + n * g.K * PQ, b, g.K, PQ);
-    const float beta = b ? 1.f : 0.f;
+    if (b && !wide) fill_bias(y + n * g.K * PQ, b, g.K, PQ);
+    const float beta = b && !wide ? 1.f : 0.f;
     for (int64_t gi = 0; gi < g.G; ++gi) {
       const float* xg = x + (n * g.C + gi * g.Cg()) * HW;
       const float* wg = w + gi * g.Kg() * CRS;
       float* yg = y + (n * g.K + gi * g.Kg()) * PQ;
       if (pw1) {
         pe::sgemm(false, false, g.Kg(), PQ, CRS, 1.f, wg, CRS, xg, HW, beta, yg, PQ);
+        continue;
+      }
+      if (wide) {
+        float* xp = workspace(2, g.Cg() * Hp * Wp);
+        float* out = workspace(3, g.Kg() * Lw);
+        pad_planes(xg, xp, g.Cg(), g.H, g.W, Hp, Wp, g.ph, g.pw);
+        const pe::PackB pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+          pack_wide(xp, off.data(), NR, k0, kc, j0, nc, dst);
+        };
+        pe::sgemm_pack_b(false, g.Kg(), Lw, CRS, 1.f, wg, CRS, pack, 0.f, out, Lw);
+        for (int64_t k = 0; k < g.Kg(); ++k) {
+          const float bias = b ? b[gi * g.Kg() + k] : 0.f;
+          for (int64_t p = 0; p < g.P; ++p) {
+            const float* src = out + k * Lw + p * Wp;
+            float* dst = yg + (k * g.P + p) * g.Q;
+            for (int64_t q = 0; q < g.Q; ++q) dst[q] = src[q] + bias;
+          }
+        }
         continue;
       }
       const pe::PackB pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
@@ -433,14 +519,9 @@ void fwd_direct(const float* x, const float* w, const float* b, float* y, const 
     {
 #pragma omp for collapse(2) schedule(static)
       for (int64_t n = 0; n < g.N; ++n)
-        for (int64_t c = 0; c < g.C; ++c) {
-          float* d = xp + (n * g.C + c) * Hp * Wp;
-          const float* src = x + (n * g.C + c) * g.H * g.W;
-          std::fill(d, d + Hp * Wp, 0.f);
-          const int64_t rows = std::min(g.H, Hp - g.ph), cols = std::min(g.W, Wp - g.pw);
-          for (int64_t h = 0; h < rows; ++h)
-            std::memcpy(d + (h + g.ph) * Wp + g.pw, src + h * g.W, cols * sizeof(float));
-        }
+        for (int64_t c = 0; c < g.C; ++c)
+          pad_planes(x + (n * g.C + c) * g.H * g.W, xp + (n * g.C + c) * Hp * Wp, 1, g.H, g.W,
+                     Hp, Wp, g.ph, g.pw);
       float* wide = workspace(0, g.P * Wp);
 #pragma omp for collapse(2) schedule(static)
       for (int64_t n = 0; n < g.N; ++n)
