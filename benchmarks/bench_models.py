@@ -3,7 +3,7 @@
 A step is forward, MSE loss, backward and an Adam update. Both engines start from the same
 weights; the first step's losses are checked to agree before anything is timed, then the two are
 timed interleaved (A/B/A/B..., median of each) so that load on a shared machine hits both alike.
-Peak memory (ru_maxrss) of a few steps is measured in a fresh subprocess per engine.
+Peak memory (VmHWM) of a few steps is measured in a fresh subprocess per engine.
 
 ``python -m benchmarks.bench_models [--quick] [--profile]``; ``--profile`` prints time per op
 (forward and backward of every Function class) for one DnCNN step.
@@ -57,7 +57,9 @@ def unet(m: Any, cat: Callable, depth: int = 4, base: int = 32) -> Any:
         def __init__(self) -> None:
             super().__init__()
             chs = [base * 2**i for i in range(depth + 1)]
-            self.downs = m.ModuleList([block(1 if i == 0 else chs[i - 1], chs[i]) for i in range(depth)])
+            self.downs = m.ModuleList(
+                [block(1 if i == 0 else chs[i - 1], chs[i]) for i in range(depth)]
+            )
             self.pool = m.MaxPool2d(2)
             self.mid = block(chs[depth - 1], chs[depth])
             self.ups = m.ModuleList(
@@ -142,19 +144,35 @@ def interleaved(fns: list[Callable[[], Any]], repeats: int, warmup: int = 1) -> 
     return [float(np.median(ts)) * 1e3 for ts in times]
 
 
-def peak_rss_mb(engine: str, model: str, shape: tuple[int, ...], steps: int = 3) -> float:
-    """Peak resident set of a fresh process that builds the model and runs a few steps."""
+def peak_rss_mb(
+    engine: str, model: str, shape: tuple[int, ...], steps: int = 3
+) -> tuple[float, float]:
+    """(peak RSS, its growth over the process's peak after imports) in MB of a fresh process that
+    builds the model and runs a few steps; the growth leaves out the engines' libraries.
+
+    The peak is VmHWM from /proc (Linux), not ru_maxrss: a child's ru_maxrss starts from the
+    forking parent's peak, which exec does not reset."""
+    # The pyengine process must not even import torch (its libraries alone take ~300 MB).
+    block = "sys.modules['torch'] = None; " if engine == "pyengine" else ""
     code = (
-        "import resource, sys; from benchmarks.bench_models import Step; "
+        "import sys; "
+        f"{block}from benchmarks.bench_models import Step, _hwm_kb; "
+        "base = _hwm_kb(); "
         f"s = Step({engine!r}, {model!r}, {tuple(shape)!r}); "
         f"[s() for _ in range({steps})]; "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "print(base, _hwm_kb())"
     )
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
-    return int(out.stdout.split()[-1]) / 1024.0
+    base, peak = (int(v) / 1024.0 for v in out.stdout.split()[-2:])
+    return peak, peak - base
+
+
+def _hwm_kb() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 
 
 def _flops(step: Step) -> float:
@@ -165,9 +183,11 @@ def _flops(step: Step) -> float:
     def hook(mod: Any, inp: Any, out: Any) -> None:
         nonlocal total
         w = mod.weight
-        total += 2.0 * out.numel() * w[0].numel() if not isinstance(
-            mod, torch.nn.ConvTranspose2d
-        ) else 2.0 * inp[0].numel() * w[0].numel()
+        total += (
+            2.0 * out.numel() * w[0].numel()
+            if not isinstance(mod, torch.nn.ConvTranspose2d)
+            else 2.0 * inp[0].numel() * w[0].numel()
+        )
 
     for mod in step.net.modules():
         if isinstance(mod, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
@@ -194,13 +214,14 @@ def run(quick: bool) -> list[dict[str, Any]]:
         label = "x".join(map(str, shape))
         rows.append(row(f"{name} train step", label, ms, flops=_flops(b), torch_ms=tms))
         if not quick:
-            rss = {e: peak_rss_mb(e, name, shape) for e in ("pyengine", "torch")}
+            (pk, grow), (tpk, tgrow) = (peak_rss_mb(e, name, shape) for e in ("pyengine", "torch"))
             print(
                 f"{name}: step {ms:.1f} ms vs torch {tms:.1f} ms ({ms / tms:.2f}x); peak RSS "
-                f"{rss['pyengine']:.0f} MB vs torch {rss['torch']:.0f} MB"
+                f"{pk:.0f} MB vs torch {tpk:.0f} MB (growth over imports {grow:.0f} vs {tgrow:.0f})"
             )
-            rows[-1]["peak_rss_mb"] = rss["pyengine"]
-            rows[-1]["torch_peak_rss_mb"] = rss["torch"]
+            rows[-1].update(
+                peak_rss_mb=pk, torch_peak_rss_mb=tpk, rss_growth_mb=grow, torch_rss_growth_mb=tgrow
+            )
     return rows
 
 
@@ -260,9 +281,11 @@ def main() -> None:
         prof = profile(args.model, shape)
         total = prof.pop("(step total)")[0]
         kernels = sum(f + b for f, b in prof.values())
-        print(f"{args.model} {shape}: step {total * 1e3:.1f} ms, in Function forward/backward "
-              f"{kernels * 1e3:.1f} ms, elsewhere (Python, autograd, optimizer) "
-              f"{(total - kernels) * 1e3:.1f} ms")
+        print(
+            f"{args.model} {shape}: step {total * 1e3:.1f} ms, in Function forward/backward "
+            f"{kernels * 1e3:.1f} ms, elsewhere (Python, autograd, optimizer) "
+            f"{(total - kernels) * 1e3:.1f} ms"
+        )
         print(f"{'op':<24} {'fwd ms':>8} {'bwd ms':>8} {'% step':>7}")
         for k, (f, b) in sorted(prof.items(), key=lambda kv: -sum(kv[1])):
             print(f"{k:<24} {f * 1e3:8.2f} {b * 1e3:8.2f} {100 * (f + b) / total:7.1f}")
