@@ -1,6 +1,6 @@
 """pyengine: a PyTorch-shaped tensor engine whose kernels are hand-written C++ and CUDA."""
 
-from pyengine import backends, cuda, random
+from pyengine import cuda, random
 from pyengine.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from pyengine.backend import Device as device
 from pyengine.creation import (
@@ -36,7 +36,7 @@ from pyengine.tensor import (
 )
 from pyengine.tensor import float as float  # noqa: A004,PLC0414
 
-from pyengine import autograd, nn, optim  # noqa: E402,I001  (after the core is defined)
+from pyengine import autograd, backends, nn, optim  # noqa: E402,I001  (after the core is defined)
 
 __version__ = "0.1.0"
 
@@ -60,7 +60,7 @@ def get_num_threads() -> int:
 
 
 __all__ = [
-    "Tensor", "abs", "arange", "autograd", "backends", "bool_", "cat", "cuda", "device", "double", "empty",
+    "Tensor", "abs", "arange", "autograd", "bool_", "cat", "cuda", "device", "double", "empty",
     "enable_grad", "exp", "flatten", "float", "float32", "float64", "from_numpy", "full",
     "get_num_threads", "int32", "int64", "is_grad_enabled", "load", "log", "log_softmax", "long",
     "manual_seed", "matmul", "max", "mean", "nn", "no_grad", "ones", "ones_like", "optim",
@@ -68,3 +68,4 @@ __all__ = [
     "set_grad_enabled", "set_num_threads", "sigmoid", "softmax", "sqrt", "stack", "sum", "tanh",
     "tensor", "transpose", "uint8", "zeros", "zeros_like",
 ]
+__all__ += ["backends"]

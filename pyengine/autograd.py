@@ -11,6 +11,7 @@ saved arrays as soon as its backward has run.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -93,9 +94,10 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs: Any, **params: Any) -> Any:
-        from pyengine.tensor import Tensor
-
+        Tensor = _tensor_class()
         ref = None
+        needs = []
+        raw = []
         for t in inputs:
             if isinstance(t, Tensor):
                 if ref is None:
@@ -110,34 +112,49 @@ class Function:
                         f"{cls.__name__}: expected all floating tensors of one dtype, got "
                         f"{ref.dtype} and {t.dtype}"
                     )
+                needs.append(t.requires_grad)
+                raw.append(t.data)
+            else:
+                needs.append(False)
+                raw.append(t)
         if ref is None:
             raise TypeError(f"{cls.__name__} needs at least one Tensor input")
         ctx = cls.__new__(cls)
-        ctx.device = ref.device
-        ctx.dtype = ref.dtype
-        ctx.be = backend(ref.device)
-        ctx.k = ctx.be.kernels(ref.dtype)
+        device = ctx.device = ref.device
+        ctx.dtype = ref.data.dtype
+        ctx.be = backend(device)
+        ctx.k = ctx.be.kernels(ctx.dtype)
         ctx.saved = ()
-        needs = tuple(isinstance(t, Tensor) and t.requires_grad for t in inputs)
-        track = is_grad_enabled() and any(needs)
-        ctx.needs_input_grad = needs if track else (False,) * len(inputs)
-        raw = [t.data if isinstance(t, Tensor) else t for t in inputs]
+        track = any(needs) and is_grad_enabled()
+        ctx.needs_input_grad = tuple(needs) if track else (False,) * len(inputs)
         out = ctx.forward(*raw, **params)
-        anomaly = getattr(_anomaly, "enabled", False)
-        if anomaly:
+        if getattr(_anomaly, "enabled", False):
             _check_finite(
                 cls.__name__, "forward", out if isinstance(out, tuple) else (out,), ctx.be
             )
         if isinstance(out, tuple):
-            first = Tensor._wrap(out[0], ref.device, requires_grad=track)
-            rest = tuple(Tensor._wrap(o, ref.device) for o in out[1:])
+            first = Tensor._wrap(out[0], device, requires_grad=track)
+            rest = tuple(Tensor._wrap(o, device) for o in out[1:])
             result: Any = (first, *rest)
         else:
-            first = result = Tensor._wrap(out, ref.device, requires_grad=track)
+            first = result = Tensor._wrap(out, device, requires_grad=track)
         if track:
             ctx.inputs = inputs
             first._ctx = ctx
         return result
+
+
+_Tensor: Any = None
+
+
+def _tensor_class() -> Any:
+    """pyengine.tensor.Tensor, imported on first use (tensor.py imports this module)."""
+    global _Tensor
+    if _Tensor is None:
+        from pyengine.tensor import Tensor
+
+        _Tensor = Tensor
+    return _Tensor
 
 
 def _toposort(root: Any) -> list[Any]:
@@ -198,7 +215,7 @@ def backward(root: Any, grad: Any = None, retain_graph: bool = False) -> None:
                 _accumulate_leaf(t, g)
             continue
         if t._retains_grad:
-            _accumulate_leaf(t, g)
+            _accumulate_leaf(t, g, may_take=False)  # g goes on into this node's backward
         if ctx.saved is None:
             raise RuntimeError(
                 "Trying to backward through the graph a second time; pass retain_graph=True to "
@@ -225,12 +242,17 @@ def backward(root: Any, grad: Any = None, retain_graph: bool = False) -> None:
             ctx.saved = None
 
 
-def _accumulate_leaf(t: Any, g: Any) -> None:
-    from pyengine.tensor import Tensor
-
+def _accumulate_leaf(t: Any, g: Any, may_take: bool = True) -> None:
+    Tensor = _tensor_class()
     if t.grad is None:
-        be = backend(t.device)
-        t.grad = Tensor._wrap(be.copy(g), t.device)
+        # A gradient array that owns its memory and that nothing but this call refers to (the
+        # caller's variable, the parameter, getrefcount's argument) is fresh from a backward
+        # and can become .grad as is; anything else (a view, an array also held by the graph,
+        # the user's gradient) is copied so that .grad never aliases it.
+        if may_take and isinstance(g, np.ndarray) and g.base is None and sys.getrefcount(g) <= 3:
+            t.grad = Tensor._wrap(g, t.device)
+        else:
+            t.grad = Tensor._wrap(backend(t.device).copy(g), t.device)
     else:
         k = backend(t.device).kernels(t.grad.dtype)
         k.axpby(g, t.grad.data, 1.0, 1.0)

@@ -12,10 +12,9 @@ or where both algorithms are one kernel (the float64 NumPy twin, other devices),
 
 from __future__ import annotations
 
-from typing import Any
-
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -45,13 +44,19 @@ class Conv2d(Function):
         gx = gw = None
         if need_x:
             gx = self.be.empty(self.xshape, g.dtype)
-            _run(self, "bwd_input", lambda a: getattr(self.k, f"conv2d_{a}_backward_input")(
-                g, w, gx, *self.geo))
+            _run(
+                self,
+                "bwd_input",
+                lambda a: getattr(self.k, f"conv2d_{a}_backward_input")(g, w, gx, *self.geo),
+            )
         gb = self.be.empty((self.wshape[0],), g.dtype) if need_b else None
         if need_w:
             gw = self.be.empty(self.wshape, g.dtype)
-            _run(self, "bwd_weight", lambda a: getattr(self.k, f"conv2d_{a}_backward_weight")(
-                x, g, gw, gb, *self.geo))
+            _run(
+                self,
+                "bwd_weight",
+                lambda a: getattr(self.k, f"conv2d_{a}_backward_weight")(x, g, gw, gb, *self.geo),
+            )
         elif need_b:
             gb = _channel_sum(self, g)
         return gx, gw, gb
@@ -75,13 +80,19 @@ class ConvTranspose2d(Function):
         gx = gw = None
         if need_x:
             gx = self.be.empty(self.xshape, g.dtype)
-            _run(self, "bwd_input", lambda a: self.k.conv_transpose2d_backward_input(
-                g, w, gx, *self.geo, a))
+            _run(
+                self,
+                "bwd_input",
+                lambda a: self.k.conv_transpose2d_backward_input(g, w, gx, *self.geo, a),
+            )
         gb = self.be.empty((g.shape[1],), g.dtype) if need_b else None
         if need_w:
             gw = self.be.empty(self.wshape, g.dtype)
-            _run(self, "bwd_weight", lambda a: self.k.conv_transpose2d_backward_weight(
-                x, g, gw, gb, *self.geo, a))
+            _run(
+                self,
+                "bwd_weight",
+                lambda a: self.k.conv_transpose2d_backward_weight(x, g, gw, gb, *self.geo, a),
+            )
         elif need_b:
             gb = _channel_sum(self, g)
         return gx, gw, gb
@@ -96,7 +107,9 @@ def _run(ctx: Any, pass_: str, kernel: Callable[[str], None]) -> None:
     algo = ctx.algo
     if algo != "auto":
         return kernel(algo)
-    if not (backends.conv_benchmark and ctx.device.type == "cpu" and ctx.dtype == np.float32):
+    # Only the compiled CPU kernels have two algorithms to choose from (float64 and the NumPy
+    # twin run one reference kernel under both names).
+    if not (backends.conv_benchmark and ctx.k is getattr(ctx.be, "native", None)):
         return kernel(_auto(*ctx.wshape[1:]))
     from pyengine import get_num_threads
 
