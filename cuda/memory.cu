@@ -54,6 +54,8 @@ struct Allocator {
       }
       if (err != cudaSuccess) {
         cudaGetLastError();
+        if (err != cudaErrorMemoryAllocation)
+          throw std::runtime_error(cat_str("CUDA error in cudaMalloc: ", cudaGetErrorString(err)));
         throw OutOfMemory(cat_str("CUDA out of memory: tried to allocate ", cls, " bytes (",
                                   allocated, " bytes allocated, ", reserved,
                                   " reserved by pyengine): ", cudaGetErrorString(err)));
