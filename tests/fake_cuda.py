@@ -85,8 +85,9 @@ class FakeCuda:
     def cast(self, x: FakeArray, out: FakeArray) -> None:
         out.view()[...] = x.view().astype(out.dtype).reshape(out.shape)
 
-    def strided_copy(self, src, src_offset, src_strides, dst, dst_offset, dst_strides, shape,
-                     accumulate=False) -> None:
+    def strided_copy(
+        self, src, src_offset, src_strides, dst, dst_offset, dst_strides, shape, accumulate=False
+    ) -> None:
         assert src.dtype == dst.dtype
         s = _strided(src, src_offset, src_strides, shape).copy()
         d = _strided(dst, dst_offset, dst_strides, shape)

@@ -36,7 +36,10 @@ def test_extension_built_or_reason_given():
         from pyengine import _cuda
 
         assert _cuda.device_count() >= 0  # never raises, even without a driver
-        assert pe.cuda.unavailable_reason() in ("", "the CUDA extension is built but no GPU is visible")
+        assert pe.cuda.unavailable_reason() in (
+            "",
+            "the CUDA extension is built but no GPU is visible",
+        )
     else:
         if shutil.which("nvcc") is None:
             pytest.skip("nvcc not installed: the CPU-only build is expected")

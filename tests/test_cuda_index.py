@@ -134,7 +134,9 @@ def _im2col_ref(x, R, S, stride, pad, dil):
     col = np.empty((C, R, S, P, Q), x.dtype)
     for r, s in itertools.product(range(R), range(S)):
         h0, w0 = r * dil[0], s * dil[1]
-        col[:, r, s] = xp[:, h0 : h0 + stride[0] * P : stride[0], w0 : w0 + stride[1] * Q : stride[1]]
+        col[:, r, s] = xp[
+            :, h0 : h0 + stride[0] * P : stride[0], w0 : w0 + stride[1] * Q : stride[1]
+        ]
     return col.reshape(C * R * S, P * Q)
 
 
@@ -179,8 +181,13 @@ def _out(n, k, s, p, d=1, ceil=False):
     return o
 
 
-POOL_CASES = [(5, 6, 2, 2, 0, 1, False), (7, 7, 3, 2, 1, 1, False), (8, 9, 3, 2, 1, 2, True),
-              (4, 4, 2, 1, 1, 1, True), (6, 5, 3, 3, 1, 1, True)]
+POOL_CASES = [
+    (5, 6, 2, 2, 0, 1, False),
+    (7, 7, 3, 2, 1, 1, False),
+    (8, 9, 3, 2, 1, 2, True),
+    (4, 4, 2, 1, 1, 1, True),
+    (6, 5, 3, 3, 1, 1, True),
+]
 
 
 @pytest.mark.parametrize("H, W, k, s, p, d, ceil", POOL_CASES)
@@ -256,7 +263,10 @@ def test_philox_known_answers():
     m = 0xFFFFFFFF
     assert ci.philox(m, m, m, m, m, m) == (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)
     assert ci.philox(0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344, 0xA4093822, 0x299F31D0) == (
-        0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1,
+        0xD16CFE09,
+        0x94FDCCEB,
+        0x5001E420,
+        0x24126EA1,
     )
 
 
