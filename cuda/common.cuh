@@ -172,3 +172,4 @@ void bind_elementwise(py::module_& m);
 void bind_reduce(py::module_& m);
 void bind_gemm(py::module_& m);
 void bind_optim(py::module_& m);
+void bind_norm(py::module_& m);

@@ -10,4 +10,5 @@ PYBIND11_MODULE(_cuda, m) {
   bind_reduce(m);
   bind_gemm(m);
   bind_optim(m);
+  bind_norm(m);
 }
