@@ -56,13 +56,14 @@ def bench_gemm(_cuda, n: int, repeats: int) -> None:
     B = _cuda.from_numpy(rng.standard_normal((n, n), dtype=np.float32))
     C = _cuda.empty((n, n), np.float32)
     flops = 2.0 * n**3
+    if torch_cuda():
+        ta_, tb_ = torch.from_numpy(A.numpy()).cuda(), torch.from_numpy(B.numpy()).cuda()
     for tf32 in (False, True):
         _cuda.set_allow_tf32(tf32)
         t = median_time(lambda: _cuda.gemm(A, B, C), _cuda.synchronize, repeats)
         line = f"sgemm n={n} {'tf32' if tf32 else 'fp32'}: {flops / t / 1e9:9.0f} GFLOP/s"
         if torch_cuda():
             torch.backends.cuda.matmul.allow_tf32 = tf32
-            ta_, tb_ = torch.from_numpy(A.numpy()).cuda(), torch.from_numpy(B.numpy()).cuda()
             tt = median_time(lambda: ta_ @ tb_, torch.cuda.synchronize, repeats)
             line += f"   torch {flops / tt / 1e9:9.0f} GFLOP/s   ratio {tt / t:5.2f}"
         print(line)
