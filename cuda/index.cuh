@@ -4,6 +4,7 @@
 // launches, so tests/test_cuda_index.py checks the indexing on machines without a GPU.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -108,6 +109,16 @@ PE_HD void split_range(int64_t p, int64_t parts, int64_t n, int64_t& begin, int6
   const int64_t q = n / parts, r = n % parts;
   begin = p * q + (p < r ? p : r);
   end = begin + q + (p < r ? 1 : 0);
+}
+
+// Splits of a sum reduction of m outputs over r_total values each: enough blocks (rows: one per
+// output and split) or threads (cols: one per output and split) to fill a large GPU, but at least
+// 2048 (rows) or 64 (cols) values per split, and at most 1024 splits.
+inline int64_t reduce_splits(int64_t m, int64_t r_total, bool rows) {
+  constexpr int64_t kTargetBlocks = 1024;
+  int64_t s = rows ? std::min<int64_t>((kTargetBlocks + m - 1) / m, (r_total + 2047) / 2048)
+                   : std::min<int64_t>((kTargetBlocks * kThreads + m - 1) / m, (r_total + 63) / 64);
+  return std::max<int64_t>(1, std::min<int64_t>(s, 1024));
 }
 
 // Kept dims (one output each) and reduced dims of a sum reduction, with their strides in x.

@@ -88,8 +88,9 @@ py::list split_ranges(int64_t n, int64_t parts) {
 }
 
 // sum_reduce as reduce.cu computes it: partial sums per (output, split) over the split's range
-// of reduced indices, then the splits added in order. `rows` picks the block-per-output kernel's
-// mapping (threads stride over r), else the thread-per-output one.
+// of reduced indices (double per thread, float per block), then the splits added in order.
+// splits <= 0 takes the launcher's choice (reduce_splits); `rows` picks the block-per-output
+// mapping (threads stride over r, then a block sum), else the thread-per-output one.
 py::array_t<float> sum_reduce(const F32& x, const Vec& out_shape, int64_t splits, bool rows) {
   Vec xs(x.shape(), x.shape() + x.ndim());
   idx::ReduceLayout R;
@@ -98,6 +99,7 @@ py::array_t<float> sum_reduce(const F32& x, const Vec& out_shape, int64_t splits
   int64_t m = 1;
   for (auto d : out_shape) m *= d;
   const int64_t r_total = m ? x.size() / m : 0;
+  if (splits <= 0) splits = idx::reduce_splits(m, r_total, rows);
   const float* px = x.data();
   std::vector<float> part(size_t(splits * m), 0.f);
   const int64_t threads = idx::kThreads;
@@ -106,23 +108,28 @@ py::array_t<float> sum_reduce(const F32& x, const Vec& out_shape, int64_t splits
     idx::split_range(s, splits, r_total, b, e);
     for (int64_t o = 0; o < m; ++o) {
       const float* base = px + idx::decode(o, R.nk, R.kshape, R.kstride);
-      float acc = 0.f;
-      if (rows) {  // per-thread partials, then the block sum
-        for (int64_t t = 0; t < threads; ++t)
+      float total = 0.f;
+      if (rows) {
+        for (int64_t t = 0; t < threads; ++t) {
+          double acc = 0.0;
           for (int64_t r = b + t; r < e; r += threads)
             acc += base[idx::decode(r, R.nr, R.rshape, R.rstride)];
+          total += static_cast<float>(acc);
+        }
       } else {
+        double acc = 0.0;
         for (int64_t r = b; r < e; ++r) acc += base[idx::decode(r, R.nr, R.rshape, R.rstride)];
+        total = static_cast<float>(acc);
       }
-      part[size_t(s * m + o)] = acc;
+      part[size_t(s * m + o)] = total;
     }
   }
   py::array_t<float> out(out_shape);
   float* po = out.mutable_data();
   for (int64_t o = 0; o < m; ++o) {
-    float acc = 0.f;
+    double acc = 0.0;
     for (int64_t s = 0; s < splits; ++s) acc += part[size_t(s * m + o)];
-    po[o] = acc;
+    po[o] = static_cast<float>(acc);
   }
   return out;
 }
@@ -303,6 +310,7 @@ PYBIND11_MODULE(_cuda_index, m) {
   m.def("strided_offsets", &strided_offsets);
   m.def("extent", &extent);
   m.def("split_ranges", &split_ranges);
+  m.def("reduce_splits", &idx::reduce_splits);
   m.def("sum_reduce", &sum_reduce, py::arg("x"), py::arg("out_shape"), py::arg("splits"),
         py::arg("rows"));
   m.def("im2col", &im2col);

@@ -1,7 +1,8 @@
 // Reductions: sum over any set of dims, max over one dim with argmax, softmax / log_softmax over
 // one dim, and the NLL gather of cross-entropy. Same names and signatures as csrc/reduce.cpp.
 // Sums are deterministic: a long reduction is split over blockIdx.y into partial sums that a
-// second pass adds in a fixed order (no float atomics).
+// second pass adds in a fixed order (no float atomics). Per-thread running sums are double, so a
+// long sum of equal values does not drift (tests/test_reduce.py::test_long_sum_is_accurate).
 #include "common.cuh"
 
 namespace {
@@ -19,11 +20,11 @@ __global__ void sum_rows_kernel(const float* __restrict__ x, float* __restrict__
   idx::split_range(blockIdx.y, gridDim.y, r_total, b, e);
   for (int64_t o = blockIdx.x; o < m; o += gridDim.x) {
     const float* base = x + idx::decode(o, R.nk, R.kshape, R.kstride);
-    float acc = 0.f;
+    double acc = 0.0;
     for (int64_t r = b + threadIdx.x; r < e; r += blockDim.x)
       acc += base[idx::decode(r, R.nr, R.rshape, R.rstride)];
-    acc = pe::block_sum(acc, sh);
-    if (threadIdx.x == 0) out[blockIdx.y * m + o] = acc;
+    const float total = pe::block_sum(static_cast<float>(acc), sh);
+    if (threadIdx.x == 0) out[blockIdx.y * m + o] = total;
   }
 }
 
@@ -36,9 +37,9 @@ __global__ void sum_cols_kernel(const float* __restrict__ x, float* __restrict__
   for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < m;
        o += int64_t(gridDim.x) * blockDim.x) {
     const float* base = x + idx::decode(o, R.nk, R.kshape, R.kstride);
-    float acc = 0.f;
+    double acc = 0.0;
     for (int64_t r = b; r < e; ++r) acc += base[idx::decode(r, R.nr, R.rshape, R.rstride)];
-    out[blockIdx.y * m + o] = acc;
+    out[blockIdx.y * m + o] = static_cast<float>(acc);
   }
 }
 
@@ -46,13 +47,11 @@ __global__ void sum_splits_kernel(const float* __restrict__ part, float* __restr
                                   int64_t m, int64_t splits) {
   for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < m;
        o += int64_t(gridDim.x) * blockDim.x) {
-    float acc = 0.f;
+    double acc = 0.0;
     for (int64_t s = 0; s < splits; ++s) acc += part[s * m + o];
-    out[o] = acc;
+    out[o] = static_cast<float>(acc);
   }
 }
-
-constexpr int64_t kTargetBlocks = 1024;  // enough blocks to fill an H100 several times over
 
 // x: any shape; out: x's shape with reduced dims set to 1 (same ndim).
 void sum_reduce(const Array& x, Array& out) {
@@ -80,14 +79,7 @@ void sum_reduce(const Array& x, Array& out) {
   }
   const int64_t r_total = n / m;
   const bool rows = R.rstride[R.nr - 1] == 1;
-  int64_t splits;
-  if (rows) {
-    splits = std::min<int64_t>((kTargetBlocks + m - 1) / m, (r_total + 2047) / 2048);
-  } else {
-    const int64_t threads_wanted = kTargetBlocks * idx::kThreads;
-    splits = std::min<int64_t>((threads_wanted + m - 1) / m, (r_total + 63) / 64);
-  }
-  splits = std::max<int64_t>(1, std::min<int64_t>(splits, 1024));
+  const int64_t splits = idx::reduce_splits(m, r_total, rows);
   float* dst = splits == 1 ? po : pe::workspace(size_t(splits * m));
   if (rows) {
     const dim3 grid(unsigned(std::min<int64_t>(m, 65535)), unsigned(splits));

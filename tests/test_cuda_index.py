@@ -125,6 +125,21 @@ def test_sum_reduce_partitioning(shape, dims, splits, rows, rng):
     np.testing.assert_allclose(got, x.sum(axis=dims, keepdims=True), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "shape, dims",
+    [((1 << 20,), (0,)), ((200000, 5), (0,)), ((5, 200000), (1,)), ((3000, 7, 40), (0, 2))],
+)
+def test_long_sum_with_launch_splits_is_accurate(shape, dims):
+    """The launcher's own split choice (as in tests/test_reduce.py::test_long_sum_is_accurate)."""
+    x = np.full(shape, 0.1, np.float32)
+    out_shape = tuple(1 if i in dims else s for i, s in enumerate(shape))
+    m = int(np.prod(out_shape))
+    inner_reduced = dims[-1] == len(shape) - 1
+    assert ci.reduce_splits(m, x.size // m, inner_reduced) >= 1
+    got = ci.sum_reduce(x, out_shape, 0, inner_reduced)
+    np.testing.assert_allclose(got, float(np.float32(0.1)) * (x.size // m), rtol=1e-5)
+
+
 # ------------------------------------------------------------------ convolution
 def _im2col_ref(x, R, S, stride, pad, dil):
     C, H, W = x.shape

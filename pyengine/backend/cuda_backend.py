@@ -87,7 +87,7 @@ class _HostKernels:
             result = fn(*host, **kwargs)
             for a, h in zip(args, host):
                 if isinstance(a, array_type):
-                    be._c.copy_(a, be._c.from_numpy(np.ascontiguousarray(h)))
+                    be._c.copy_(a, be.from_numpy(h))
             return result
 
         return run
@@ -120,7 +120,9 @@ class CUDABackend:
     def from_numpy(self, a: Any) -> Any:
         if isinstance(a, self.Array):
             return a
-        return self._c.from_numpy(np.ascontiguousarray(a))
+        a = np.asarray(a)
+        # Not np.ascontiguousarray: it turns 0-d arrays into 1-d ones.
+        return self._c.from_numpy(a if a.flags.c_contiguous else a.copy(order="C"))
 
     def to_numpy(self, a: Any) -> np.ndarray:
         if not isinstance(a, self.Array):
@@ -160,7 +162,7 @@ class CUDABackend:
             return out
         flat = self._flat_index(a, index)
         out = self.empty(flat.shape, a.dtype)
-        self._c.gather(a, self._c.from_numpy(flat), out)
+        self._c.gather(a, self.from_numpy(flat), out)
         return out
 
     def _values(self, values: Any, dtype: np.dtype) -> Any:
@@ -193,7 +195,7 @@ class CUDABackend:
             v = self.full(flat.shape, float(values), a.dtype)
         else:
             v = self._broadcast_to(self._values(values, a.dtype), flat.shape)
-        self._c.scatter(v, self._c.from_numpy(np.ascontiguousarray(flat)), a, accumulate)
+        self._c.scatter(v, self.from_numpy(flat), a, accumulate)
 
     def index_add(self, out: Any, index: Any, values: Any) -> None:
         self._write(out, index, values, accumulate=True)
