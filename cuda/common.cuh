@@ -173,3 +173,5 @@ void bind_reduce(py::module_& m);
 void bind_gemm(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_norm(py::module_& m);
+void bind_conv(py::module_& m);
+void bind_pool(py::module_& m);

@@ -204,7 +204,7 @@ py::tuple maxpool(const F32& x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, 
         const int64_t w = idx::pool_tap(q, s, sw, pw, dw, W);
         if (w < 0) continue;
         const float v = px[(c * H + h) * W + w];
-        if (arg < 0 || v > best || (v != v && best == best)) {
+        if (arg < 0 || v > best || v != v) {  // as pool.cu: a NaN replaces anything
           best = v;
           arg = h * W + w;
         }

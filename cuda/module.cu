@@ -11,4 +11,6 @@ PYBIND11_MODULE(_cuda, m) {
   bind_gemm(m);
   bind_optim(m);
   bind_norm(m);
+  bind_conv(m);
+  bind_pool(m);
 }
