@@ -175,3 +175,4 @@ void bind_optim(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_pool(py::module_& m);
+void bind_resample(py::module_& m);

@@ -234,29 +234,42 @@ PE_HD void adaptive_window(int64_t p, int64_t P, int64_t H, int64_t& begin, int6
 }
 
 // ---------------------------------------------------------------- interpolation
-// Nearest: src = min(floor(dst * in/out), in - 1), PyTorch's legacy "nearest" (scale as float).
-PE_HD int64_t nearest_source(int64_t dst, int64_t in, int64_t out) {
-  const float scale = static_cast<float>(in) / static_cast<float>(out);
-  int64_t s = static_cast<int64_t>(static_cast<float>(dst) * scale);
+// PyTorch's compute_scales_value: 1/scale_factor when one was given (> 0), else in/out, in float.
+PE_HD float resample_scale(double scale_factor, int64_t in, int64_t out) {
+  return scale_factor > 0. ? static_cast<float>(1.0 / scale_factor)
+                           : static_cast<float>(in) / static_cast<float>(out);
+}
+
+// PyTorch's nearest_idx: exact paths for 1x and 2x, else min(floor(dst * scale), in - 1).
+PE_HD int64_t nearest_index(int64_t dst, int64_t in, int64_t out, float scale) {
+  if (out == in) return dst;
+  if (out == 2 * in) return dst >> 1;
+  const int64_t s = static_cast<int64_t>(static_cast<float>(dst) * scale);
   return s < in - 1 ? s : in - 1;
 }
 
-// Linear: the two source taps and the weight of the second.
-PE_HD void linear_source(int64_t dst, int64_t in, int64_t out, bool align_corners, int64_t& i0,
-                         int64_t& i1, float& lambda) {
-  float src;
-  if (align_corners) {
-    const float scale = out > 1 ? static_cast<float>(in - 1) / static_cast<float>(out - 1) : 0.f;
-    src = scale * static_cast<float>(dst);
-  } else {
-    const float scale = static_cast<float>(in) / static_cast<float>(out);
-    src = scale * (static_cast<float>(dst) + 0.5f) - 0.5f;
-    if (src < 0.f) src = 0.f;
-  }
+PE_HD int64_t nearest_source(int64_t dst, int64_t in, int64_t out) {
+  return nearest_index(dst, in, out, resample_scale(0., in, out));
+}
+
+// Linear (area_pixel_compute_source_index + guard_index_and_lambda): the two source taps and the
+// weight of the second; `scale` is resample_scale(...) unless align_corners.
+PE_HD void linear_index(int64_t dst, int64_t in, int64_t out, bool align_corners, float scale,
+                        int64_t& i0, int64_t& i1, float& lambda) {
+  if (align_corners) scale = out > 1 ? static_cast<float>(in - 1) / static_cast<float>(out - 1) : 0.f;
+  float src = align_corners ? scale * static_cast<float>(dst)
+                            : scale * (static_cast<float>(dst) + 0.5f) - 0.5f;
+  if (src < 0.f) src = 0.f;
   i0 = static_cast<int64_t>(src);
   if (i0 > in - 1) i0 = in - 1;
   i1 = i0 < in - 1 ? i0 + 1 : i0;
   lambda = src - static_cast<float>(i0);
+  lambda = lambda < 0.f ? 0.f : (lambda > 1.f ? 1.f : lambda);
+}
+
+PE_HD void linear_source(int64_t dst, int64_t in, int64_t out, bool align_corners, int64_t& i0,
+                         int64_t& i1, float& lambda) {
+  linear_index(dst, in, out, align_corners, resample_scale(0., in, out), i0, i1, lambda);
 }
 
 // ---------------------------------------------------------------- padding

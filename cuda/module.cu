@@ -13,4 +13,5 @@ PYBIND11_MODULE(_cuda, m) {
   bind_norm(m);
   bind_conv(m);
   bind_pool(m);
+  bind_resample(m);
 }
