@@ -152,7 +152,8 @@ def test_three_convs_with_a_stride_two_pool_in_between():
 
     r = nn.summary(nn.Sequential(conv(), conv(), conv()), (1, 1, 16, 16), verbose=False)
     assert r.receptive_field == (7, 7)
-    r = nn.summary(nn.Sequential(conv(), MaxPool2d(2), conv(), conv()), (1, 1, 16, 16), verbose=False)
+    pooled = nn.Sequential(conv(), MaxPool2d(2), conv(), conv())
+    r = nn.summary(pooled, (1, 1, 16, 16), verbose=False)
     # 3 -> pool k=2: 3+1=4, jump 2 -> 4+2*2=8 -> 8+2*2=12
     assert [row.receptive_field for row in r.rows] == [(3, 3), (4, 4), (8, 8), (12, 12)]
     assert r.rows[-1].jump == (2, 2)
