@@ -1,4 +1,7 @@
 import itertools
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -455,3 +458,57 @@ def test_auto_tuning_matches_forced(rng, monkeypatch, timed, transposed):
         assert set(C._tuned.values()) <= {"direct", "im2col"}
     else:
         assert C._tuned == {}
+
+
+# ---------------------------------------------------------------- implicit-GEMM paths
+# The im2col forward packs patches straight into the GEMM's panels (stride 1: from a padded copy
+# at the padded width; otherwise from the image), and a stride-1 input gradient runs as a forward
+# conv with the flipped weight. Awkward sizes put panel edges mid-row and rows across panels.
+IMPLICIT_ROWS = [
+    ((1, 1, 1, 1), (1, 1, 1, 1), dict(padding=0, dilation=1)),
+    ((7, 3, 1, 33), (5, 3, 1, 3), dict(padding=(0, 1))),
+    ((2, 33, 7, 7), (7, 33, 3, 3), dict(padding=1)),
+    ((1, 6, 9, 11), (4, 3, 3, 3), dict(padding=2, dilation=2, groups=2)),
+    ((2, 4, 10, 9), (6, 4, 3, 2), dict(padding=(1, 0))),
+    ((1, 5, 17, 13), (33, 5, 3, 3), dict(stride=2, padding=1)),
+    ((3, 2, 9, 8), (3, 2, 5, 3), dict(stride=(1, 3), padding=(2, 0))),
+    ((1, 2, 6, 7), (3, 2, 2, 2), dict(padding="same")),
+]
+
+
+def _implicit_check(xs, ws, kw):
+    rng = np.random.default_rng(3)
+    x, w, b = _arrays(rng, xs, ws, True)
+    ts = [pe.tensor(a.astype(np.float32), requires_grad=True) for a in (x, w, b)]
+    y = F.conv2d(*ts, algo="im2col", **kw)
+    g = rng.standard_normal(y.shape)
+    (y * pe.tensor(g.astype(np.float32))).sum().backward()
+    ref = [pe.tensor(a, requires_grad=True) for a in (x, w, b)]
+    yr = F.conv2d(*ref, **kw)
+    (yr * pe.tensor(g)).sum().backward()
+    for got, want in zip(
+        [y.detach()] + [t.grad for t in ts], [yr.detach()] + [t.grad for t in ref]
+    ):
+        want = want.numpy()
+        np.testing.assert_allclose(
+            got.numpy(), want, rtol=1e-4, atol=1e-4 * max(1, np.abs(want).max())
+        )
+
+
+@pytest.mark.parametrize("xs, ws, kw", IMPLICIT_ROWS)
+def test_implicit_gemm_paths(xs, ws, kw):
+    _implicit_check(xs, ws, kw)
+
+
+@pytest.mark.parametrize("kernel", ["avx2", "scalar"])
+def test_implicit_gemm_fallback_kernels(kernel):
+    """The patch packers with the AVX2 (NR 16) and portable (NR 8) GEMM kernels."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from test_conv import IMPLICIT_ROWS, _implicit_check\n"
+        "for row in IMPLICIT_ROWS: _implicit_check(*row)\n"
+    )
+    root = os.path.dirname(os.path.dirname(pe.__file__))
+    env = {**os.environ, "PE_GEMM_KERNEL": kernel, "PYTHONPATH": root}
+    here = os.path.dirname(os.path.abspath(__file__))
+    subprocess.run([sys.executable, "-c", code, here], check=True, env=env, cwd="/")

@@ -107,10 +107,11 @@ def _run(ctx: Any, pass_: str, kernel: Callable[[str], None]) -> None:
     algo = ctx.algo
     if algo != "auto":
         return kernel(algo)
-    # Only the compiled CPU kernels have two algorithms to choose from (float64 and the NumPy
-    # twin run one reference kernel under both names).
-    if not (backends.conv_benchmark and ctx.k is getattr(ctx.be, "native", None)):
-        return kernel(_auto(*ctx.wshape[1:]))
+    # Tuning is for the compiled CPU kernels: float64 and the NumPy twin run one reference kernel
+    # under both names, and CUDA launches are asynchronous (a host timer would not see them).
+    cpu = ctx.device.type == "cpu" and ctx.k is getattr(ctx.be, "native", None)
+    if not (backends.conv_benchmark and cpu):
+        return kernel(_heuristic(ctx, pass_))
     from pyengine import get_num_threads
 
     key = (type(ctx), pass_, ctx.xshape, ctx.wshape, ctx.geo, get_num_threads())
@@ -201,10 +202,14 @@ def _check_algo(algo: str) -> None:
         raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
 
 
-def _auto(cg: int, r: int, s: int) -> str:
-    """Few multiply-adds per output (depthwise, 1-channel input) leave a GEMM too thin to pay
-    for the column buffer; shift-and-add over the taps wins there."""
-    return "direct" if cg * r * s <= 9 else "im2col"
+def _heuristic(ctx: Any, pass_: str) -> str:
+    """The GEMM of a pass has the pass's output channels as its M; with a handful of them (a
+    1-channel output or input layer, depthwise) the micro-kernel's rows go mostly unused and
+    shift-and-add over the taps wins. A transposed conv's forward is a conv's input gradient."""
+    kg, cg = ctx.wshape[0] // ctx.geo[-1], ctx.wshape[1]
+    if isinstance(ctx, ConvTranspose2d):
+        pass_ = {"fwd": "bwd_input", "bwd_input": "fwd"}.get(pass_, pass_)
+    return "direct" if (cg if pass_ == "bwd_input" else kg) <= 4 else "im2col"
 
 
 def _batched(fn: Any, x: Tensor, *args: Any, **kw: Any) -> Tensor:
