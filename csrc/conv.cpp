@@ -139,9 +139,9 @@ PE_MULTIVERSION void im2col(const float* xg, float* col, const Geom& g, int64_t 
   }
 }
 
-// Implicit im2col: packs rows [k0, k0+kc) x columns [j0, j0+nc) of the column matrix of one
-// image's group xg (Cg,H,W) (row (c,r,s), column p*Q+q, as im2col builds it) straight into
-// sgemm_pack_b's NR-wide panels. Each row is first gathered contiguously into an L1-resident
+// Implicit im2col: packs rows [k0, k0+kc) x columns [j0, j0+nc) of the column matrix of a batch
+// of images' group xg (Cg,H,W), consecutive images img floats apart (row (c,r,s), column
+// n*P*Q + p*Q + q, as im2col builds it per image) straight into sgemm_pack_b's NR-wide panels. Each row is first gathered contiguously into an L1-resident
 // line (a few copies of input-row pieces between zero borders), then dealt out to the panels.
 constexpr int64_t kPfChannels = 2;
 
@@ -156,38 +156,46 @@ inline void deal_row(const float* line, int64_t nc, int64_t kc, float* dst) {
   }
 }
 
-PE_MULTIVERSION void pack_patches(const float* xg, const Geom& g, int64_t NR, int64_t k0,
-                                  int64_t kc, int64_t j0, int64_t nc, float* dst) {
-  const int64_t RS = g.R * g.S, p_first = j0 / g.Q, q_first = j0 % g.Q;
-  // Input rows this block reads, per channel: the loads are short runs scattered over the
-  // channels, which the hardware prefetchers do not foresee; fetch the channel after next ahead.
-  const int64_t lo = std::max<int64_t>(0, p_first * g.sh - g.ph) * g.W;
-  const int64_t hi = std::min(g.H, ((j0 + nc - 1) / g.Q) * g.sh - g.ph + (g.R - 1) * g.dh + 1) * g.W;
+PE_MULTIVERSION void pack_patches(const float* xg, int64_t img, const Geom& g, int64_t NR,
+                                  int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  const int64_t RS = g.R * g.S, PQ = g.P * g.Q, HW = g.H * g.W;
+  const int64_t n_first = j0 / PQ, p_first = j0 % PQ / g.Q, q_first = j0 % g.Q;
+  // Input rows this block reads, per channel of its first image: the loads are short runs
+  // scattered over the channels, which the hardware prefetchers do not foresee; fetch the
+  // channel after next ahead.
+  const bool one_image = (j0 + nc - 1) / PQ == n_first;
+  const int64_t lo = one_image ? std::max<int64_t>(0, p_first * g.sh - g.ph) * g.W : 0;
+  const int64_t last_row = (j0 + nc - 1) % PQ / g.Q * g.sh - g.ph + (g.R - 1) * g.dh;
+  const int64_t hi = one_image ? std::min(g.H, last_row + 1) * g.W : HW;
+  const float* x0 = xg + n_first * img;
   float* __restrict line = workspace(0, nc);
   for (int64_t kk = 0; kk < kc; ++kk) {
     const int64_t k = k0 + kk, c = k / RS, r = k % RS / g.S, s = k % g.S;
     if (k % RS == 0 && c + kPfChannels < g.Cg())
-      for (const float* pf = xg + (c + kPfChannels) * g.H * g.W, *e = pf + hi; pf + lo < e; pf += 16)
+      for (const float *pf = x0 + (c + kPfChannels) * HW, *e = pf + hi; pf + lo < e; pf += 16)
         __builtin_prefetch(pf + lo);
     const int64_t offh = r * g.dh - g.ph, offw = s * g.dw - g.pw;
     int64_t qlo, qhi;
     valid_range(g.Q, g.W, g.sw, offw, qlo, qhi);
-    const float* xc = xg + c * g.H * g.W;
-    for (int64_t i = 0, p = p_first, q0 = q_first; i < nc; i += g.Q - q0, q0 = 0, ++p) {
+    const float* xc = x0 + c * HW;
+    for (int64_t i = 0, p = p_first, q0 = q_first; i < nc;) {
       const int64_t q1 = std::min(g.Q, q0 + nc - i), ih = p * g.sh + offh;
       float* lr = line + i - q0;  // lr[q] is column q of output row p
       if (ih < 0 || ih >= g.H) {
         std::fill(lr + q0, lr + q1, 0.f);
-        continue;
+      } else {
+        const float* src = xc + ih * g.W + offw;
+        const int64_t a = std::clamp(qlo, q0, q1), b = std::clamp(qhi, a, q1);
+        std::fill(lr + q0, lr + a, 0.f);
+        if (g.sw == 1)  // pieces are short: an inlined loop beats a memcpy call
+          for (int64_t q = a; q < b; ++q) lr[q] = src[q];
+        else
+          for (int64_t q = a; q < b; ++q) lr[q] = src[q * g.sw];
+        std::fill(lr + b, lr + q1, 0.f);
       }
-      const float* src = xc + ih * g.W + offw;
-      const int64_t a = std::clamp(qlo, q0, q1), b = std::clamp(qhi, a, q1);
-      std::fill(lr + q0, lr + a, 0.f);
-      if (g.sw == 1)  // pieces are short: an inlined loop beats a memcpy call
-        for (int64_t q = a; q < b; ++q) lr[q] = src[q];
-      else
-        for (int64_t q = a; q < b; ++q) lr[q] = src[q * g.sw];
-      std::fill(lr + b, lr + q1, 0.f);
+      i += q1 - q0;
+      q0 = 0;
+      if (++p == g.P) p = 0, xc += img;  // on to the next image
     }
     if (NR == 32)
       deal_row<32>(line, nc, kc, dst + kk * NR);
@@ -298,18 +306,48 @@ PE_MULTIVERSION void channel_sum(const float* gy, float* gb, int64_t N, int64_t 
 }
 
 // ---------------------------------------------------------------- im2col + GEMM
+// Patches gathered from the images: one GEMM per group over the whole batch's columns, so the
+// weights are packed once and small planes still make wide GEMMs; sgemm threads it.
+void fwd_gathered(const float* x, const float* w, const float* b, float* y, const Geom& g) {
+  const int64_t CRS = g.CRS(), PQ = g.P * g.Q, HW = g.H * g.W, NR = pe::sgemm_nr();
+  const int64_t cols = g.N * PQ;
+  float* out = workspace(3, g.Kg() * cols);
+  for (int64_t gi = 0; gi < g.G; ++gi) {
+    const float* xg = x + gi * g.Cg() * HW;
+    const pe::PackB pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+      pack_patches(xg, g.C * HW, g, NR, k0, kc, j0, nc, dst);
+    };
+    pe::sgemm_pack_b(false, g.Kg(), cols, CRS, 1.f, w + gi * g.Kg() * CRS, CRS, pack, 0.f, out,
+                     cols);
+#pragma omp parallel for collapse(2) schedule(static) if (g.Kg() * cols > (1 << 15))
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t k = 0; k < g.Kg(); ++k) {
+        const float bias = b ? b[gi * g.Kg() + k] : 0.f;
+        const float* src = out + k * cols + n * PQ;
+        float* dst = y + (n * g.K + gi * g.Kg() + k) * PQ;
+        for (int64_t i = 0; i < PQ; ++i) dst[i] = src[i] + bias;
+      }
+  }
+}
+
 // The forward never stores columns: the GEMM packs its B panels straight from the image.
 void fwd_im2col(const float* x, const float* w, const float* b, float* y, const Geom& g) {
   const int64_t CRS = g.CRS(), PQ = g.P * g.Q, HW = g.H * g.W, NR = pe::sgemm_nr();
-  const bool pw1 = g.pointwise(), wide = g.sh == 1 && g.sw == 1 && !pw1;
   const int64_t Hp = g.P + (g.R - 1) * g.dh, Wp = g.Q + (g.S - 1) * g.dw;
   const int64_t Lw = (g.P - 1) * Wp + g.Q;  // wide columns up to the last needed one
+  // The wide layout computes (Wp - Q) discarded columns per row: worth it for large planes,
+  // but on small ones (8x8: 78 columns, 3 panels instead of 2) the waste outweighs the
+  // cheaper packing, and patches are gathered from the images instead. Wide and pointwise
+  // convs run image by image (images in parallel when the batch splits over the threads).
+  const bool pw1 = g.pointwise(), wide = g.sh == 1 && g.sw == 1 && !pw1 &&
+                                         10 * ((Lw + NR - 1) / NR) <= 11 * ((PQ + NR - 1) / NR);
   std::vector<int64_t> off(wide ? CRS : 0);
   for (int64_t k = 0; k < (wide ? CRS : 0); ++k)
     off[k] = (k / (g.R * g.S) * Hp + k / g.S % g.R * g.dh) * Wp + k % g.S * g.dw;
+  if (!wide && !pw1) return fwd_gathered(x, w, b, y, g);
   for_images(g.N, [&](int64_t n, bool) {
-    if (b && !wide) fill_bias(y + n * g.K * PQ, b, g.K, PQ);
-    const float beta = b && !wide ? 1.f : 0.f;
+    if (b && pw1) fill_bias(y + n * g.K * PQ, b, g.K, PQ);
+    const float beta = b && pw1 ? 1.f : 0.f;
     for (int64_t gi = 0; gi < g.G; ++gi) {
       const float* xg = x + (n * g.C + gi * g.Cg()) * HW;
       const float* wg = w + gi * g.Kg() * CRS;
@@ -318,28 +356,21 @@ void fwd_im2col(const float* x, const float* w, const float* b, float* y, const 
         pe::sgemm(false, false, g.Kg(), PQ, CRS, 1.f, wg, CRS, xg, HW, beta, yg, PQ);
         continue;
       }
-      if (wide) {
-        float* xp = workspace(2, g.Cg() * Hp * Wp);
-        float* out = workspace(3, g.Kg() * Lw);
-        pad_planes(xg, xp, g.Cg(), g.H, g.W, Hp, Wp, g.ph, g.pw);
-        const pe::PackB pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
-          pack_wide(xp, off.data(), NR, k0, kc, j0, nc, dst);
-        };
-        pe::sgemm_pack_b(false, g.Kg(), Lw, CRS, 1.f, wg, CRS, pack, 0.f, out, Lw);
-        for (int64_t k = 0; k < g.Kg(); ++k) {
-          const float bias = b ? b[gi * g.Kg() + k] : 0.f;
-          for (int64_t p = 0; p < g.P; ++p) {
-            const float* src = out + k * Lw + p * Wp;
-            float* dst = yg + (k * g.P + p) * g.Q;
-            for (int64_t q = 0; q < g.Q; ++q) dst[q] = src[q] + bias;
-          }
-        }
-        continue;
-      }
+      float* xp = workspace(2, g.Cg() * Hp * Wp);
+      float* out = workspace(3, g.Kg() * Lw);
+      pad_planes(xg, xp, g.Cg(), g.H, g.W, Hp, Wp, g.ph, g.pw);
       const pe::PackB pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
-        pack_patches(xg, g, NR, k0, kc, j0, nc, dst);
+        pack_wide(xp, off.data(), NR, k0, kc, j0, nc, dst);
       };
-      pe::sgemm_pack_b(false, g.Kg(), PQ, CRS, 1.f, wg, CRS, pack, beta, yg, PQ);
+      pe::sgemm_pack_b(false, g.Kg(), Lw, CRS, 1.f, wg, CRS, pack, 0.f, out, Lw);
+      for (int64_t k = 0; k < g.Kg(); ++k) {
+        const float bias = b ? b[gi * g.Kg() + k] : 0.f;
+        for (int64_t p = 0; p < g.P; ++p) {
+          const float* src = out + k * Lw + p * Wp;
+          float* dst = yg + (k * g.P + p) * g.Q;
+          for (int64_t q = 0; q < g.Q; ++q) dst[q] = src[q] + bias;
+        }
+      }
     }
   });
 }
