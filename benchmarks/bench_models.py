@@ -11,11 +11,21 @@ Peak memory (VmHWM) of a few steps is measured in a fresh subprocess per engine.
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Run as a script: idle OpenMP workers of torch and pyengine must not spin on each other's cores
+# (see benchmarks/__main__.py); the runtimes read this when loaded, so set it before importing.
+if __name__ == "__main__" and "OMP_WAIT_POLICY" not in os.environ:
+    os.execve(
+        sys.executable,
+        [sys.executable, "-m", "benchmarks.bench_models", *sys.argv[1:]],
+        {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
+    )
+
 import argparse
 import json
-import os
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
