@@ -359,10 +359,13 @@ void fwd_im2col(const float* x, const float* w, const float* b, float* y, const 
       float* xp = workspace(2, g.Cg() * Hp * Wp);
       float* out = workspace(3, g.Kg() * Lw);
       pad_planes(xg, xp, g.Cg(), g.H, g.W, Hp, Wp, g.ph, g.pw);
-      const pe::PackB pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
-        pack_wide(xp, off.data(), NR, k0, kc, j0, nc, dst);
-      };
-      pe::sgemm_pack_b(false, g.Kg(), Lw, CRS, 1.f, wg, CRS, pack, 0.f, out, Lw);
+      // The AVX-512 kernel reads the rows in place; other kernels get them packed.
+      if (!pe::sgemm_rows_b(g.Kg(), Lw, CRS, wg, xp, off.data(), out, Lw)) {
+        const pe::PackB pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+          pack_wide(xp, off.data(), NR, k0, kc, j0, nc, dst);
+        };
+        pe::sgemm_pack_b(false, g.Kg(), Lw, CRS, 1.f, wg, CRS, pack, 0.f, out, Lw);
+      }
       for (int64_t k = 0; k < g.Kg(); ++k) {
         const float bias = b ? b[gi * g.Kg() + k] : 0.f;
         for (int64_t p = 0; p < g.P; ++p) {

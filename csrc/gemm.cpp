@@ -295,6 +295,49 @@ PE_AVX512 void kernel_avx512_rows(int64_t kc, const float* a, const float* b, fl
   }
 }
 
+// As kernel_avx512_rows with alpha = 1, but B read in place: its row k is the nr (1..32) floats
+// at b + off[k] (see sgemm_rows_b).
+template <int ROWS>
+PE_AVX512 void kernel_avx512_rows_b(int64_t kc, const float* a, const float* b,
+                                    const int64_t* off, float* c, int64_t ldc, float beta,
+                                    int nr) {
+  __m512 acc[ROWS][2];
+#pragma GCC unroll 16
+  for (int r = 0; r < ROWS; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  const __mmask16 m0 = lanes(std::min(16, nr)), m1 = lanes(std::max(0, nr - 16));
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kc; ++k, a += kMR512) {
+    const float* bk = b + off[k];
+    const __m512 b0 = _mm512_maskz_loadu_ps(m0, bk), b1 = _mm512_maskz_loadu_ps(m1, bk + 16);
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; ++r) {
+      const __m512 ar = _mm512_set1_ps(a[r]);
+      acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
+    }
+  }
+  const __m512 vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 16
+  for (int r = 0; r < ROWS; ++r) {
+    float* cr = c + r * ldc;
+    __m512 c0 = acc[r][0], c1 = acc[r][1];
+    if (beta != 0.f) {
+      c0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, cr), vb, c0);
+      c1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, cr + 16), vb, c1);
+    }
+    _mm512_mask_storeu_ps(cr, m0, c0);
+    _mm512_mask_storeu_ps(cr + 16, m1, c1);
+  }
+}
+
+using RowsBFn = void (*)(int64_t, const float*, const float*, const int64_t*, float*, int64_t,
+                         float, int);
+constexpr RowsBFn kRowsB[kMR512] = {
+    kernel_avx512_rows_b<1>, kernel_avx512_rows_b<2>,  kernel_avx512_rows_b<3>,
+    kernel_avx512_rows_b<4>, kernel_avx512_rows_b<5>,  kernel_avx512_rows_b<6>,
+    kernel_avx512_rows_b<7>, kernel_avx512_rows_b<8>,  kernel_avx512_rows_b<9>,
+    kernel_avx512_rows_b<10>, kernel_avx512_rows_b<11>, kernel_avx512_rows_b<12>};
+
 // See KernelFn: picks the instantiation for mr rows.
 void kernel_avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
                    float beta, int mr, int nr) {
@@ -467,6 +510,41 @@ void sgemm_pack_b(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, co
     if (m0 < m1 && n0 < n1)
       gemm_block(im, trans_a, m0, m1, n0, n1, K, alpha, A, lda, pack_b, beta, C, ldc);
   }
+}
+
+bool sgemm_rows_b(int64_t M, int64_t N, int64_t K, const float* A, const float* B,
+                  const int64_t* off, float* C, int64_t ldc) {
+  const Impl& im = pick_impl();
+  if (im.kernel != kernel_avx512) return false;
+  if (M <= 0 || N <= 0) return true;
+  if (K <= 0) {
+    scale_c(M, N, 0.f, C, ldc);
+    return true;
+  }
+  constexpr int64_t MR = kMR512, NR = kNR512;
+  const int64_t kc_max = std::min<int64_t>(K, im.kc), rows = (M + MR - 1) / MR * MR;
+  const int64_t panels = (N + NR - 1) / NR;
+  const int nt = (omp_in_parallel() || M * N * K < 64 * 64 * 64) ? 1 : omp_get_max_threads();
+  // Column panels split over the threads; each packs all of A per K block (A is the small
+  // operand here: conv weights) and sweeps its panels with every A micro-panel.
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int t = omp_get_thread_num(), n = omp_get_num_threads();
+    const int64_t p0 = panels * t / n, p1 = panels * (t + 1) / n;
+    float* abuf = workspace(size_t(rows * kc_max));
+    for (int64_t pc = 0; pc < K && p0 < p1; pc += kc_max) {
+      const int64_t kc = std::min(kc_max, K - pc);
+      for (int64_t ic = 0; ic < M; ic += MR)
+        im.pack_a(false, A, K, ic, std::min(MR, M - ic), pc, kc, abuf + ic * kc);
+      for (int64_t jp = p0; jp < p1; ++jp) {
+        const int nr = int(std::min(NR, N - jp * NR));
+        for (int64_t ic = 0; ic < M; ic += MR)
+          kRowsB[std::min(MR, M - ic) - 1](kc, abuf + ic * kc, B + jp * NR, off + pc,
+                                           C + ic * ldc + jp * NR, ldc, pc == 0 ? 0.f : 1.f, nr);
+      }
+    }
+  }
+  return true;
 }
 
 const char* sgemm_kernel_name() { return pick_impl().name; }

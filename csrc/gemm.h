@@ -19,4 +19,11 @@ using PackB = std::function<void(int64_t k0, int64_t kc, int64_t j0, int64_t nc,
 void sgemm_pack_b(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                   int64_t lda, const PackB& pack, float beta, float* C, int64_t ldc);
 int64_t sgemm_nr();
+
+// C(M,N) = A(M,K) @ B with B read in place, row k being the N floats at B + off[k] (rows may
+// overlap, e.g. shifted windows of one padded image); A row-major with lda = K, C not read.
+// Only with the AVX-512 kernel (the B loads are its 32-wide rows); returns false, doing
+// nothing, when another kernel is in use.
+bool sgemm_rows_b(int64_t M, int64_t N, int64_t K, const float* A, const float* B,
+                  const int64_t* off, float* C, int64_t ldc);
 }  // namespace pe
