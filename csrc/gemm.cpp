@@ -305,7 +305,7 @@ PE_AVX512 void kernel_avx512_rows_b(int64_t kc, const float* a, const float* b,
 #pragma GCC unroll 16
   for (int r = 0; r < ROWS; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   const __mmask16 m0 = lanes(std::min(16, nr)), m1 = lanes(std::max(0, nr - 16));
-#pragma GCC unroll 2
+#pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k, a += kMR512) {
     const float* bk = b + off[k];
     const __m512 b0 = _mm512_maskz_loadu_ps(m0, bk), b1 = _mm512_maskz_loadu_ps(m1, bk + 16);
