@@ -9,7 +9,7 @@ import importlib
 import sys
 
 # Modules that contribute commands; a `train` model registers under the shared `train` parser.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["pyengine.cli.restore"]
 
 
 class UserError(Exception):
