@@ -63,8 +63,16 @@ def _window(win_size: int, gaussian: bool, sigma: float) -> np.ndarray:
     return w / w.sum()
 
 
-def _ssim_single(a: np.ndarray, b: np.ndarray, data_range: float, win_size: int, gaussian: bool,
-                 sigma: float, k1: float, k2: float) -> float:
+def _ssim_single(
+    a: np.ndarray,
+    b: np.ndarray,
+    data_range: float,
+    win_size: int,
+    gaussian: bool,
+    sigma: float,
+    k1: float,
+    k2: float,
+) -> float:
     if min(a.shape) < win_size:
         raise ValueError(f"ssim: win_size {win_size} exceeds the image extent {a.shape}")
     w = _window(win_size, gaussian, sigma)
@@ -107,8 +115,12 @@ def ssim(
         raise ValueError(f"ssim: win_size must be odd, got {win_size}")
     if channel_axis is not None:
         a, b = np.moveaxis(a, channel_axis, 0), np.moveaxis(b, channel_axis, 0)
-        return float(np.mean([
-            _ssim_single(ac, bc, data_range, win_size, gaussian_weights, sigma, K1, K2)
-            for ac, bc in zip(a, b)
-        ]))
+        return float(
+            np.mean(
+                [
+                    _ssim_single(ac, bc, data_range, win_size, gaussian_weights, sigma, K1, K2)
+                    for ac, bc in zip(a, b)
+                ]
+            )
+        )
     return _ssim_single(a, b, data_range, win_size, gaussian_weights, sigma, K1, K2)

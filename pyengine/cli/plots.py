@@ -31,12 +31,22 @@ def _save(fig, path: Path) -> None:
         raise
 
 
-def training_curves(path: Path, losses: Sequence[float], steps_per_epoch: int,
-                    val_psnr: Sequence[float], noisy_psnr: float | None) -> None:
+def training_curves(
+    path: Path,
+    losses: Sequence[float],
+    steps_per_epoch: int,
+    val_psnr: Sequence[float],
+    noisy_psnr: float | None,
+) -> None:
     plt = _pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
-    a.semilogy(np.arange(1, len(losses) + 1) / steps_per_epoch, losses, lw=0.6, alpha=0.5,
-               label="per batch")
+    a.semilogy(
+        np.arange(1, len(losses) + 1) / steps_per_epoch,
+        losses,
+        lw=0.6,
+        alpha=0.5,
+        label="per batch",
+    )
     k = max(1, steps_per_epoch // 4)
     if len(losses) >= k:
         smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
@@ -53,8 +63,9 @@ def training_curves(path: Path, losses: Sequence[float], steps_per_epoch: int,
     plt.close(fig)
 
 
-def comparison(path: Path, noisy: np.ndarray, denoised: np.ndarray, clean: np.ndarray,
-               titles: Sequence[str]) -> None:
+def comparison(
+    path: Path, noisy: np.ndarray, denoised: np.ndarray, clean: np.ndarray, titles: Sequence[str]
+) -> None:
     """Noisy / denoised / clean side by side; images are (C, H, W) in [0, 1]."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))

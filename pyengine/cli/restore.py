@@ -135,8 +135,10 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         refs = [r if r is not None else img for r, img in zip(refs, images)]
     for path, img, ref in zip(args.images, images, refs):
         if ref is not None and ref.shape != img.shape:
-            raise UserError(f"'{path}' is {img.shape[1]}x{img.shape[2]} but its clean reference "
-                            f"is {ref.shape[1]}x{ref.shape[2]}")
+            raise UserError(
+                f"'{path}' is {img.shape[1]}x{img.shape[2]} but its clean reference "
+                f"is {ref.shape[1]}x{ref.shape[2]}"
+            )
     out = Path(args.out)
     rng = np.random.default_rng(args.seed)
     for path, img, ref in zip(args.images, images, refs):
@@ -148,15 +150,18 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         if args.sigma is not None:
             save_image(out / f"{stem}_noisy.png", noisy)
         if ref is not None:
-            line += (f"  PSNR noisy {clipped_psnr(noisy, ref):.2f} dB -> denoised "
-                     f"{clipped_psnr(den, ref):.2f} dB")
+            line += (
+                f"  PSNR noisy {clipped_psnr(noisy, ref):.2f} dB -> denoised "
+                f"{clipped_psnr(den, ref):.2f} dB"
+            )
         print(line)
     return 0
 
 
 # ---------------------------------------------------------------------------- eval
-def evaluate_set(model: Any, folder: Any, sigma: float, tile: int = 0,
-                 device: str = "cpu") -> list[tuple[str, float, float, float]]:
+def evaluate_set(
+    model: Any, folder: Any, sigma: float, tile: int = 0, device: str = "cpu"
+) -> list[tuple[str, float, float, float]]:
     """The reference protocol of shared/data/README.md: ``np.random.seed(0)`` once, images in
     sorted order, float64 noise, unclipped float32 noisy input, PSNR of the clipped output."""
     from pyengine.data import protocol_noise
@@ -167,8 +172,9 @@ def evaluate_set(model: Any, folder: Any, sigma: float, tile: int = 0,
     for name, clean in zip(folder.names(), folder.load_all()):
         noisy = protocol_noise(clean, sigma, state)
         den = denoise_array(model, noisy, tile=tile, device=device)
-        rows.append((name, clipped_psnr(noisy, clean), clipped_psnr(den, clean),
-                     clipped_ssim(den, clean)))
+        rows.append(
+            (name, clipped_psnr(noisy, clean), clipped_psnr(den, clean), clipped_ssim(den, clean))
+        )
     return rows
 
 
@@ -189,8 +195,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- parsers
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--tile", type=int, default=512,
-                   help="denoise in tiles of this many pixels a side (0: whole image)")
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=512,
+        help="denoise in tiles of this many pixels a side (0: whole image)",
+    )
 
 
 def _train_parser(train_sub: Any, name: str, help_text: str) -> None:
@@ -202,19 +212,32 @@ def _train_parser(train_sub: Any, name: str, help_text: str) -> None:
     p.add_argument("--val", help="folder of validation images (default: held-out bundled images)")
     noise = p.add_mutually_exclusive_group()
     noise.add_argument("--sigma", type=sigma_arg, default=25.0, help="noise level, 0..255 units")
-    noise.add_argument("--sigma-range", type=sigma_arg, nargs=2, metavar=("LO", "HI"),
-                       help="blind training: a uniform sigma per patch in [LO, HI]")
+    noise.add_argument(
+        "--sigma-range",
+        type=sigma_arg,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="blind training: a uniform sigma per patch in [LO, HI]",
+    )
     p.add_argument("--epochs", type=positive_int, default=d["epochs"])
     p.add_argument("--steps", type=positive_int, default=d["steps"], help="batches per epoch")
     p.add_argument("--batch", type=positive_int, default=16)
     p.add_argument("--patch", type=positive_int, default=d["patch"])
     p.add_argument("--depth", type=int, default=d["depth"])
-    p.add_argument("--channels", type=positive_int, default=d["channels"],
-                   help="feature channels (DnCNN width, U-Net base)")
+    p.add_argument(
+        "--channels",
+        type=positive_int,
+        default=d["channels"],
+        help="feature channels (DnCNN width, U-Net base)",
+    )
     p.add_argument("--rgb", action="store_true", help="train on 3-channel color images")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-step", type=positive_int, default=d["lr_step"],
-                   help="multiply the learning rate by --lr-gamma every this many epochs")
+    p.add_argument(
+        "--lr-step",
+        type=positive_int,
+        default=d["lr_step"],
+        help="multiply the learning rate by --lr-gamma every this many epochs",
+    )
     p.add_argument("--lr-gamma", type=float, default=0.1)
     p.add_argument("--out", help=f"run folder (default: a new runs/{name}[-N])")
     p.add_argument("--resume", action="store_true", help="continue from --out's last checkpoint")
@@ -230,29 +253,40 @@ def _train_parser(train_sub: Any, name: str, help_text: str) -> None:
 def register(sub: Any, train_sub: Any) -> None:
     from pyengine.cli.restore_dip import add_dip_parser
 
-    _train_parser(train_sub, "dncnn", "train a DnCNN denoiser (default: a small one on the bundled "
-                  "images in a few minutes)")
+    _train_parser(
+        train_sub,
+        "dncnn",
+        "train a DnCNN denoiser (default: a small one on the bundled images in a few minutes)",
+    )
     _train_parser(train_sub, "unet", "train a residual U-Net denoiser")
 
-    p = sub.add_parser("denoise", help="denoise images with a trained model",
-                       description="Denoise IMAGE files with a checkpoint or pretrained .npz.")
+    p = sub.add_parser(
+        "denoise",
+        help="denoise images with a trained model",
+        description="Denoise IMAGE files with a checkpoint or pretrained .npz.",
+    )
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--model", required=True, help="checkpoint.npz from `train`, or a DnCNN .npz")
-    p.add_argument("--sigma", type=sigma_arg,
-                   help="first add Gaussian noise of this level (the image is then the reference)")
+    p.add_argument(
+        "--sigma",
+        type=sigma_arg,
+        help="first add Gaussian noise of this level (the image is then the reference)",
+    )
     p.add_argument("--clean", nargs="+", metavar="REF", help="clean references, one per IMAGE")
     p.add_argument("--out", default="denoised", help="output folder (default: denoised/)")
     p.add_argument("--seed", type=int, default=0, help="seed of the added noise")
     _common(p)
     p.set_defaults(func=cmd_denoise)
 
-    p = sub.add_parser("eval", help="PSNR/SSIM of a model on a test set",
-                       description="Per-image and mean PSNR/SSIM with the DnCNN reference noise "
-                       "protocol (np.random.seed(0) once, sorted files, unclipped noisy input).")
+    p = sub.add_parser(
+        "eval",
+        help="PSNR/SSIM of a model on a test set",
+        description="Per-image and mean PSNR/SSIM with the DnCNN reference noise "
+        "protocol (np.random.seed(0) once, sorted files, unclipped noisy input).",
+    )
     p.add_argument("--model", required=True, help="checkpoint.npz from `train`, or a DnCNN .npz")
     p.add_argument("--set", required=True, help="folder of clean test images")
     p.add_argument("--sigma", type=sigma_arg, default=25.0)
     _common(p)
     p.set_defaults(func=cmd_eval)
     add_dip_parser(sub)
-

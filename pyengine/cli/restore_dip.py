@@ -52,8 +52,14 @@ def cmd_dip(args: argparse.Namespace) -> int:
     iters, curve = [], []
     best, best_psnr, best_img = 0, -np.inf, None
     t0 = time.perf_counter()
-    bar = tqdm(range(1, args.iters + 1), desc="dip", unit="it", disable=args.quiet,
-               file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        range(1, args.iters + 1),
+        desc="dip",
+        unit="it",
+        disable=args.quiet,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     for it in bar:
         y = F.sigmoid(net(code))
         loss = F.mse_loss(y, target)
@@ -80,11 +86,18 @@ def cmd_dip(args: argparse.Namespace) -> int:
 
 
 def add_dip_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("dip", help="deep image prior: denoise one image without training data",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "dip",
+        help="deep image prior: denoise one image without training data",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("image", metavar="IMAGE")
-    p.add_argument("--sigma", type=sigma_arg, default=25.0,
-                   help="add noise of this level to IMAGE first (0: IMAGE is already noisy)")
+    p.add_argument(
+        "--sigma",
+        type=sigma_arg,
+        default=25.0,
+        help="add noise of this level to IMAGE first (0: IMAGE is already noisy)",
+    )
     p.add_argument("--iters", type=positive_int, default=3000)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--depth", type=int, default=4, help="U-Net levels")

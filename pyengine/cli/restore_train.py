@@ -37,8 +37,23 @@ DEFAULTS: dict[str, dict[str, int]] = {
     "unet": {"epochs": 6, "steps": 50, "patch": 48, "depth": 2, "channels": 16, "lr_step": 4},
 }
 # Settings that define a run; --resume takes them from the checkpoint.
-RUN_KEYS = ("data", "val", "sigma", "sigma_range", "steps", "batch", "patch", "depth", "channels",
-            "rgb", "lr", "lr_step", "lr_gamma", "seed", "up")
+RUN_KEYS = (
+    "data",
+    "val",
+    "sigma",
+    "sigma_range",
+    "steps",
+    "batch",
+    "patch",
+    "depth",
+    "channels",
+    "rgb",
+    "lr",
+    "lr_step",
+    "lr_gamma",
+    "seed",
+    "up",
+)
 CHECKPOINT = "checkpoint.npz"
 
 
@@ -46,9 +61,10 @@ def _out_dir(args: argparse.Namespace) -> Path:
     if args.out:
         return Path(args.out)
     base = Path("runs") / args.arch
-    existing = [base] + sorted(base.parent.glob(f"{args.arch}-*"),
-                               key=lambda p: int(p.name.rsplit("-", 1)[1])
-                               if p.name.rsplit("-", 1)[1].isdigit() else -1)
+    existing = [base] + sorted(
+        base.parent.glob(f"{args.arch}-*"),
+        key=lambda p: int(p.name.rsplit("-", 1)[1]) if p.name.rsplit("-", 1)[1].isdigit() else -1,
+    )
     existing = [p for p in existing if p.exists()]
     if args.resume:
         if not existing:
@@ -113,8 +129,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     train = read_folder(args.data, c) if args.data else bundled_images("train", c)
     val = read_folder(args.val, c) if args.val else bundled_images("val", c, size=256)
     try:
-        dataset = PatchDataset(train, patch=args.patch, length=args.steps * args.batch,
-                               sigma=args.sigma, sigma_range=args.sigma_range, seed=args.seed)
+        dataset = PatchDataset(
+            train,
+            patch=args.patch,
+            length=args.steps * args.batch,
+            sigma=args.sigma,
+            sigma_range=args.sigma_range,
+            seed=args.seed,
+        )
     except ValueError as e:
         raise UserError(f"training data: {e}") from None
     val_sigma = args.sigma if args.sigma_range is None else float(np.mean(args.sigma_range))
@@ -143,11 +165,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         if start >= args.epochs:
             print(f"{out}: already trained {start} epochs (ask for more with --epochs)")
             return 0
-    loader = DataLoader(dataset, args.batch, seed=args.seed, num_workers=args.workers,
-                        drop_last=True)
+    loader = DataLoader(
+        dataset, args.batch, seed=args.seed, num_workers=args.workers, drop_last=True
+    )
     run_args = {k: getattr(args, k, None) for k in RUN_KEYS}
-    print(f"training {args.arch} ({model.num_parameters():,} parameters) on "
-          f"{args.data or 'bundled images'} -> {out}; validation noisy PSNR {noisy_psnr:.2f} dB")
+    print(
+        f"training {args.arch} ({model.num_parameters():,} parameters) on "
+        f"{args.data or 'bundled images'} -> {out}; validation noisy PSNR {noisy_psnr:.2f} dB"
+    )
     for epoch in range(start, args.epochs):
         t0 = time.perf_counter()
         loss = _train_epoch(model, opt, loader, epoch, args)
@@ -156,18 +181,29 @@ def cmd_train(args: argparse.Namespace) -> int:
         psnr, ssim, den = _validate(model, val_clean, val_noisy, args.device)
         history["val_psnr"].append(psnr)
         history["val_ssim"].append(ssim)
-        pe.save({
-            "format": CHECKPOINT_FORMAT, "arch": args.arch, "config": json.dumps(model.config()),
-            "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "epoch": epoch + 1,
-            "rng": json.dumps(pe.random.generator().bit_generator.state),
-            "history": json.dumps(history), "args": json.dumps(run_args),
-        }, out / CHECKPOINT)
+        pe.save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "arch": args.arch,
+                "config": json.dumps(model.config()),
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "epoch": epoch + 1,
+                "rng": json.dumps(pe.random.generator().bit_generator.state),
+                "history": json.dumps(history),
+                "args": json.dumps(run_args),
+            },
+            out / CHECKPOINT,
+        )
         _atomic_text(out / "history.json", json.dumps(history, indent=1) + "\n")
         _figures(out, history, args.steps, val_noisy[0], den, val_clean[0], noisy_psnr)
-        print(f"epoch {epoch + 1}/{args.epochs}: loss {np.mean(loss):.3e}  val PSNR {psnr:.2f} dB "
-              f"(+{psnr - noisy_psnr:.2f})  SSIM {ssim:.4f}  lr {sched.get_last_lr()[0]:.1e}  "
-              f"{time.perf_counter() - t0:.0f} s", flush=True)
+        print(
+            f"epoch {epoch + 1}/{args.epochs}: loss {np.mean(loss):.3e}  val PSNR {psnr:.2f} dB "
+            f"(+{psnr - noisy_psnr:.2f})  SSIM {ssim:.4f}  lr {sched.get_last_lr()[0]:.1e}  "
+            f"{time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
     return 0
 
 
@@ -179,8 +215,15 @@ def _train_epoch(model: Any, opt: Any, loader: Any, epoch: int, args: argparse.N
     model.train()
     loader.set_epoch(epoch)
     losses: list[float] = []
-    bar = tqdm(total=len(loader) * args.batch, unit="patch", desc=f"epoch {epoch + 1}/{args.epochs}",
-               disable=args.quiet, file=sys.stderr, leave=False, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(loader) * args.batch,
+        unit="patch",
+        desc=f"epoch {epoch + 1}/{args.epochs}",
+        disable=args.quiet,
+        file=sys.stderr,
+        leave=False,
+        dynamic_ncols=True,
+    )
     with bar:
         for noisy, clean in loader:
             if args.device != "cpu":
@@ -196,12 +239,28 @@ def _train_epoch(model: Any, opt: Any, loader: Any, epoch: int, args: argparse.N
     return losses
 
 
-def _figures(out: Path, history: dict[str, Any], steps: int, noisy: np.ndarray, den: np.ndarray,
-             clean: np.ndarray, noisy_psnr: float) -> None:
+def _figures(
+    out: Path,
+    history: dict[str, Any],
+    steps: int,
+    noisy: np.ndarray,
+    den: np.ndarray,
+    clean: np.ndarray,
+    noisy_psnr: float,
+) -> None:
     from pyengine.cli import plots
 
-    plots.training_curves(out / "curves.png", history["loss"], steps, history["val_psnr"],
-                          noisy_psnr)
-    plots.comparison(out / "comparison.png", noisy, den, clean, (
-        f"noisy ({clipped_psnr(noisy, clean):.2f} dB)",
-        f"denoised ({clipped_psnr(den, clean):.2f} dB)", "clean"))
+    plots.training_curves(
+        out / "curves.png", history["loss"], steps, history["val_psnr"], noisy_psnr
+    )
+    plots.comparison(
+        out / "comparison.png",
+        noisy,
+        den,
+        clean,
+        (
+            f"noisy ({clipped_psnr(noisy, clean):.2f} dB)",
+            f"denoised ({clipped_psnr(den, clean):.2f} dB)",
+            "clean",
+        ),
+    )

@@ -27,8 +27,23 @@ from pyengine.data.transforms import (
 )
 
 __all__ = [
-    "BUNDLED_TRAIN", "BUNDLED_VAL", "DataLoader", "IMAGE_EXTENSIONS", "ImageError", "ImageFolder",
-    "ImageList", "PatchDataset", "add_gaussian_noise", "bundled_images", "default_collate",
-    "dihedral", "inverse_dihedral", "list_images", "load_image", "protocol_noise", "random_crop",
-    "save_image", "to_uint8",
+    "BUNDLED_TRAIN",
+    "BUNDLED_VAL",
+    "DataLoader",
+    "IMAGE_EXTENSIONS",
+    "ImageError",
+    "ImageFolder",
+    "ImageList",
+    "PatchDataset",
+    "add_gaussian_noise",
+    "bundled_images",
+    "default_collate",
+    "dihedral",
+    "inverse_dihedral",
+    "list_images",
+    "load_image",
+    "protocol_noise",
+    "random_crop",
+    "save_image",
+    "to_uint8",
 ]

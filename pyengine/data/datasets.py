@@ -20,7 +20,16 @@ from pyengine.data.transforms import add_gaussian_noise, dihedral, random_crop
 # split is natural photographs and textures; the held-out validation split is the classic
 # cameraman and coins.
 BUNDLED_TRAIN = (
-    "astronaut", "chelsea", "coffee", "rocket", "moon", "page", "text", "brick", "gravel", "grass",
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "moon",
+    "page",
+    "text",
+    "brick",
+    "gravel",
+    "grass",
 )
 BUNDLED_VAL = ("camera", "coins")
 

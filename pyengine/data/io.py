@@ -28,7 +28,9 @@ def list_images(root: str | os.PathLike) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise ImageError(f"'{root}' is not a folder")
-    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    files = sorted(
+        p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    )
     if not files:
         raise ImageError(
             f"no images in '{root}' (looked for {', '.join(e[1:] for e in IMAGE_EXTENSIONS)})"

@@ -52,7 +52,9 @@ class DataLoader:
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         if num_workers < 0 or prefetch < 1:
-            raise ValueError(f"need num_workers >= 0 and prefetch >= 1, got {num_workers}, {prefetch}")
+            raise ValueError(
+                f"need num_workers >= 0 and prefetch >= 1, got {num_workers}, {prefetch}"
+            )
         self.dataset, self.batch_size, self.shuffle, self.seed = dataset, batch_size, shuffle, seed
         self.num_workers, self.drop_last, self.prefetch = num_workers, drop_last, prefetch
         self.collate_fn = collate_fn or default_collate
@@ -68,10 +70,14 @@ class DataLoader:
     def _batches(self, epoch: int) -> list[np.ndarray]:
         n = len(self.dataset)
         order = (
-            np.random.default_rng((self.seed, epoch)).permutation(n) if self.shuffle else np.arange(n)
+            np.random.default_rng((self.seed, epoch)).permutation(n)
+            if self.shuffle
+            else np.arange(n)
         )
-        return [order[i : i + self.batch_size] for i in range(0, len(self) * self.batch_size,
-                                                              self.batch_size)]
+        return [
+            order[i : i + self.batch_size]
+            for i in range(0, len(self) * self.batch_size, self.batch_size)
+        ]
 
     def _make(self, idx: np.ndarray) -> Any:
         return self.collate_fn([self.dataset[int(i)] for i in idx])

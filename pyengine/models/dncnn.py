@@ -35,7 +35,12 @@ class DnCNN(nn.Module):
                 f"DnCNN needs depth >= 2 and positive channel counts, got depth={depth}, "
                 f"channels={channels}, image_channels={image_channels}"
             )
-        self.depth, self.channels, self.image_channels, self.bn = depth, channels, image_channels, bn
+        self.depth, self.channels, self.image_channels, self.bn = (
+            depth,
+            channels,
+            image_channels,
+            bn,
+        )
         layers: list[nn.Module] = [nn.Conv2d(image_channels, channels, 3, padding=1), nn.ReLU()]
         for _ in range(depth - 2):
             layers.append(nn.Conv2d(channels, channels, 3, padding=1, bias=not bn))
@@ -59,8 +64,12 @@ class DnCNN(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments, enough to rebuild this architecture."""
-        return {"depth": self.depth, "channels": self.channels,
-                "image_channels": self.image_channels, "bn": self.bn}
+        return {
+            "depth": self.depth,
+            "channels": self.channels,
+            "image_channels": self.image_channels,
+            "bn": self.bn,
+        }
 
     @property
     def margin(self) -> int:
@@ -97,8 +106,13 @@ class DnCNN(nn.Module):
             has_bn = bool(int(z["has_bn"]))
             eps = float(z["bn_eps"]) if "bn_eps" in keys else 1e-5
             w1 = z["conv01_weight"]
-            model = cls(num_conv, int(w1.shape[0]), int(w1.shape[1]), bn=has_bn,
-                        bn_eps=eps if has_bn else 1e-5)
+            model = cls(
+                num_conv,
+                int(w1.shape[0]),
+                int(w1.shape[1]),
+                bn=has_bn,
+                bn_eps=eps if has_bn else 1e-5,
+            )
             state: dict[str, np.ndarray] = {}
             convs = [n for n, m in model.layers.named_children() if isinstance(m, nn.Conv2d)]
             bns = {n: m for n, m in model.layers.named_children() if isinstance(m, nn.BatchNorm2d)}
@@ -108,9 +122,12 @@ class DnCNN(nn.Module):
                     state[f"layers.{name}.bias"] = z[f"conv{i:02d}_bias"]
                 bn_name = str(int(name) + 1)
                 if bn_name in bns:
-                    for ours, theirs in (("weight", "gamma"), ("bias", "beta"),
-                                         ("running_mean", "running_mean"),
-                                         ("running_var", "running_var")):
+                    for ours, theirs in (
+                        ("weight", "gamma"),
+                        ("bias", "beta"),
+                        ("running_mean", "running_mean"),
+                        ("running_var", "running_var"),
+                    ):
                         state[f"layers.{bn_name}.{ours}"] = z[f"bn{i:02d}_{theirs}"]
         except KeyError as e:
             raise ValueError(f"'{path}' is not a DnCNN weight file: missing key {e}") from None
@@ -118,8 +135,11 @@ class DnCNN(nn.Module):
             model.load_state_dict(state, strict=False)
         except RuntimeError as e:
             raise ValueError(f"'{path}': {e}") from None
-        missing = [k for k in model.state_dict() if k not in state
-                   and not k.endswith("num_batches_tracked")]
+        missing = [
+            k
+            for k in model.state_dict()
+            if k not in state and not k.endswith("num_batches_tracked")
+        ]
         if missing:
             raise ValueError(f"'{path}' does not set {missing}")
         return model.eval()

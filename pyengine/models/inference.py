@@ -21,7 +21,9 @@ def _run(model: Module, x: np.ndarray, device: str) -> np.ndarray:
     return model.denoise(t).cpu().numpy()[0]
 
 
-def denoise_array(model: Module, noisy: np.ndarray, tile: int = 512, device: str = "cpu") -> np.ndarray:
+def denoise_array(
+    model: Module, noisy: np.ndarray, tile: int = 512, device: str = "cpu"
+) -> np.ndarray:
     """``model.denoise`` of a (C, H, W) float array, in tiles of at most ``tile`` x ``tile``
     output pixels (``tile`` <= 0: one piece). Returns float32 (C, H, W), not clipped."""
     if noisy.ndim != 3:

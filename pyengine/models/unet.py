@@ -51,14 +51,24 @@ class UNet(nn.Module):
         if up not in ("transpose", "upsample"):
             raise ValueError(f"up must be 'transpose' or 'upsample', got {up!r}")
         if depth < 0 or base < 1 or in_channels < 1 or out_channels < 1:
-            raise ValueError(f"UNet needs depth >= 0 and positive sizes, got depth={depth}, "
-                             f"base={base}, in={in_channels}, out={out_channels}")
-        self._cfg = {"in_channels": in_channels, "out_channels": out_channels, "depth": depth,
-                     "base": base, "up": up, "bn": bn, "residual": residual}
+            raise ValueError(
+                f"UNet needs depth >= 0 and positive sizes, got depth={depth}, "
+                f"base={base}, in={in_channels}, out={out_channels}"
+            )
+        self._cfg = {
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "depth": depth,
+            "base": base,
+            "up": up,
+            "bn": bn,
+            "residual": residual,
+        }
         self.depth, self.residual = depth, residual
         ch = [base * 2**i for i in range(depth + 1)]
         self.down = nn.ModuleList(
-            [_block(in_channels, ch[0], bn)] + [_block(ch[i - 1], ch[i], bn) for i in range(1, depth + 1)]
+            [_block(in_channels, ch[0], bn)]
+            + [_block(ch[i - 1], ch[i], bn) for i in range(1, depth + 1)]
         )
         self.pool = nn.MaxPool2d(2)
         self.up = nn.ModuleList()
@@ -67,7 +77,9 @@ class UNet(nn.Module):
             if up == "transpose":
                 self.up.append(nn.ConvTranspose2d(ch[i + 1], ch[i], 2, stride=2))
             else:
-                self.up.append(nn.Sequential(_Upsample(), nn.Conv2d(ch[i + 1], ch[i], 3, padding=1)))
+                self.up.append(
+                    nn.Sequential(_Upsample(), nn.Conv2d(ch[i + 1], ch[i], 3, padding=1))
+                )
             self.dec.append(_block(2 * ch[i], ch[i], bn))
         self.head = nn.Conv2d(ch[0], out_channels, 1)
 

@@ -50,12 +50,23 @@ def fuse_conv_bn(conv: Module, bn: Module) -> Module:
             f"{conv.out_channels} output channels"
         )
     w, b = fuse_conv_bn_weights(
-        _np(conv.weight), _np(conv.bias), _np(bn.running_mean), _np(bn.running_var), bn.eps,
-        _np(bn.weight), _np(bn.bias),
+        _np(conv.weight),
+        _np(conv.bias),
+        _np(bn.running_mean),
+        _np(bn.running_var),
+        bn.eps,
+        _np(bn.weight),
+        _np(bn.bias),
     )
     fused = Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-        padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=True,
     )
     fused.load_state_dict({"weight": w, "bias": b})
     return fused.to(conv.weight.device)
