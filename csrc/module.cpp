@@ -1,11 +1,19 @@
 // The _cpu extension: one bind_<family> call per kernel file. Private to pyengine; reached only
 // through pyengine/backend.
+#include <malloc.h>
 #include <omp.h>
 
 #include "common.h"
 
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "pyengine CPU kernels (hand-written C++, float32, NCHW)";
+#ifdef __GLIBC__
+  // Activations of a training step are MBs each and freed every step. glibc would serve them with
+  // fresh mmaps whose page faults cost more than the kernels that fill them; keeping them on the
+  // heap (no mmap, no trimming) makes step N+1 reuse step N's pages, like a caching allocator.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
   m.def("set_num_threads", [](int n) {
     PE_CHECK(n >= 1, "number of threads must be >= 1, got ", n);
     omp_set_num_threads(n);

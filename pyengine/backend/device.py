@@ -122,7 +122,9 @@ class CPUBackend:
         return np.full(shape, value, dtype=dtype)
 
     def from_numpy(self, a: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(a)
+        # np.ascontiguousarray would turn a 0-d array (num_batches_tracked) into shape (1,).
+        a = np.asarray(a)
+        return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
     def to_numpy(self, a: np.ndarray) -> np.ndarray:
         return a

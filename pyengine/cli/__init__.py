@@ -1,5 +1,5 @@
-"""The ``pyengine`` command line: ``pyengine train {mlp,inpaint,cnn,dncnn,unet}``, ``pyengine bench``
-and the image-restoration commands. Each command module exposes ``register(subparsers)`` that adds
+"""The ``pyengine`` command line: ``pyengine train MODEL``, the image-restoration commands and
+``pyengine bench``. Each command module exposes ``register(subparsers)`` that adds
 its parsers with ``set_defaults(func=...)``; ``func(args)`` returns the process exit code."""
 
 from __future__ import annotations
@@ -9,7 +9,10 @@ import importlib
 import sys
 
 # Modules that contribute commands; a `train` model registers under the shared `train` parser.
-COMMAND_MODULES: list[str] = ["pyengine.cli.restore"]
+COMMAND_MODULES = [
+    "pyengine.cli.classify",
+    "pyengine.cli.restore",
+]
 
 
 class UserError(Exception):

@@ -19,8 +19,11 @@ from pyengine.nn.layers import (
     Tanh,
 )
 from pyengine.nn.module import Module, Parameter
+from pyengine.nn.normalization import BatchNorm1d, BatchNorm2d
+from pyengine.nn.summary import summary
 
 __all__ = [
+    "BatchNorm1d", "BatchNorm2d", "summary",
     "CrossEntropyLoss", "Dropout", "Dropout2d", "Flatten", "Identity", "L1Loss", "LeakyReLU",
     "Linear", "MSELoss", "Module", "ModuleList", "Parameter", "ReLU", "Sequential", "Sigmoid",
     "Softmax", "Tanh", "functional", "init",

@@ -6,11 +6,13 @@ from pyengine import random
 from pyengine.backend import backend
 from pyengine.ops.elementwise import leaky_relu, relu, sigmoid, tanh
 from pyengine.ops.gemm import linear
+from pyengine.ops.norm import batch_norm
 from pyengine.ops.reduce import log_softmax, nll, softmax
 from pyengine.ops.shape import cat, stack
 from pyengine.tensor import Tensor
 
 __all__ = [
+    "batch_norm",
     "cat", "cross_entropy", "dropout", "dropout2d", "l1_loss", "leaky_relu", "linear",
     "log_softmax", "mse_loss", "nll_loss", "relu", "sigmoid", "softmax", "stack", "tanh",
 ]

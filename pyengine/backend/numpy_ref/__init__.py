@@ -6,5 +6,6 @@ as in ``csrc/``.
 
 from pyengine.backend.numpy_ref.elementwise import *  # noqa: F401,F403
 from pyengine.backend.numpy_ref.gemm import *  # noqa: F401,F403
+from pyengine.backend.numpy_ref.norm import *  # noqa: F401,F403
 from pyengine.backend.numpy_ref.optim import *  # noqa: F401,F403
 from pyengine.backend.numpy_ref.reduce import *  # noqa: F401,F403

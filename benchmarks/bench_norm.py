@@ -1,0 +1,144 @@
+"""Batch norm training step (forward + backward w.r.t. input, weight, bias): pyengine's C++
+kernels (called directly, and through F.batch_norm + autograd) against the NumPy twin and PyTorch.
+
+"kernels" reuses its output arrays; "kernels + alloc", F.batch_norm, NumPy and PyTorch allocate
+theirs each step, as training does. GB/s counts the minimum traffic of a fused implementation,
+5 tensors of x's size: the forward reads x and writes y, the backward reads dy and x and writes
+dx. The "add" row (c = a + b, three tensor streams) is pyengine's own elementwise kernel: a
+triad-like bandwidth reference.
+
+Usage, from the repository root:
+    PYTHONPATH=. python benchmarks/bench_norm.py [--repeats 20] [--shape 16,64,40,40 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+import pyengine as pe
+import pyengine.nn.functional as F
+from pyengine.backend import numpy_ref
+from pyengine.backend.device import backend
+
+try:
+    import torch
+except ImportError:  # PyTorch is an optional reference
+    torch = None
+
+SHAPES = [(16, 64, 40, 40), (8, 32, 128, 128), (64, 128, 10, 10)]
+
+
+def median_time(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def outputs(x):
+    """(y, dx, mean, invstd, dw, db) for ``kernel_step``."""
+    C = x.shape[1]
+    return np.empty_like(x), np.empty_like(x), *(np.empty(C, x.dtype) for _ in range(4))
+
+
+def kernel_step(k, x, w, b, g, rm, rv, out=None):
+    """One train step on raw arrays with the kernels of module ``k``; returns (y, dx, dw, db).
+    ``out`` (from ``outputs``) reuses the output arrays, to time the kernels without the cost of
+    first-touching freshly allocated memory."""
+    y, dx, mean, invstd, dw, db = outputs(x) if out is None else out
+    k.batchnorm_forward_train(x, w, b, y, mean, invstd, rm, rv, 0.1, 1e-5)
+    k.batchnorm_backward(g, x, mean, invstd, w, dx, dw, db, True)
+    return y, dx, dw, db
+
+
+def check(k, x, w, b, g) -> None:
+    """The float32 kernels against the float64 twin, before any timing."""
+    C = x.shape[1]
+    got = kernel_step(k, x, w, b, g, np.zeros(C, np.float32), np.ones(C, np.float32))
+    ref = kernel_step(
+        numpy_ref,
+        *(a.astype(np.float64) for a in (x, w, b, g)),
+        np.zeros(C),
+        np.ones(C),
+    )
+    for name, a, r in zip(("y", "dx", "dw", "db"), got, ref):
+        err = np.abs(a - r).max() / max(np.abs(r).max(), 1.0)
+        if err > 1e-4:
+            raise AssertionError(f"batch norm {name} differs from the twin (rel err {err:.2e})")
+
+
+def bench_shape(shape: tuple[int, ...], repeats: int) -> list[tuple[str, float, float]]:
+    rng = np.random.default_rng(0)
+    C = shape[1]
+    x = rng.standard_normal(shape, dtype=np.float32) * 2 + 1
+    g = rng.standard_normal(shape, dtype=np.float32)
+    w = rng.standard_normal(C, dtype=np.float32)
+    b = rng.standard_normal(C, dtype=np.float32)
+    k = backend(pe.device("cpu")).native
+    check(k, x, w, b, g)
+    rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+    nbytes = 5 * x.size * 4
+    rows = []
+
+    def add(name: str, fn: Callable[[], object]) -> None:
+        t = median_time(fn, repeats)
+        rows.append((name, t, nbytes / t / 1e9))
+
+    out = outputs(x)
+    add("pyengine kernels", lambda: kernel_step(k, x, w, b, g, rm, rv, out))
+    add("pyengine kernels + alloc", lambda: kernel_step(k, x, w, b, g, rm, rv))
+    px = pe.tensor(x, requires_grad=True)
+    pw, pb = pe.tensor(w, requires_grad=True), pe.tensor(b, requires_grad=True)
+    prm, prv, pg = pe.tensor(rm), pe.tensor(rv), pe.tensor(g)
+
+    def api_step() -> None:
+        px.grad = pw.grad = pb.grad = None
+        F.batch_norm(px, prm, prv, pw, pb, training=True).backward(pg)
+
+    add("pyengine F.batch_norm", api_step)
+    add("numpy twin", lambda: kernel_step(numpy_ref, x, w, b, g, rm.copy(), rv.copy()))
+    if torch is not None:
+        tx = torch.tensor(x, requires_grad=True)
+        tw, tb = torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)
+        trm, trv, tg = torch.tensor(rm), torch.tensor(rv), torch.tensor(g)
+
+        def torch_step() -> None:
+            tx.grad = tw.grad = tb.grad = None
+            torch.nn.functional.batch_norm(tx, trm, trv, tw, tb, training=True).backward(tg)
+
+        add("torch", torch_step)
+    c = np.empty_like(x)
+    t = median_time(lambda: k.binary_forward("add", x, g, c), repeats)
+    rows.append(("add c=a+b (bandwidth ref)", t, 3 * x.size * 4 / t / 1e9))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--shape", action="append", help="N,C,H,W (repeatable)")
+    args = ap.parse_args(argv)
+    shapes = [tuple(int(v) for v in s.split(",")) for s in args.shape] if args.shape else SHAPES
+    print(f"threads: pyengine {pe.get_num_threads()}", end="")
+    print(f", torch {torch.get_num_threads()}" if torch is not None else "")
+    print(f"{'shape':<20} {'impl':<28} {'ms':>9} {'GB/s':>8} {'vs numpy':>9} {'vs torch':>9}")
+    for shape in shapes:
+        rows = bench_shape(shape, args.repeats)
+        times = {name: t for name, t, _ in rows}
+        for name, t, gbs in rows:
+            vs_np = times["numpy twin"] / t
+            vs_t = f"{times['torch'] / t:9.2f}" if "torch" in times else f"{'-':>9}"
+            label = str(shape) if name == rows[0][0] else ""
+            print(f"{label:<20} {name:<28} {t * 1e3:9.3f} {gbs:8.1f} {vs_np:9.2f} {vs_t}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""NumPy twins of csrc/norm.cpp: batch normalisation over dim 1 of x (N, C, *)."""
+
+import numpy as np
+
+__all__ = ["batchnorm_forward_train", "batchnorm_forward_eval", "batchnorm_backward"]
+
+
+def _chan(a, C):
+    """A (C,) array broadcast against x viewed as (N, C, HW)."""
+    return a.reshape(1, C, 1)
+
+
+def _view(x):
+    if x.ndim < 2:
+        raise ValueError(f"input must have at least 2 dims (N, C, ...), got shape {x.shape}")
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def batchnorm_forward_train(
+    x, weight, bias, y, save_mean, save_invstd, running_mean, running_var, momentum, eps
+):
+    v = _view(x)
+    N, C, HW = v.shape
+    M = N * HW
+    if M <= 1:
+        raise ValueError(
+            f"Expected more than 1 value per channel when training, got input size {x.shape}"
+        )
+    mean = v.mean(axis=(0, 2))
+    d = v - _chan(mean, C)
+    var = (d * d).mean(axis=(0, 2))  # two-pass: stable for |mean| >> std
+    invstd = 1.0 / np.sqrt(var + eps)
+    save_mean[...] = mean
+    save_invstd[...] = invstd
+    if running_mean is not None:
+        running_mean[...] = (1 - momentum) * running_mean + momentum * mean
+        running_var[...] = (1 - momentum) * running_var + momentum * var * (M / (M - 1))
+    _affine(d, invstd, weight, bias, y)
+
+
+def batchnorm_forward_eval(
+    x, running_mean, running_var, weight, bias, y, save_mean, save_invstd, eps
+):
+    v = _view(x)
+    C = v.shape[1]
+    invstd = 1.0 / np.sqrt(running_var + eps)
+    save_mean[...] = running_mean
+    save_invstd[...] = invstd
+    _affine(v - _chan(running_mean, C), invstd, weight, bias, y)
+
+
+def _affine(d, invstd, weight, bias, y):
+    C = d.shape[1]
+    scale = invstd if weight is None else invstd * weight
+    r = d * _chan(scale, C)
+    if bias is not None:
+        r = r + _chan(bias, C)
+    y[...] = r.reshape(y.shape)
+
+
+def batchnorm_backward(
+    grad_output, x, save_mean, save_invstd, weight, grad_input, grad_weight, grad_bias, training
+):
+    g = _view(grad_output)
+    N, C, HW = g.shape
+    M = N * HW
+    xhat = (_view(x) - _chan(save_mean, C)) * _chan(save_invstd, C)
+    sg = g.sum(axis=(0, 2))
+    sgx = (g * xhat).sum(axis=(0, 2))
+    if grad_bias is not None:
+        grad_bias[...] = sg
+    if grad_weight is not None:
+        grad_weight[...] = sgx
+    if grad_input is not None:
+        k = save_invstd if weight is None else save_invstd * weight
+        if training:
+            r = _chan(k, C) * (g - _chan(sg / M, C) - xhat * _chan(sgx / M, C))
+        else:
+            r = _chan(k, C) * g
+        grad_input[...] = r.reshape(grad_input.shape)
