@@ -243,7 +243,6 @@ def _train_parser(train_sub: Any, name: str, help_text: str) -> None:
     p.add_argument("--resume", action="store_true", help="continue from --out's last checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="data-loading threads")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     if name == "unet":
         p.add_argument("--up", choices=("transpose", "upsample"), default="transpose")

@@ -9,7 +9,6 @@ the final iterate. A PSNR-vs-iteration curve and the best image are written to `
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -20,11 +19,10 @@ from pyengine.cli.restore import clipped_psnr, positive_int, read_images, sigma_
 
 
 def cmd_dip(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     import pyengine as pe
     import pyengine.nn.functional as F
     from pyengine.cli import plots
+    from pyengine.cli.progress import progress
     from pyengine.data import add_gaussian_noise, save_image
     from pyengine.models import UNet
 
@@ -52,15 +50,8 @@ def cmd_dip(args: argparse.Namespace) -> int:
     iters, curve = [], []
     best, best_psnr, best_img = 0, -np.inf, None
     t0 = time.perf_counter()
-    bar = tqdm(
-        range(1, args.iters + 1),
-        desc="dip",
-        unit="it",
-        disable=args.quiet,
-        file=sys.stderr,
-        dynamic_ncols=True,
-    )
-    for it in bar:
+    bar = progress(args.iters, "dip", unit="it")
+    for it in range(1, args.iters + 1):
         y = F.sigmoid(net(code))
         loss = F.mse_loss(y, target)
         opt.zero_grad()
@@ -74,6 +65,8 @@ def cmd_dip(args: argparse.Namespace) -> int:
             if clean is None or score > best_psnr:
                 best, best_psnr, best_img = it, score, est
             bar.set_postfix(loss=f"{loss.item():.2e}", psnr=f"{curve[-1]:.2f}", refresh=False)
+        bar.update(1)
+    bar.close()
     stem = Path(args.image).stem
     save_image(out / f"{stem}_dip.png", best_img)
     save_image(out / f"{stem}_noisy.png", noisy)
@@ -108,6 +101,5 @@ def add_dip_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-every", type=positive_int, default=25)
     p.add_argument("--out", default="dip", help="output folder (default: dip/)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_dip)

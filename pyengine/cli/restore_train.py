@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -208,22 +207,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_epoch(model: Any, opt: Any, loader: Any, epoch: int, args: argparse.Namespace) -> list:
-    from tqdm import tqdm
-
     import pyengine.nn.functional as F
+    from pyengine.cli.progress import progress
 
     model.train()
     loader.set_epoch(epoch)
     losses: list[float] = []
-    bar = tqdm(
-        total=len(loader) * args.batch,
-        unit="patch",
-        desc=f"epoch {epoch + 1}/{args.epochs}",
-        disable=args.quiet,
-        file=sys.stderr,
-        leave=False,
-        dynamic_ncols=True,
-    )
+    bar = progress(len(loader) * args.batch, f"epoch {epoch + 1}/{args.epochs}", unit="patch")
     with bar:
         for noisy, clean in loader:
             if args.device != "cpu":

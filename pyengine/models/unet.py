@@ -82,6 +82,10 @@ class UNet(nn.Module):
                 )
             self.dec.append(_block(2 * ch[i], ch[i], bn))
         self.head = nn.Conv2d(ch[0], out_channels, 1)
+        if residual:
+            # Start as the identity denoiser (residual 0), as DnCNN does.
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     def config(self) -> dict[str, Any]:
         return dict(self._cfg)
