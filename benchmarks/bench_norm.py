@@ -121,6 +121,27 @@ def bench_shape(shape: tuple[int, ...], repeats: int) -> list[tuple[str, float, 
     return rows
 
 
+def run(quick: bool) -> list[dict]:
+    """Rows for ``python -m benchmarks`` (protocol in harness.py); bench_shape checks first."""
+    from benchmarks.harness import row
+
+    out = []
+    for shape in SHAPES[:1] if quick else SHAPES:
+        times = {name: t * 1e3 for name, t, _ in bench_shape(shape, 5 if quick else 20)}
+        for name in ("pyengine kernels", "pyengine F.batch_norm"):
+            out.append(
+                row(
+                    f"batchnorm step ({name.split(' ', 1)[1]})",
+                    shape,
+                    times[name],
+                    nbytes=5 * 4 * int(np.prod(shape)),
+                    numpy_ms=times["numpy twin"],
+                    torch_ms=times.get("torch"),
+                )
+            )
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=20)

@@ -173,7 +173,8 @@ template <UnOp OP>
 PE_MULTIVERSION void unary_loop(const float* __restrict x, float* __restrict y, int64_t n, float alpha) {
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
-    if constexpr (OP == UnOp::Relu) y[i] = v > 0.f ? v : 0.f;
+    // Written as v <= 0 so that NaN propagates, as torch.relu does.
+    if constexpr (OP == UnOp::Relu) y[i] = v <= 0.f ? 0.f : v;
     if constexpr (OP == UnOp::LeakyRelu) y[i] = v > 0.f ? v : alpha * v;
     if constexpr (OP == UnOp::Sigmoid) y[i] = 1.f / (1.f + std::exp(-v));
     if constexpr (OP == UnOp::Tanh) y[i] = std::tanh(v);
@@ -193,8 +194,8 @@ PE_MULTIVERSION void unary_grad_loop(const float* __restrict s, const float* __r
                                      float* __restrict gx, int64_t n, float alpha) {
   for (int64_t i = 0; i < n; ++i) {
     const float v = s[i], g = gy[i];
-    // ReLU's gradient at 0 is 0, as in PyTorch's threshold_backward.
-    if constexpr (OP == UnOp::Relu) gx[i] = v > 0.f ? g : 0.f;
+    // ReLU's gradient at 0 is 0, as in PyTorch's threshold_backward (y <= 0 ? 0 : g).
+    if constexpr (OP == UnOp::Relu) gx[i] = v <= 0.f ? 0.f : g;
     if constexpr (OP == UnOp::LeakyRelu) gx[i] = v > 0.f ? g : alpha * g;
     if constexpr (OP == UnOp::Sigmoid) gx[i] = g * v * (1.f - v);
     if constexpr (OP == UnOp::Tanh) gx[i] = g * (1.f - v * v);

@@ -1,6 +1,7 @@
 // Reductions: sum over any set of dims (also the reduce-to-shape of broadcast gradients), max
 // over one dim with argmax, softmax / log_softmax over one dim, and the NLL gather of
 // cross-entropy. float32 contiguous.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -9,6 +10,24 @@
 namespace {
 
 using pe::Shape;
+
+// Sum of n contiguous floats. Independent float lanes vectorise without -ffast-math; folding each
+// block into double keeps million-element sums accurate (one float accumulator drifts by ~1%).
+PE_MULTIVERSION double sum_floats(const float* __restrict p, int64_t n) {
+  constexpr int64_t W = 16, B = 1024;
+  double acc = 0.0;
+  int64_t l = 0;
+  for (; l + B <= n; l += B) {
+    float s[W] = {};
+    for (int64_t k = 0; k < B; k += W)
+      for (int64_t j = 0; j < W; ++j) s[j] += p[l + k + j];
+    float t = 0.f;
+    for (int64_t j = 0; j < W; ++j) t += s[j];
+    acc += t;
+  }
+  for (; l < n; ++l) acc += p[l];
+  return acc;
+}
 
 // x: any shape; out: x's shape with the reduced dims set to 1 (keepdim form, same ndim).
 // Dims are merged into alternating kept/reduced groups; the innermost group decides whether the
@@ -59,28 +78,42 @@ void sum_reduce(const py::array& x, py::array& out) {
   }
   const int64_t nk = kept.size(), nr = red.size();
   if (inner_red) {
-    // out[o] = sum_r sum_l x[kept[o] + red[r] + l]; double accumulation keeps long sums exact enough.
-#pragma omp parallel for schedule(static) if (n >= (1 << 15))
+    // out[o] = sum_r sum_l x[kept[o] + red[r] + l], in chunks: across outputs when there are
+    // several, across the chunks of one long sum (a full reduction) otherwise.
+    constexpr int64_t chunk = 1 << 14;
+    const int64_t nch = (inner + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (n >= (1 << 15) && nk > 1)
     for (int64_t o = 0; o < nk; ++o) {
       double acc = 0.0;
-      for (int64_t r = 0; r < nr; ++r) {
-        const float* p = px + kept[o] + red[r];
-        float part = 0.f;
-        for (int64_t l = 0; l < inner; ++l) part += p[l];
-        acc += part;
+#pragma omp parallel for schedule(static) reduction(+ : acc) if (n >= (1 << 15) && nk == 1)
+      for (int64_t t = 0; t < nr * nch; ++t) {
+        const int64_t r = t / nch, c = (t % nch) * chunk;
+        acc += sum_floats(px + kept[o] + red[r] + c, std::min(chunk, inner - c));
       }
       po[o] = static_cast<float>(acc);
     }
   } else {
-    // out[o*inner + l] = sum_r x[kept[o] + red[r] + l]
+    // out[o*inner + l] = sum_r x[kept[o] + red[r] + l], over tiles of (o, a span of l) so that a
+    // single output row (a bias gradient) still uses every thread. Float rows are summed in
+    // blocks of kRows and each block is folded into double, so long reductions stay accurate.
+    constexpr int64_t kSpan = 1024, kRows = 256;
+    const int64_t nspan = (inner + kSpan - 1) / kSpan;
 #pragma omp parallel for schedule(static) if (n >= (1 << 15))
-    for (int64_t o = 0; o < nk; ++o) {
-      float* dst = po + o * inner;
-      for (int64_t l = 0; l < inner; ++l) dst[l] = 0.f;
-      for (int64_t r = 0; r < nr; ++r) {
-        const float* p = px + kept[o] + red[r];
-        for (int64_t l = 0; l < inner; ++l) dst[l] += p[l];
+    for (int64_t t = 0; t < nk * nspan; ++t) {
+      const int64_t o = t / nspan, l0 = (t % nspan) * kSpan, len = std::min(kSpan, inner - l0);
+      float part[kSpan];
+      double acc[kSpan];
+      for (int64_t l = 0; l < len; ++l) acc[l] = 0.0;
+      for (int64_t r0 = 0; r0 < nr; r0 += kRows) {
+        for (int64_t l = 0; l < len; ++l) part[l] = 0.f;
+        for (int64_t r = r0; r < std::min(nr, r0 + kRows); ++r) {
+          const float* p = px + kept[o] + red[r] + l0;
+          for (int64_t l = 0; l < len; ++l) part[l] += p[l];
+        }
+        for (int64_t l = 0; l < len; ++l) acc[l] += part[l];
       }
+      float* dst = po + o * inner + l0;
+      for (int64_t l = 0; l < len; ++l) dst[l] = static_cast<float>(acc[l]);
     }
   }
 }

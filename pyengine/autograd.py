@@ -125,7 +125,9 @@ class Function:
         out = ctx.forward(*raw, **params)
         anomaly = getattr(_anomaly, "enabled", False)
         if anomaly:
-            _check_finite(cls.__name__, "forward", out if isinstance(out, tuple) else (out,), ctx.be)
+            _check_finite(
+                cls.__name__, "forward", out if isinstance(out, tuple) else (out,), ctx.be
+            )
         if isinstance(out, tuple):
             first = Tensor._wrap(out[0], ref.device, requires_grad=track)
             rest = tuple(Tensor._wrap(o, ref.device) for o in out[1:])
@@ -164,9 +166,7 @@ def backward(root: Any, grad: Any = None, retain_graph: bool = False) -> None:
     from pyengine.tensor import Tensor
 
     if not root.requires_grad:
-        raise RuntimeError(
-            "element 0 of tensors does not require grad and does not have a grad_fn"
-        )
+        raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
     be = backend(root.device)
     if grad is None:
         if root.numel() != 1:
@@ -176,7 +176,11 @@ def backward(root: Any, grad: Any = None, retain_graph: bool = False) -> None:
             )
         g0 = be.full(root.shape, 1.0, root.dtype)
     else:
-        g = grad if isinstance(grad, Tensor) else Tensor._wrap(be.from_numpy(np.asarray(grad, dtype=root.dtype)), root.device)
+        g = (
+            grad
+            if isinstance(grad, Tensor)
+            else Tensor._wrap(be.from_numpy(np.asarray(grad, dtype=root.dtype)), root.device)
+        )
         if tuple(g.shape) != tuple(root.shape):
             raise RuntimeError(
                 f"gradient has shape {tuple(g.shape)} but the tensor has shape {tuple(root.shape)}"
@@ -285,7 +289,8 @@ def gradcheck(
             j = int(np.flatnonzero(bad)[0])
             raise AssertionError(
                 f"gradcheck: input {i} (shape {tuple(x.shape)}) gradient mismatch at flat index "
-                f"{j}: analytic {analytic.reshape(-1)[j]:.8g} vs numeric {numeric.reshape(-1)[j]:.8g}"
+                f"{j}: analytic {analytic.reshape(-1)[j]:.8g} vs numeric "
+                f"{numeric.reshape(-1)[j]:.8g}"
                 f" ({int(bad.sum())} of {bad.size} elements differ)"
             )
     return True

@@ -11,8 +11,9 @@ from pyengine.backend import Device, backend
 from pyengine.tensor import Tensor, _as_dtype, _shape_arg, float32
 
 
-def tensor(data: Any, dtype: Any = None, device: str | Device = "cpu",
-           requires_grad: bool = False) -> Tensor:
+def tensor(
+    data: Any, dtype: Any = None, device: str | Device = "cpu", requires_grad: bool = False
+) -> Tensor:
     """Copy ``data`` (nested lists, scalars, arrays, tensors) into a new tensor."""
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
 
@@ -29,7 +30,8 @@ def from_numpy(a: np.ndarray) -> Tensor:
         )
     if not a.flags.writeable:
         raise ValueError(
-            "from_numpy got a read-only array: kernels and optimisers write in place; pass a.copy() "
+            "from_numpy got a read-only array: kernels and optimisers write in place; "
+            "pass a.copy() "
             "or use pyengine.tensor(a) to copy"
         )
     return Tensor._wrap(a.view(dt), Device("cpu"))
@@ -53,41 +55,58 @@ def _check_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return shape
 
 
-def zeros(*shape: Any, dtype: Any = None, device: Any = "cpu", requires_grad: bool = False) -> Tensor:
+def zeros(
+    *shape: Any, dtype: Any = None, device: Any = "cpu", requires_grad: bool = False
+) -> Tensor:
     return _make(np.zeros(_check_shape(_shape_arg(shape)), _dt(dtype)), device, requires_grad)
 
 
-def ones(*shape: Any, dtype: Any = None, device: Any = "cpu", requires_grad: bool = False) -> Tensor:
+def ones(
+    *shape: Any, dtype: Any = None, device: Any = "cpu", requires_grad: bool = False
+) -> Tensor:
     return _make(np.ones(_check_shape(_shape_arg(shape)), _dt(dtype)), device, requires_grad)
 
 
-def full(shape: Any, fill_value: float, dtype: Any = None, device: Any = "cpu",
-         requires_grad: bool = False) -> Tensor:
+def full(
+    shape: Any,
+    fill_value: float,
+    dtype: Any = None,
+    device: Any = "cpu",
+    requires_grad: bool = False,
+) -> Tensor:
     shp = _check_shape(_shape_arg((shape,)))
     return _make(np.full(shp, fill_value, _dt(dtype)), device, requires_grad)
 
 
-def empty(*shape: Any, dtype: Any = None, device: Any = "cpu", requires_grad: bool = False) -> Tensor:
+def empty(
+    *shape: Any, dtype: Any = None, device: Any = "cpu", requires_grad: bool = False
+) -> Tensor:
     return _make(np.empty(_check_shape(_shape_arg(shape)), _dt(dtype)), device, requires_grad)
 
 
-def randn(*shape: Any, dtype: Any = None, device: Any = "cpu", requires_grad: bool = False) -> Tensor:
+def randn(
+    *shape: Any, dtype: Any = None, device: Any = "cpu", requires_grad: bool = False
+) -> Tensor:
     a = random.generator().standard_normal(_check_shape(_shape_arg(shape))).astype(_dt(dtype))
     return _make(a, device, requires_grad)
 
 
-def rand(*shape: Any, dtype: Any = None, device: Any = "cpu", requires_grad: bool = False) -> Tensor:
+def rand(
+    *shape: Any, dtype: Any = None, device: Any = "cpu", requires_grad: bool = False
+) -> Tensor:
     a = random.generator().random(_check_shape(_shape_arg(shape))).astype(_dt(dtype))
     return _make(a, device, requires_grad)
 
 
 def randint(low: int, high: int, size: Any, device: Any = "cpu") -> Tensor:
-    return _make(random.generator().integers(low, high, _shape_arg((size,))).astype(np.int64),
-                 device, False)
+    return _make(
+        random.generator().integers(low, high, _shape_arg((size,))).astype(np.int64), device, False
+    )
 
 
-def arange(start: float, end: float | None = None, step: float = 1, dtype: Any = None,
-           device: Any = "cpu") -> Tensor:
+def arange(
+    start: float, end: float | None = None, step: float = 1, dtype: Any = None, device: Any = "cpu"
+) -> Tensor:
     a = np.arange(start, end, step) if end is not None else np.arange(start)
     dt = _as_dtype(dtype) if dtype is not None else (np.int64 if a.dtype.kind in "iu" else float32)
     return _make(a.astype(dt), device, False)

@@ -37,7 +37,7 @@ def _flatten(obj: Any, prefix: str, arrays: dict[str, np.ndarray], kinds: dict[s
                 kinds[key + "#int"] = "intkey"
             _flatten(v, key, arrays, kinds)
     elif isinstance(obj, Tensor):
-        arrays[prefix] = np.require(obj.detach().cpu().numpy(), requirements="C")  # keeps 0-d
+        arrays[prefix] = np.asarray(obj.detach().cpu().numpy(), order="C")
         kinds[prefix] = "tensor"
     elif isinstance(obj, np.ndarray):
         arrays[prefix] = obj

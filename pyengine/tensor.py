@@ -241,7 +241,10 @@ class Tensor:
     def copy_(self, src: Any) -> Tensor:
         self._check_inplace("copy_")
         src = src if isinstance(src, Tensor) else Tensor(src, dtype=self.dtype)
-        if tuple(src.shape) != self.shape and np.broadcast_shapes(src.shape, self.shape) != self.shape:
+        if (
+            tuple(src.shape) != self.shape
+            and np.broadcast_shapes(src.shape, self.shape) != self.shape
+        ):
             raise RuntimeError(f"copy_: cannot copy shape {src.shape} into {self.shape}")
         be = backend(self.device)
         data = src.to(self.device).to(self.dtype).data

@@ -122,9 +122,7 @@ class CPUBackend:
         return np.full(shape, value, dtype=dtype)
 
     def from_numpy(self, a: np.ndarray) -> np.ndarray:
-        # np.ascontiguousarray would turn a 0-d array (num_batches_tracked) into shape (1,).
-        a = np.asarray(a)
-        return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+        return np.asarray(a, order="C")
 
     def to_numpy(self, a: np.ndarray) -> np.ndarray:
         return a
@@ -132,15 +130,16 @@ class CPUBackend:
     def scalar(self, value: float, dtype: np.dtype) -> np.ndarray:
         return np.asarray(value, dtype=dtype)
 
-    # layout: every result is C-contiguous
+    # layout: every result is C-contiguous; np.asarray(order="C") keeps 0-d arrays 0-d, where
+    # np.ascontiguousarray would promote them to shape (1,).
     def reshape(self, a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         return a.reshape(shape)
 
     def permute(self, a: np.ndarray, dims: tuple[int, ...]) -> np.ndarray:
-        return np.ascontiguousarray(a.transpose(dims))
+        return np.asarray(a.transpose(dims), order="C")
 
     def getitem(self, a: np.ndarray, index: Any) -> np.ndarray:
-        return np.ascontiguousarray(a[index])
+        return np.asarray(a[index], order="C")
 
     def index_add(self, out: np.ndarray, index: Any, values: np.ndarray) -> None:
         np.add.at(out, index, values)

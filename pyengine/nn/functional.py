@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from pyengine import random
 from pyengine.backend import backend
+from pyengine.ops.conv import conv2d, conv_transpose2d
 from pyengine.ops.elementwise import leaky_relu, relu, sigmoid, tanh
 from pyengine.ops.gemm import linear
 from pyengine.ops.norm import batch_norm
+from pyengine.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from pyengine.ops.reduce import log_softmax, nll, softmax
+from pyengine.ops.resample import interpolate, pad
 from pyengine.ops.shape import cat, stack
 from pyengine.tensor import Tensor
 
 __all__ = [
-    "batch_norm",
+    "batch_norm", "conv2d", "conv_transpose2d",
     "cat", "cross_entropy", "dropout", "dropout2d", "l1_loss", "leaky_relu", "linear",
     "log_softmax", "mse_loss", "nll_loss", "relu", "sigmoid", "softmax", "stack", "tanh",
 ]
+__all__ += ["adaptive_avg_pool2d", "avg_pool2d", "interpolate", "max_pool2d", "pad"]
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:

@@ -46,10 +46,12 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError("call super().__init__() before assigning attributes to a Module")
         if isinstance(value, (Parameter, Module)):
+            target = self._parameters if isinstance(value, Parameter) else self._modules
             for d in (self._parameters, self._buffers, self._modules):
-                d.pop(name, None)
+                if d is not target:
+                    d.pop(name, None)
             self.__dict__.pop(name, None)
-            (self._parameters if isinstance(value, Parameter) else self._modules)[name] = value
+            target[name] = value  # a re-assigned name keeps its place, as in torch
         elif name in self._buffers:
             if value is not None and not isinstance(value, Tensor):
                 raise TypeError(f"cannot assign {type(value).__name__} to buffer '{name}'")
@@ -115,7 +117,9 @@ class Module:
             if m is not None:
                 yield n, m
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Parameter]]:
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
         seen: set[int] = set()
         mods = self.named_modules(prefix) if recurse else [(prefix, self)]
         for mp, m in mods:
@@ -171,7 +175,7 @@ class Module:
 
     def to(self, *args: Any, **kwargs: Any) -> Module:
         for m in self.modules():
-            for n, p in m._parameters.items():
+            for p in m._parameters.values():
                 if p is not None:
                     moved = p.detach().to(*args, **kwargs)
                     p.data, p.device = moved.data, moved.device
@@ -252,4 +256,7 @@ class _IncompatibleKeys:
     def __repr__(self) -> str:
         if not self.missing_keys and not self.unexpected_keys:
             return "<All keys matched successfully>"
-        return f"_IncompatibleKeys(missing_keys={self.missing_keys}, unexpected_keys={self.unexpected_keys})"
+        return (
+            f"_IncompatibleKeys(missing_keys={self.missing_keys}, "
+            f"unexpected_keys={self.unexpected_keys})"
+        )

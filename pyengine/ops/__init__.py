@@ -1,4 +1,13 @@
 """Differentiable ops: one module per kernel family, each a set of Function subclasses plus the
 snake_case wrappers that the public API re-exports."""
 
-from pyengine.ops import elementwise, gemm, norm, reduce, shape  # noqa: F401
+from pyengine.ops import (  # noqa: F401
+    conv,
+    elementwise,
+    gemm,
+    norm,
+    pool,
+    reduce,
+    resample,
+    shape,
+)

@@ -11,9 +11,7 @@ def broadcast_shape(a: tuple[int, ...], b: tuple[int, ...], op: str) -> tuple[in
     try:
         return tuple(np.broadcast_shapes(a, b))
     except ValueError:
-        raise ValueError(
-            f"{op}: shapes {a} and {b} cannot be broadcast together"
-        ) from None
+        raise ValueError(f"{op}: shapes {a} and {b} cannot be broadcast together") from None
 
 
 def sum_to(ctx: Any, g: Any, shape: tuple[int, ...]) -> Any:

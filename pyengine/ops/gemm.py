@@ -83,7 +83,9 @@ class Linear(Function):
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if weight.ndim != 2:
-        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got {weight.shape}")
+        raise ValueError(
+            f"linear: weight must be 2-D (out_features, in_features), got {weight.shape}"
+        )
     if x.ndim < 1 or x.shape[-1] != weight.shape[1]:
         raise ValueError(
             f"linear: input of shape {x.shape} does not match weight of shape {weight.shape} "

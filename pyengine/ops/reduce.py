@@ -19,7 +19,8 @@ def _dims(dim: Any, ndim: int) -> tuple[int, ...]:
         return tuple(range(ndim))
     if isinstance(dim, int):
         dim = (dim,)
-    return tuple(sorted({normalize_dim(d, ndim) for d in dim}))
+    dims = tuple(sorted({normalize_dim(d, ndim) for d in dim}))
+    return dims if ndim else ()  # a 0-d tensor accepts dim 0 / -1 and reduces nothing
 
 
 def _outer_d_inner(shape: tuple[int, ...], dim: int) -> tuple[int, int, int]:

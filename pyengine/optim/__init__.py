@@ -47,8 +47,10 @@ class Optimizer:
             if pid in index
         }
         groups = [
-            {**{k: v for k, v in g.items() if k != "params"},
-             "params": [index[id(p)] for p in g["params"]]}
+            {
+                **{k: v for k, v in g.items() if k != "params"},
+                "params": [index[id(p)] for p in g["params"]],
+            }
             for g in self.param_groups
         ]
         return {"state": state, "param_groups": groups}
@@ -78,14 +80,31 @@ def _zeros_like(p: Tensor) -> Tensor:
 
 
 class SGD(Optimizer):
-    def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0,
-                 dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
         if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"invalid SGD settings lr={lr}, momentum={momentum}, wd={weight_decay}")
+            raise ValueError(
+                f"invalid SGD settings lr={lr}, momentum={momentum}, wd={weight_decay}"
+            )
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      weight_decay=weight_decay, nesterov=nesterov))
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                momentum=momentum,
+                dampening=dampening,
+                weight_decay=weight_decay,
+                nesterov=nesterov,
+            ),
+        )
 
     def step(self) -> None:
         for g, p, st in self._params_with_grad():
@@ -94,18 +113,33 @@ class SGD(Optimizer):
                 st["momentum_buffer"] = _zeros_like(p)
             buf = st.get("momentum_buffer", p)
             k = backend(p.device).kernels(p.dtype)
-            k.sgd_step(p.data, p.grad.data, buf.data, g["lr"], g["momentum"], g["dampening"],
-                       g["weight_decay"], g["nesterov"], first)
+            k.sgd_step(
+                p.data,
+                p.grad.data,
+                buf.data,
+                g["lr"],
+                g["momentum"],
+                g["dampening"],
+                g["weight_decay"],
+                g["nesterov"],
+                first,
+            )
 
 
 class Adam(Optimizer):
-    def __init__(self, params: Iterable[Any], lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
         if lr < 0 or eps < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(f"invalid Adam settings lr={lr}, betas={betas}, eps={eps}")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
-                                      weight_decay=weight_decay))
+        super().__init__(
+            params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+        )
 
     def step(self) -> None:
         for g, p, st in self._params_with_grad():
@@ -116,8 +150,18 @@ class Adam(Optimizer):
             st["step"] += 1
             b1, b2 = g["betas"]
             k = backend(p.device).kernels(p.dtype)
-            k.adam_step(p.data, p.grad.data, st["exp_avg"].data, st["exp_avg_sq"].data, g["lr"],
-                        b1, b2, g["eps"], g["weight_decay"], st["step"])
+            k.adam_step(
+                p.data,
+                p.grad.data,
+                st["exp_avg"].data,
+                st["exp_avg_sq"].data,
+                g["lr"],
+                b1,
+                b2,
+                g["eps"],
+                g["weight_decay"],
+                st["step"],
+            )
 
 
 from pyengine.optim import lr_scheduler  # noqa: E402,F401

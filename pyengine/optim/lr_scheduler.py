@@ -55,14 +55,15 @@ class MultiStepLR(_Scheduler):
 
 
 class CosineAnnealingLR(_Scheduler):
-    """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2."""
+    """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2; past T_max the
+    cosine continues (rising back towards base_lr), as torch's recursive form does."""
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
         super().__init__(optimizer)
         self.T_max, self.eta_min = T_max, eta_min
 
     def get_lr(self) -> list[float]:
-        t = min(self.last_epoch, self.T_max)
+        t = self.last_epoch
         return [
             self.eta_min + (b - self.eta_min) * (1 + math.cos(math.pi * t / self.T_max)) / 2
             for b in self.base_lrs

@@ -26,7 +26,7 @@ def _sigmoid(x):
 def unary_forward(op, x, y, alpha=0.0):
     with np.errstate(all="ignore"):
         y[...] = {
-            "relu": lambda: np.where(x > 0, x, 0),
+            "relu": lambda: np.where(x <= 0, 0, x),
             "leaky_relu": lambda: np.where(x > 0, x, alpha * x),
             "sigmoid": lambda: _sigmoid(x),
             "tanh": lambda: np.tanh(x),
@@ -43,7 +43,7 @@ def unary_backward(op, saved, grad_output, grad_input, alpha=0.0):
     s, g = saved, grad_output
     with np.errstate(all="ignore"):
         grad_input[...] = {
-            "relu": lambda: np.where(s > 0, g, 0),
+            "relu": lambda: np.where(s <= 0, 0, g),
             "leaky_relu": lambda: np.where(s > 0, g, alpha * g),
             "sigmoid": lambda: g * s * (1 - s),
             "tanh": lambda: g * (1 - s * s),

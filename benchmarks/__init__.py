@@ -1,0 +1,1 @@
+"""Benchmarks of pyengine's kernels against NumPy and PyTorch: ``python -m benchmarks``."""

@@ -1,0 +1,279 @@
+"""2-D convolution and transposed convolution over csrc/conv.cpp.
+
+The wrappers check arguments with PyTorch's rules and messages (RuntimeError for shape errors, as
+torch raises), compute output sizes with torch's formulas, and pick a kernel algorithm:
+``algo="direct"`` (shift-and-add over taps), ``"im2col"`` (column buffer + GEMM) or ``"auto"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pyengine.autograd import Function
+from pyengine.tensor import Tensor
+
+ALGOS = ("auto", "direct", "im2col")
+Pair = tuple[int, int]
+
+
+class Conv2d(Function):
+    """x (N,C,H,W), w (K,C/G,R,S), b (K,) or None -> y (N,K,P,Q). Saves x (for the weight
+    gradient) and w (for the input gradient) only when those gradients are needed."""
+
+    def forward(self, x, w, b, geo: tuple[int, ...], out_hw: Pair, algo: str):
+        self.geo, self.algo, self.xshape, self.wshape = geo, algo, x.shape, w.shape
+        y = self.be.empty((x.shape[0], w.shape[0], *out_hw), x.dtype)
+        getattr(self.k, f"conv2d_{algo}_forward")(x, w, b, y, *geo)
+        need_x, need_w, _ = self.needs_input_grad
+        self.save_for_backward(x if need_w else None, w if need_x else None)
+        return y
+
+    def backward(self, g):
+        x, w = self.saved
+        need_x, need_w, need_b = self.needs_input_grad
+        gx = gw = None
+        if need_x:
+            gx = self.be.empty(self.xshape, g.dtype)
+            getattr(self.k, f"conv2d_{self.algo}_backward_input")(g, w, gx, *self.geo)
+        gb = self.be.empty((self.wshape[0],), g.dtype) if need_b else None
+        if need_w:
+            gw = self.be.empty(self.wshape, g.dtype)
+            getattr(self.k, f"conv2d_{self.algo}_backward_weight")(x, g, gw, gb, *self.geo)
+        elif need_b:
+            gb = _channel_sum(self, g)
+        return gx, gw, gb
+
+
+class ConvTranspose2d(Function):
+    """x (N,C_in,H,W), w (C_in,C_out/G,R,S), b (C_out,) or None -> y (N,C_out,H_out,W_out)."""
+
+    def forward(self, x, w, b, geo: tuple[int, ...], out_hw: Pair, algo: str):
+        self.geo, self.algo, self.xshape, self.wshape = geo, algo, x.shape, w.shape
+        groups = geo[-1]
+        y = self.be.empty((x.shape[0], w.shape[1] * groups, *out_hw), x.dtype)
+        self.k.conv_transpose2d_forward(x, w, b, y, *geo, algo)
+        need_x, need_w, _ = self.needs_input_grad
+        self.save_for_backward(x if need_w else None, w if need_x else None)
+        return y
+
+    def backward(self, g):
+        x, w = self.saved
+        need_x, need_w, need_b = self.needs_input_grad
+        gx = gw = None
+        if need_x:
+            gx = self.be.empty(self.xshape, g.dtype)
+            self.k.conv_transpose2d_backward_input(g, w, gx, *self.geo, self.algo)
+        gb = self.be.empty((g.shape[1],), g.dtype) if need_b else None
+        if need_w:
+            gw = self.be.empty(self.wshape, g.dtype)
+            self.k.conv_transpose2d_backward_weight(x, g, gw, gb, *self.geo, self.algo)
+        elif need_b:
+            gb = _channel_sum(self, g)
+        return gx, gw, gb
+
+
+def _channel_sum(ctx: Any, g: Any) -> Any:
+    out = ctx.be.empty((1, g.shape[1], 1, 1), g.dtype)
+    ctx.k.sum_reduce(g, out)
+    return ctx.be.reshape(out, (g.shape[1],))
+
+
+# ---------------------------------------------------------------- argument checks
+def _pair(v: Any, name: str) -> Pair:
+    if isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
+    if isinstance(v, (int, np.integer)):
+        return int(v), int(v)
+    if isinstance(v, (tuple, list)):
+        if len(v) == 1:
+            v = (v[0], v[0])
+        if len(v) == 2 and all(
+            isinstance(e, (int, np.integer)) and not isinstance(e, bool) for e in v
+        ):
+            return int(v[0]), int(v[1])
+        raise RuntimeError(
+            f"expected {name} to be a single integer value or a list of 2 values to match the "
+            f"convolution dimensions, but got {name}={list(v)}"
+        )
+    raise TypeError(f"{name} must be an int or a pair of ints, got {type(v).__name__}")
+
+
+def _check_common(
+    fn: str, x: Tensor, w: Tensor, stride: Pair, padding: Pair, dilation: Pair, groups: Any
+) -> int:
+    if not isinstance(x, Tensor) or not isinstance(w, Tensor):
+        raise TypeError(f"{fn}: input and weight must be Tensors")
+    if x.dtype.kind != "f" or w.dtype.kind != "f":
+        raise TypeError(f"{fn}: expected floating point input and weight, got {x.dtype}, {w.dtype}")
+    if x.ndim != 4:
+        raise RuntimeError(
+            f"Expected 3D (unbatched) or 4D (batched) input to {fn}, but got input of size: "
+            f"{list(x.shape)}"
+        )
+    if w.ndim != 4:
+        raise RuntimeError(f"{fn}: expected a 4-D weight, got weight of size {list(w.shape)}")
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool):
+        raise TypeError(f"{fn}: groups must be an int, got {groups!r}")
+    if min(stride) <= 0:
+        raise RuntimeError("non-positive stride is not supported")
+    if min(padding) < 0:
+        raise RuntimeError("negative padding is not supported")
+    if min(dilation) <= 0:
+        raise RuntimeError("dilation should be greater than zero")
+    if groups <= 0:
+        raise RuntimeError("non-positive groups is not supported")
+    if w.shape[0] % groups:
+        raise RuntimeError(
+            f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
+            f"but got weight of size {list(w.shape)} instead"
+        )
+    return int(groups)
+
+
+def _check_bias(b: Tensor | None, w: Tensor, out_channels: int) -> None:
+    if b is not None and (b.ndim != 1 or b.shape[0] != out_channels):
+        raise RuntimeError(
+            f"Given weight of size {list(w.shape)}, expected bias to be 1-dimensional with "
+            f"{out_channels} elements, but got bias of size {list(b.shape)} instead"
+        )
+
+
+def _check_algo(algo: str) -> None:
+    if algo not in ALGOS:
+        raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
+
+
+def _auto(cg: int, r: int, s: int) -> str:
+    """Few multiply-adds per output (depthwise, 1-channel input) leave a GEMM too thin to pay
+    for the column buffer; shift-and-add over the taps wins there."""
+    return "direct" if cg * r * s <= 9 else "im2col"
+
+
+def _batched(fn: Any, x: Tensor, *args: Any, **kw: Any) -> Tensor:
+    if isinstance(x, Tensor) and x.ndim == 3:
+        return fn(x.unsqueeze(0), *args, **kw).squeeze(0)
+    return fn(x, *args, **kw)
+
+
+# ---------------------------------------------------------------- public wrappers
+def conv2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    algo: str = "auto",
+) -> Tensor:
+    """torch.nn.functional.conv2d; ``padding`` may be an int, a pair, "valid" or "same"."""
+    return _batched(_conv2d, input, weight, bias, stride, padding, dilation, groups, algo)
+
+
+def _conv2d(x, w, b, stride, padding, dilation, groups, algo) -> Tensor:
+    _check_algo(algo)
+    st, dl = _pair(stride, "stride"), _pair(dilation, "dilation")
+    same = False
+    if isinstance(padding, str):
+        if padding == "valid":
+            pd = (0, 0)
+        elif padding == "same":
+            if st != (1, 1):
+                raise RuntimeError("padding='same' is not supported for strided convolutions")
+            same = True
+            pd = (0, 0)
+        else:
+            raise RuntimeError(f"Invalid padding string: '{padding}'")
+    else:
+        pd = _pair(padding, "padding")
+    groups = _check_common("conv2d", x, w, st, pd, dl, groups)
+    N, C, H, W = x.shape
+    K, Cg, R, S = w.shape
+    if C != Cg * groups:
+        raise RuntimeError(
+            f"Given groups={groups}, weight of size {list(w.shape)}, expected input"
+            f"{list(x.shape)} to have {Cg * groups} channels, but got {C} channels instead"
+        )
+    _check_bias(b, w, K)
+    if same:
+        # Total padding d*(k-1); an odd total puts the extra zero at the bottom/right, as torch
+        # does. The kernels take the top/left pad and read the extra row/column as zero.
+        pd = (dl[0] * (R - 1) // 2, dl[1] * (S - 1) // 2)
+        out_hw = (H, W)
+    else:
+        ek = (dl[0] * (R - 1) + 1, dl[1] * (S - 1) + 1)
+        ph, pw = H + 2 * pd[0], W + 2 * pd[1]
+        if ph < ek[0] or pw < ek[1]:
+            raise RuntimeError(
+                f"Calculated padded input size per channel: ({ph} x {pw}). Kernel size: "
+                f"({ek[0]} x {ek[1]}). Kernel size can't be greater than actual input size"
+            )
+        out_hw = ((ph - ek[0]) // st[0] + 1, (pw - ek[1]) // st[1] + 1)
+    if algo == "auto":
+        algo = _auto(Cg, R, S)
+    geo = (*st, *pd, *dl, groups)
+    return Conv2d.apply(x, w, b, geo=geo, out_hw=out_hw, algo=algo)
+
+
+def conv_transpose2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    groups: int = 1,
+    dilation: Any = 1,
+    algo: str = "auto",
+) -> Tensor:
+    """torch.nn.functional.conv_transpose2d; weight (C_in, C_out/groups, kH, kW)."""
+    return _batched(
+        _conv_transpose2d,
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+        algo,
+    )
+
+
+def _conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation, algo):
+    _check_algo(algo)
+    st, pd = _pair(stride, "stride"), _pair(padding, "padding")
+    op, dl = _pair(output_padding, "output_padding"), _pair(dilation, "dilation")
+    groups = _check_common("conv_transpose2d", x, w, st, pd, dl, groups)
+    N, C, H, W = x.shape
+    Cin, Cg, R, S = w.shape
+    if C != Cin:
+        raise RuntimeError(
+            f"Given transposed=1, weight of size {list(w.shape)}, expected input{list(x.shape)} "
+            f"to have {Cin} channels, but got {C} channels instead"
+        )
+    _check_bias(b, w, Cg * groups)
+    if min(op) < 0:
+        raise RuntimeError("negative output_padding is not supported")
+    if (op[0] >= st[0] and op[0] >= dl[0]) or (op[1] >= st[1] and op[1] >= dl[1]):
+        raise RuntimeError(
+            f"output padding must be smaller than either stride or dilation, but got "
+            f"output_padding_height: {op[0]} output_padding_width: {op[1]} stride_height: "
+            f"{st[0]} stride_width: {st[1]} dilation_height: {dl[0]} dilation_width: {dl[1]}"
+        )
+    out_hw = (
+        (H - 1) * st[0] - 2 * pd[0] + dl[0] * (R - 1) + op[0] + 1,
+        (W - 1) * st[1] - 2 * pd[1] + dl[1] * (S - 1) + op[1] + 1,
+    )
+    if min(out_hw) <= 0:
+        raise RuntimeError(
+            f"Given input size per channel: ({H} x {W}). Calculated output size per channel: "
+            f"({out_hw[0]} x {out_hw[1]}). Output size is too small"
+        )
+    if algo == "auto":
+        algo = _auto(Cg, R, S)
+    geo = (*st, *pd, *dl, groups)
+    return ConvTranspose2d.apply(x, w, b, geo=geo, out_hw=out_hw, algo=algo)

@@ -1,0 +1,160 @@
+"""Resampling ops (csrc/resample.cpp): interpolate (nearest, bilinear) and pad (constant,
+reflect, replicate), with PyTorch's coordinate conventions and argument errors."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from pyengine.autograd import Function
+from pyengine.tensor import Tensor
+
+_MODES = ("nearest", "bilinear")
+_PAD_MODES = ("constant", "reflect", "replicate")
+
+
+class Upsample(Function):
+    """``scales``: the user's scale factors, or 0 where the output size was given; PyTorch uses
+    1/scale_factor (not in/out) for the source coordinates when one was given."""
+
+    def forward(self, x, mode, out_shape, align_corners, scale_h, scale_w):
+        self.mode, self.xshape = mode, tuple(x.shape)
+        self.params = (
+            (align_corners, scale_h, scale_w) if mode == "bilinear" else (scale_h, scale_w)
+        )
+        y = self.be.empty(out_shape, x.dtype)
+        getattr(self.k, f"upsample_{mode}2d_forward")(x, y, *self.params)
+        return y
+
+    def backward(self, g):
+        gx = self.be.empty(self.xshape, g.dtype)
+        getattr(self.k, f"upsample_{self.mode}2d_backward")(g, gx, *self.params)
+        return (gx,)
+
+
+def _two(v: Any, name: str) -> list[Any]:
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(
+                f"interpolate: {name} shape must match input shape; input is 2D, {name} is "
+                f"{len(v)}D"
+            )
+        return list(v)
+    return [v, v]
+
+
+def interpolate(
+    input: Tensor,
+    size: int | Sequence[int] | None = None,
+    scale_factor: float | Sequence[float] | None = None,
+    mode: str = "nearest",
+    align_corners: bool | None = None,
+) -> Tensor:
+    if not isinstance(input, Tensor):
+        raise TypeError(f"interpolate: input must be a Tensor, got {type(input).__name__}")
+    if mode not in _MODES:
+        raise NotImplementedError(
+            f"interpolate: mode '{mode}' is not supported (available: {', '.join(_MODES)})"
+        )
+    if input.ndim != 4:
+        raise ValueError(
+            f"interpolate: expected a 4-D (N, C, H, W) input for mode '{mode}', got shape "
+            f"{tuple(input.shape)}"
+        )
+    if input.dtype.kind != "f":
+        raise TypeError(f"interpolate: expected a floating-point input, got {input.dtype}")
+    if align_corners is not None and mode == "nearest":
+        raise ValueError(
+            "align_corners option can only be set with the interpolating modes: "
+            "linear | bilinear | bicubic | trilinear"
+        )
+    if size is not None and scale_factor is not None:
+        raise ValueError("only one of size or scale_factor should be defined")
+    if size is None and scale_factor is None:
+        raise ValueError("either size or scale_factor should be defined")
+    H, W = input.shape[2:]
+    if size is not None:
+        out = _two(size, "size")
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in out):
+            raise TypeError(f"interpolate: size must be an int or a pair of ints, got {size!r}")
+        scales = [0.0, 0.0]
+    else:
+        scales = [float(v) for v in _two(scale_factor, "scale_factor")]
+        if not all(math.isfinite(v) and v > 0 for v in scales):
+            raise ValueError(f"interpolate: scale_factor must be positive, got {scale_factor!r}")
+        out = [math.floor(float(n) * f) for n, f in zip((H, W), scales)]
+    if min(H, W, *out) <= 0:
+        raise RuntimeError(
+            f"interpolate: input and output sizes should be greater than 0, but got input "
+            f"(H: {H}, W: {W}) output (H: {out[0]}, W: {out[1]})"
+        )
+    shape = (input.shape[0], input.shape[1], int(out[0]), int(out[1]))
+    return Upsample.apply(input, mode, shape, bool(align_corners), scales[0], scales[1])
+
+
+class Pad2d(Function):
+    def forward(self, x, pad, mode, value, out_shape):
+        self.pad, self.mode, self.xshape = pad, mode, tuple(x.shape)
+        y = self.be.empty(out_shape, x.dtype)
+        self.k.pad2d_forward(x, y, pad, mode, value)
+        return y
+
+    def backward(self, g):
+        gx = self.be.empty(self.xshape, g.dtype)
+        self.k.pad2d_backward(g, gx, self.pad, self.mode)
+        return (gx,)
+
+
+def pad(
+    input: Tensor, pad: Sequence[int], mode: str = "constant", value: float | None = None
+) -> Tensor:
+    """Pad the last two dims of a 3-D or 4-D input by ``pad`` = (left, right[, top, bottom]).
+    Negative pads crop."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"pad: input must be a Tensor, got {type(input).__name__}")
+    if mode not in _PAD_MODES:
+        raise NotImplementedError(
+            f"pad: mode '{mode}' is not supported (available: {', '.join(_PAD_MODES)})"
+        )
+    if value is not None and mode != "constant":
+        raise ValueError(f'Padding mode "{mode}" doesn\'t take in value argument')
+    if not isinstance(pad, (tuple, list)) or not all(
+        isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in pad
+    ):
+        raise TypeError(f"pad: pad must be a tuple of ints, got {pad!r}")
+    if len(pad) % 2:
+        raise ValueError("Padding length must be divisible by 2")
+    if len(pad) not in (2, 4):
+        raise ValueError(
+            f"pad: expected 2 or 4 pad values (left, right[, top, bottom]), got {pad!r}"
+        )
+    if input.ndim not in (3, 4):
+        raise ValueError(f"pad: expected a 3-D or 4-D input, got shape {tuple(input.shape)}")
+    p = tuple(int(v) for v in pad) + (0,) * (4 - len(pad))
+    x = input.unsqueeze(0) if input.ndim == 3 else input
+    N, C, H, W = x.shape
+    if mode == "reflect":
+        for (lo, hi), n, dim in (
+            ((p[0], p[1]), W, input.ndim - 1),
+            ((p[2], p[3]), H, input.ndim - 2),
+        ):
+            if lo >= n or hi >= n:
+                raise ValueError(
+                    f"pad: padding size should be less than the corresponding input dimension, "
+                    f"but got padding ({lo}, {hi}) at dimension {dim} of input {list(input.shape)}"
+                )
+    OH, OW = H + p[2] + p[3], W + p[0] + p[1]
+    if OH < 0 or OW < 0:
+        raise RuntimeError(
+            f"pad: the input size ({H}, {W}) plus padding {tuple(pad)} gives a negative output "
+            f"size ({OH}, {OW})"
+        )
+    if mode == "replicate" and (H == 0 or W == 0):
+        raise ValueError(
+            f"pad: replicate padding needs a non-empty input, got {tuple(input.shape)}"
+        )
+    y = Pad2d.apply(x, p, mode, 0.0 if value is None else float(value), (N, C, OH, OW))
+    return y.squeeze(0) if input.ndim == 3 else y

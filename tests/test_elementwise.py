@@ -1,0 +1,208 @@
+import numpy as np
+import pytest
+from opcheck import check_op
+from torchcheck import torch_check
+
+import pyengine as pe
+import pyengine.nn.functional as F
+from pyengine.autograd import gradcheck
+
+BROADCAST = [
+    ((3, 4), (3, 4)),
+    ((3, 4), (4,)),
+    ((2, 1, 4), (3, 1)),
+    ((), (3,)),
+    ((5,), ()),
+    ((), ()),
+    ((1,), (2, 3)),
+    ((2, 1, 3), (1, 4, 1)),
+    ((0, 3), (3,)),
+    ((2, 0), (1,)),
+    ((40, 1, 1000), (1, 33, 1000)),  # long enough for the threaded, strided path
+    ((1000, 70), (1000, 70)),
+]
+
+BINARY = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b,
+    "pow": lambda a, b: a**b,
+}
+
+
+def _pos(rng, shape, lo=0.5, hi=2.0):
+    return rng.uniform(lo, hi, shape)
+
+
+@pytest.mark.parametrize("op", list(BINARY))
+@pytest.mark.parametrize("sa,sb", BROADCAST)
+def test_binary_against_twin(device, rng, op, sa, sb):
+    a = _pos(rng, sa) if op == "pow" else rng.standard_normal(sa)
+    b = _pos(rng, sb) if op in ("div", "pow") else rng.standard_normal(sb)
+    check_op(BINARY[op], [a, b], device=device)
+
+
+@pytest.mark.parametrize("op", list(BINARY))
+@pytest.mark.parametrize("sa,sb", [((3, 4), (4,)), ((2, 1, 3), (1, 4, 1)), ((), (2,))])
+def test_binary_gradcheck(rng, op, sa, sb):
+    a = pe.tensor(_pos(rng, sa), requires_grad=True)
+    b = pe.tensor(_pos(rng, sb), requires_grad=True)
+    assert gradcheck(BINARY[op], [a, b])
+
+
+@pytest.mark.parametrize("op", list(BINARY))
+@pytest.mark.parametrize(
+    "sa,sb", [((3, 4), (3, 4)), ((2, 1, 4), (3, 1)), ((), (3,)), ((1,), (2, 3))]
+)
+def test_binary_against_torch(torch, rng, op, sa, sb):
+    a = _pos(rng, sa) if op == "pow" else rng.standard_normal(sa)
+    b = _pos(rng, sb) if op in ("div", "pow") else rng.standard_normal(sb)
+    torch_check(torch, BINARY[op], [a, b])
+
+
+SCALAR_FORMS = [
+    lambda x: x + 2.5,
+    lambda x: 2.5 + x,
+    lambda x: x - 1.5,
+    lambda x: 1.5 - x,
+    lambda x: x * 3,
+    lambda x: 3 * x,
+    lambda x: x / 4,
+    lambda x: 4 / x,
+    lambda x: x**2,
+    lambda x: x**0.5,
+    lambda x: 2**x,
+    lambda x: -x,
+]
+
+
+@pytest.mark.parametrize("form", range(len(SCALAR_FORMS)))
+def test_python_scalar_operands(device, rng, torch, form):
+    x = _pos(rng, (3, 5))
+    check_op(SCALAR_FORMS[form], [x], device=device)
+    torch_check(torch, SCALAR_FORMS[form], [x])
+
+
+UNARY = {
+    "neg": (lambda x: -x, False),
+    "exp": (lambda x: x.exp(), False),
+    "log": (lambda x: x.log(), True),
+    "sqrt": (lambda x: x.sqrt(), True),
+    "abs": (lambda x: x.abs(), False),
+    "relu": (lambda x: x.relu(), False),
+    "sigmoid": (lambda x: x.sigmoid(), False),
+    "tanh": (lambda x: x.tanh(), False),
+    "leaky_relu": (lambda x: F.leaky_relu(x, 0.2), False),
+    "pow3": (lambda x: x.pow(3), False),
+    "pow_frac": (lambda x: x**1.7, True),
+}
+
+
+@pytest.mark.parametrize("op", list(UNARY))
+@pytest.mark.parametrize("shape", [(), (5,), (3, 4, 5), (0, 4), (70000,)])
+def test_unary_against_twin(device, rng, op, shape):
+    fn, positive = UNARY[op]
+    x = _pos(rng, shape) if positive else rng.standard_normal(shape)
+    check_op(fn, [x], device=device)
+
+
+@pytest.mark.parametrize("op", list(UNARY))
+def test_unary_gradcheck(rng, op):
+    fn, positive = UNARY[op]
+    x = _pos(rng, (2, 3)) if positive else rng.standard_normal((2, 3))
+    assert gradcheck(fn, [pe.tensor(x, requires_grad=True)])
+
+
+TORCH_UNARY = {
+    "exp": (lambda x: x.exp(), None),
+    "log": (lambda x: x.log(), None),
+    "sqrt": (lambda x: x.sqrt(), None),
+    "pow": (lambda x: x.pow(2.5), None),
+    "relu": (lambda x: x.relu(), None),
+    "sigmoid": (lambda x: x.sigmoid(), None),
+    "tanh": (lambda x: x.tanh(), None),
+    "abs": (lambda x: x.abs(), None),
+    "leaky_relu": (
+        lambda x: F.leaky_relu(x, 0.1),
+        lambda x: __import__("torch").nn.functional.leaky_relu(x, 0.1),
+    ),
+}
+
+
+@pytest.mark.parametrize("op", list(TORCH_UNARY))
+def test_unary_against_torch(torch, rng, op):
+    fn, tfn = TORCH_UNARY[op]
+    x = _pos(rng, (4, 6)) if op in ("log", "sqrt", "pow") else rng.standard_normal((4, 6))
+    x[0, :3] = [0.0, -0.0, 30.0] if op not in ("log", "sqrt", "pow") else [1.0, 2.0, 3.0]
+    torch_check(torch, fn, [x], tfn)
+
+
+@pytest.mark.parametrize("op", ["relu", "leaky_relu", "abs"])
+def test_gradient_at_zero_matches_torch(torch, device, op):
+    fns = {
+        "relu": (F.relu, torch.relu),
+        "leaky_relu": (F.leaky_relu, torch.nn.functional.leaky_relu),
+        "abs": (pe.abs, torch.abs),
+    }
+    f, tf = fns[op]
+    x = pe.tensor([0.0, -1.0, 2.0], device=device, requires_grad=True)
+    f(x).sum().backward()
+    tx = torch.tensor([0.0, -1.0, 2.0], requires_grad=True)
+    tf(tx).sum().backward()
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), tx.grad.numpy())
+
+
+def test_relu_grad_at_zero_is_zero(device):
+    for dtype in (pe.float32, pe.float64):
+        x = pe.zeros(4, dtype=dtype, device=device, requires_grad=True)
+        F.relu(x).sum().backward()
+        assert np.all(x.grad.cpu().numpy() == 0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_nan_propagates_like_torch(torch, dtype):
+    v = [float("nan"), -1.0, 1.0, float("inf"), -float("inf")]
+    for name in ("relu", "sigmoid", "tanh", "exp", "abs"):
+        got = getattr(pe, name)(pe.tensor(v, dtype=dtype)).numpy()
+        ref = getattr(torch, name)(torch.tensor(v, dtype=getattr(torch, dtype))).numpy()
+        np.testing.assert_array_equal(got, ref, err_msg=name)
+
+
+def test_sigmoid_extremes_are_finite(device):
+    x = pe.tensor([-200.0, -50.0, 0.0, 50.0, 200.0], device=device)
+    y = x.sigmoid().cpu().numpy()
+    assert np.all(np.isfinite(y)) and y[0] == 0.0 and y[-1] == 1.0 and y[2] == 0.5
+
+
+def test_integer_arithmetic_stays_integer():
+    a = pe.tensor([1, 2, 3])
+    b = pe.tensor([4, 5, 6])
+    assert (a + b).dtype == pe.int64 and (a + b).tolist() == [5, 7, 9]
+    assert (a * 2).tolist() == [2, 4, 6]
+    assert (a / 2).dtype == pe.float32 and (a / 2).tolist() == [0.5, 1.0, 1.5]
+    assert (a + 0.5).dtype == pe.float32
+
+
+def test_inplace_arithmetic(device):
+    x = pe.tensor([1.0, 2.0], device=device)
+    x += 1
+    x *= pe.tensor([2.0, 3.0], device=device)
+    x -= 1
+    x /= 2
+    np.testing.assert_allclose(x.cpu().numpy(), [1.5, 4.0])
+    with pytest.raises(RuntimeError, match="shape"):
+        x += pe.ones(3, 2, device=device)
+    w = pe.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf"):
+        w += 1
+    with pe.no_grad():
+        w -= 0.5
+    assert w.tolist() == [0.5, 0.5]
+
+
+def test_comparisons():
+    a = pe.tensor([1.0, 2.0, 3.0])
+    assert (a > 1.5).tolist() == [False, True, True]
+    assert (a == pe.tensor([1.0, 0.0, 3.0])).tolist() == [True, False, True]
+    assert (a <= 2).dtype == pe.bool_
