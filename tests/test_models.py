@@ -93,8 +93,14 @@ def _torch_twin(torch, model):
     tnn = torch.nn
 
     def conv(m):
-        return tnn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
-                          bias=m.bias is not None)
+        return tnn.Conv2d(
+            m.in_channels,
+            m.out_channels,
+            m.kernel_size,
+            m.stride,
+            m.padding,
+            bias=m.bias is not None,
+        )
 
     def convert(m):
         if isinstance(m, nn.Sequential):
@@ -104,15 +110,16 @@ def _torch_twin(torch, model):
         if isinstance(m, nn.Conv2d):
             return conv(m)
         if isinstance(m, nn.ConvTranspose2d):
-            return tnn.ConvTranspose2d(m.in_channels, m.out_channels, m.kernel_size, m.stride,
-                                       bias=m.bias is not None)
+            return tnn.ConvTranspose2d(
+                m.in_channels, m.out_channels, m.kernel_size, m.stride, bias=m.bias is not None
+            )
         if isinstance(m, nn.BatchNorm2d):
             return tnn.BatchNorm2d(m.num_features, eps=m.eps)
         if isinstance(m, nn.ReLU):
             return tnn.ReLU()
         if isinstance(m, nn.MaxPool2d):
             return tnn.MaxPool2d(2)
-        if type(m).__name__ == "_Upsample":
+        if isinstance(m, nn.Upsample):
             return tnn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
         raise TypeError(type(m).__name__)
 
@@ -138,8 +145,10 @@ def _torch_twin(torch, model):
             return self.head(x)[:, :, :h, :w]
 
     twin = Twin().double()
-    state = {k: torch.from_numpy(_np(v).astype(np.float64) if _np(v).dtype.kind == "f" else _np(v))
-             for k, v in model.state_dict().items()}
+    state = {
+        k: torch.from_numpy(_np(v).astype(np.float64) if _np(v).dtype.kind == "f" else _np(v))
+        for k, v in model.state_dict().items()
+    }
     twin.load_state_dict(state, strict=True)
     return twin
 
@@ -148,10 +157,15 @@ def _random_stats(model, rng):
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             k = m.num_features
-            m.load_state_dict({"weight": rng.uniform(0.5, 1.5, k), "bias": rng.normal(0, 0.1, k),
-                               "running_mean": rng.normal(0, 0.1, k),
-                               "running_var": rng.uniform(0.5, 2, k),
-                               "num_batches_tracked": np.array(0)})
+            m.load_state_dict(
+                {
+                    "weight": rng.uniform(0.5, 1.5, k),
+                    "bias": rng.normal(0, 0.1, k),
+                    "running_mean": rng.normal(0, 0.1, k),
+                    "running_var": rng.uniform(0.5, 2, k),
+                    "num_batches_tracked": np.array(0),
+                }
+            )
     for p in model.parameters():  # a non-zero last layer, so every gradient is non-trivial
         if p.ndim == 4 and not np.any(_np(p)):
             p.copy_(pe.tensor(rng.normal(0, 0.1, p.shape).astype(np.float32)))
@@ -183,8 +197,9 @@ def test_same_output_and_gradients_as_torch(torch, rng, arch, training):
     tparams = dict(twin.named_parameters())
     for name, p in model.named_parameters():
         scale = max(1.0, float(np.abs(tparams[name].grad.numpy()).max()))
-        np.testing.assert_allclose(_np(p.grad), tparams[name].grad.numpy(), rtol=1e-4,
-                                   atol=1e-4 * scale, err_msg=name)
+        np.testing.assert_allclose(
+            _np(p.grad), tparams[name].grad.numpy(), rtol=1e-4, atol=1e-4 * scale, err_msg=name
+        )
     if training:  # running statistics updated the same way
         tbufs = dict(twin.named_buffers())
         for name, b in model.named_buffers():
@@ -225,8 +240,9 @@ def test_model_fuse_is_identical_in_eval(rng, arch):
 
 
 def test_fuse_sequential_keeps_unpaired_layers():
-    seq = nn.Sequential(nn.BatchNorm2d(2), nn.Conv2d(2, 2, 1), nn.ReLU(), nn.Conv2d(2, 2, 1),
-                        nn.BatchNorm2d(2))
+    seq = nn.Sequential(
+        nn.BatchNorm2d(2), nn.Conv2d(2, 2, 1), nn.ReLU(), nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2)
+    )
     fuse_conv_bn_sequential(seq)
     assert [type(m).__name__ for m in seq] == ["BatchNorm2d", "Conv2d", "ReLU", "Conv2d"]
 
@@ -302,6 +318,8 @@ def test_set12_sigma25_psnr_matches_reference():
     rows = evaluate_set(model, ImageFolder(shared("testsets", "Set12")), 25.0, tile=0)
     mean_noisy = np.mean([r[1] for r in rows])
     mean = np.mean([r[2] for r in rows])
-    print(f"Set12 sigma 25: {mean:.4f} dB (noisy {mean_noisy:.3f}) in {time.perf_counter() - t0:.0f} s")
+    print(
+        f"Set12 sigma 25: {mean:.4f} dB (noisy {mean_noisy:.3f}) in {time.perf_counter() - t0:.0f} s"
+    )
     assert mean_noisy == pytest.approx(20.348, abs=1e-3)
     assert mean == pytest.approx(30.451, abs=0.01)

@@ -21,14 +21,11 @@ CHECKPOINT_FORMAT = "pyengine-restore-1"
 
 
 # ---------------------------------------------------------------------------- argument types
-def sigma_arg(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"sigma must be a number, got '{text}'") from None
-    if not np.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"sigma must be >= 0 (0..255 units), got {text}")
-    return v
+def check_sigma(*values: float | None) -> None:
+    """Noise levels are validated here, not by argparse, so that a bad one is a one-line error."""
+    for v in values:
+        if v is not None and not (np.isfinite(v) and v >= 0):
+            raise UserError(f"noise sigma must be >= 0 (in 0..255 units), got {v:g}")
 
 
 def positive_int(text: str) -> int:
@@ -125,6 +122,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from pyengine.data.transforms import add_gaussian_noise
     from pyengine.models import denoise_array
 
+    check_sigma(args.sigma)
     if args.clean and len(args.clean) != len(args.images):
         raise UserError(f"got {len(args.images)} images but {len(args.clean)} --clean references")
     model, _ = load_model(args.model, args.device)
@@ -179,6 +177,7 @@ def evaluate_set(
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    check_sigma(args.sigma)
     model, arch = load_model(args.model, args.device)
     folder = read_folder(args.set, image_channels(model))
     rows = evaluate_set(model, folder, args.sigma, args.tile, args.device)
@@ -211,10 +210,10 @@ def _train_parser(train_sub: Any, name: str, help_text: str) -> None:
     p.add_argument("--data", help="folder of training images (default: bundled sample images)")
     p.add_argument("--val", help="folder of validation images (default: held-out bundled images)")
     noise = p.add_mutually_exclusive_group()
-    noise.add_argument("--sigma", type=sigma_arg, default=25.0, help="noise level, 0..255 units")
+    noise.add_argument("--sigma", type=float, default=25.0, help="noise level, 0..255 units")
     noise.add_argument(
         "--sigma-range",
-        type=sigma_arg,
+        type=float,
         nargs=2,
         metavar=("LO", "HI"),
         help="blind training: a uniform sigma per patch in [LO, HI]",
@@ -268,7 +267,7 @@ def register(sub: Any, train_sub: Any) -> None:
     p.add_argument("--model", required=True, help="checkpoint.npz from `train`, or a DnCNN .npz")
     p.add_argument(
         "--sigma",
-        type=sigma_arg,
+        type=float,
         help="first add Gaussian noise of this level (the image is then the reference)",
     )
     p.add_argument("--clean", nargs="+", metavar="REF", help="clean references, one per IMAGE")
@@ -285,7 +284,7 @@ def register(sub: Any, train_sub: Any) -> None:
     )
     p.add_argument("--model", required=True, help="checkpoint.npz from `train`, or a DnCNN .npz")
     p.add_argument("--set", required=True, help="folder of clean test images")
-    p.add_argument("--sigma", type=sigma_arg, default=25.0)
+    p.add_argument("--sigma", type=float, default=25.0)
     _common(p)
     p.set_defaults(func=cmd_eval)
     add_dip_parser(sub)

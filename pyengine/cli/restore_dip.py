@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pyengine.cli import UserError
-from pyengine.cli.restore import clipped_psnr, positive_int, read_images, sigma_arg
+from pyengine.cli.restore import check_sigma, clipped_psnr, positive_int, read_images
 
 
 def cmd_dip(args: argparse.Namespace) -> int:
@@ -26,6 +26,7 @@ def cmd_dip(args: argparse.Namespace) -> int:
     from pyengine.data import add_gaussian_noise, save_image
     from pyengine.models import UNet
 
+    check_sigma(args.sigma)
     c = 3 if args.rgb else 1
     (img,) = read_images([args.image], c)
     if args.crop:
@@ -87,7 +88,7 @@ def add_dip_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", metavar="IMAGE")
     p.add_argument(
         "--sigma",
-        type=sigma_arg,
+        type=float,
         default=25.0,
         help="add noise of this level to IMAGE first (0: IMAGE is already noisy)",
     )

@@ -29,13 +29,6 @@ def _block(cin: int, cout: int, bn: bool) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class _Upsample(nn.Module):
-    """x2 bilinear upsampling (half-pixel centers, as align_corners=False)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-
-
 class UNet(nn.Module):
     def __init__(
         self,
@@ -78,7 +71,10 @@ class UNet(nn.Module):
                 self.up.append(nn.ConvTranspose2d(ch[i + 1], ch[i], 2, stride=2))
             else:
                 self.up.append(
-                    nn.Sequential(_Upsample(), nn.Conv2d(ch[i + 1], ch[i], 3, padding=1))
+                    nn.Sequential(
+                        nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                        nn.Conv2d(ch[i + 1], ch[i], 3, padding=1),
+                    )
                 )
             self.dec.append(_block(2 * ch[i], ch[i], bn))
         self.head = nn.Conv2d(ch[0], out_channels, 1)
