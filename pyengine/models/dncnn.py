@@ -10,6 +10,8 @@ size): conv + ReLU, then (conv + BatchNorm + ReLU) x (depth - 2), then conv. Wit
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -102,7 +104,7 @@ class DnCNN(nn.Module):
         try:
             z = np.load(path, allow_pickle=False)
             keys = set(z.files)
-        except (OSError, ValueError, EOFError) as e:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"'{path}' is not a readable .npz file: {e}") from None
         try:
             num_conv = int(z["num_conv"])
@@ -134,6 +136,8 @@ class DnCNN(nn.Module):
                         state[f"layers.{bn_name}.{ours}"] = z[f"bn{i:02d}_{theirs}"]
         except KeyError as e:
             raise ValueError(f"'{path}' is not a DnCNN weight file: missing key {e}") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            raise ValueError(f"'{path}' is damaged or truncated: {e}") from None
         try:
             model.load_state_dict(state, strict=False)
         except RuntimeError as e:
