@@ -33,8 +33,8 @@ from pyengine.cli.restore import (
 # The no-argument run is the README's main job: a small DnCNN that clearly beats the noisy input
 # on the bundled images in a few minutes on 2 CPU cores.
 DEFAULTS: dict[str, dict[str, int]] = {
-    "dncnn": {"epochs": 5, "steps": 50, "patch": 40, "depth": 8, "channels": 32, "lr_step": 4},
-    "unet": {"epochs": 5, "steps": 50, "patch": 48, "depth": 2, "channels": 16, "lr_step": 4},
+    "dncnn": {"epochs": 4, "steps": 40, "patch": 40, "depth": 8, "channels": 32, "lr_step": 3},
+    "unet": {"epochs": 4, "steps": 40, "patch": 48, "depth": 2, "channels": 16, "lr_step": 3},
 }
 # Settings that define a run; --resume takes them from the checkpoint.
 RUN_KEYS = (
