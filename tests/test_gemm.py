@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from opcheck import check_op
@@ -159,3 +163,27 @@ def test_linear_shape_errors():
         F.linear(pe.randn(4, 3), pe.randn(2, 5))
     with pytest.raises(ValueError, match="bias"):
         F.linear(pe.randn(4, 3), pe.randn(2, 3), pe.randn(3))
+
+
+@pytest.mark.parametrize("kernel", ["avx2", "scalar"])
+def test_fallback_micro_kernels(kernel):
+    """The AVX2 and portable kernels (picked on older CPUs) agree with NumPy on awkward sizes."""
+    code = (
+        "import numpy as np, pyengine as pe\n"
+        "from pyengine.backend.device import _cpu\n"
+        f"assert _cpu.gemm_kernel_name().startswith('{kernel}')\n"
+        "r = np.random.default_rng(0)\n"
+        "for m, k, n in [(1, 1, 1), (7, 33, 5), (257, 33, 65), (70, 300, 129)]:\n"
+        "    for ta in (False, True):\n"
+        "        for tb in (False, True):\n"
+        "            a = r.standard_normal((k, m) if ta else (m, k)).astype(np.float32)\n"
+        "            b = r.standard_normal((n, k) if tb else (k, n)).astype(np.float32)\n"
+        "            c = np.empty((m, n), np.float32)\n"
+        "            _cpu.gemm(a, b, c, ta, tb)\n"
+        "            ref = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b)\n"
+        "            assert np.allclose(c, ref, atol=1e-3, rtol=1e-4), (m, k, n, ta, tb)\n"
+    )
+    # the child imports the same pyengine as this process (installed or in-place build)
+    root = os.path.dirname(os.path.dirname(pe.__file__))
+    env = {**os.environ, "PE_GEMM_KERNEL": kernel, "PYTHONPATH": root}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd="/")

@@ -3,68 +3,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-import pyengine as pe
 import pyengine.nn as nn
-
-
-def _out(n: int, k: int, s: int, p: int, d: int) -> int:
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-# Stand-ins with PyTorch's attribute names: summary dispatches on the class name and attributes.
-class Conv2d(nn.Module):
-    def __init__(self, cin, cout, kernel_size, stride=1, padding=0, dilation=1):
-        super().__init__()
-        self.in_channels, self.out_channels = cin, cout
-        self.kernel_size, self.stride, self.padding, self.dilation = (
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-        )
-        self.groups = 1
-        self.weight = nn.Parameter(pe.zeros(cout, cin, kernel_size, kernel_size))
-        self.bias = nn.Parameter(pe.zeros(cout))
-
-    def forward(self, x):
-        n, _, h, w = x.shape
-        k, s, p, d = self.kernel_size, self.stride, self.padding, self.dilation
-        return pe.zeros(n, self.out_channels, _out(h, k, s, p, d), _out(w, k, s, p, d))
-
-
-class ConvTranspose2d(Conv2d):
-    def forward(self, x):
-        n, _, h, w = x.shape
-        k, s = self.kernel_size, self.stride
-        return pe.zeros(n, self.out_channels, (h - 1) * s + k, (w - 1) * s + k)
-
-
-class MaxPool2d(nn.Module):
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
-        super().__init__()
-        self.kernel_size, self.stride, self.padding, self.dilation = (
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-        )
-
-    def forward(self, x):
-        n, c, h, w = x.shape
-        k = self.kernel_size
-        s = self.stride or k
-        return pe.zeros(n, c, _out(h, k, s, 0, 1), _out(w, k, s, 0, 1))
-
-
-class Upsample(nn.Module):
-    def __init__(self, scale_factor, mode="nearest"):
-        super().__init__()
-        self.scale_factor, self.mode = scale_factor, mode
-
-    def forward(self, x):
-        n, c, h, w = x.shape
-        f = self.scale_factor
-        return pe.zeros(n, c, h * f, w * f)
+from pyengine.nn import Conv2d, ConvTranspose2d, MaxPool2d, Upsample
 
 
 def test_mlp_rows_and_totals(capsys):
@@ -118,8 +58,8 @@ def test_transpose_and_upsample_divide_the_jump():
     model = nn.Sequential(
         Conv2d(1, 1, 3, stride=2),
         ConvTranspose2d(1, 1, 2, stride=2),
-        Upsample(2),
-        Upsample(2, mode="bilinear"),
+        Upsample(scale_factor=2),
+        Upsample(scale_factor=2, mode="bilinear"),
     )
     r = nn.summary(model, (1, 1, 9, 9), verbose=False)
     assert [row.jump for row in r.rows] == [
@@ -199,10 +139,82 @@ def test_reused_module_appears_each_call():
 
 
 def test_upsample_by_size():
-    up = Upsample(2, mode="bicubic")
-    up.scale_factor = None
-    up.forward = lambda x: pe.zeros(x.shape[0], x.shape[1], 3 * x.shape[2], 3 * x.shape[3])
+    up = Upsample(size=(9, 9), mode="bilinear")
     r = nn.summary(nn.Sequential(Conv2d(1, 1, 3), up), (1, 1, 5, 5), verbose=False)
     assert r.rows[-1].jump == (Fraction(1, 3),) * 2
-    assert r.rows[-1].receptive_field == (6, 6)
+    assert r.rows[-1].receptive_field == (4, 4)
     assert r.rows[-1].output_shape == (1, 1, 9, 9)
+
+
+def test_three_convs_with_a_stride_two_pool_in_between():
+    def conv():
+        return Conv2d(1, 1, 3, padding=1)
+
+    r = nn.summary(nn.Sequential(conv(), conv(), conv()), (1, 1, 16, 16), verbose=False)
+    assert r.receptive_field == (7, 7)
+    pooled = nn.Sequential(conv(), MaxPool2d(2), conv(), conv())
+    r = nn.summary(pooled, (1, 1, 16, 16), verbose=False)
+    # 3 -> pool k=2: 3+1=4, jump 2 -> 4+2*2=8 -> 8+2*2=12
+    assert [row.receptive_field for row in r.rows] == [(3, 3), (4, 4), (8, 8), (12, 12)]
+    assert r.rows[-1].jump == (2, 2)
+
+
+def real_net(nn):
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1, groups=2),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.ConvTranspose2d(16, 8, 2, stride=2),
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.Conv2d(8, 4, 5, stride=2, padding=2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 10),
+    )
+
+
+def test_real_conv_net_matches_pytorch(torch):
+    model, tmodel = real_net(nn), real_net(torch.nn)
+    r = nn.summary(model, (2, 3, 16, 16), verbose=False)
+    shapes = []
+    hooks = [m.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape))) for m in tmodel]
+    with torch.no_grad():
+        tmodel.eval()(torch.zeros(2, 3, 16, 16))
+    for h in hooks:
+        h.remove()
+    assert [row.output_shape for row in r.rows] == shapes
+    assert [row.params for row in r.rows] == [
+        sum(p.numel() for p in m.parameters()) for m in tmodel
+    ]
+    assert r.total_params == r.trainable_params == sum(p.numel() for p in tmodel.parameters())
+    assert [row.type for row in r.rows] == [type(m).__name__ for m in tmodel]
+
+    def conv_flops(cin, cout, k, out_hw, groups=1, n=2):
+        return n * 2 * cin * cout * k * k * out_hw * out_hw // groups
+
+    flops = [row.flops for row in r.rows]
+    assert flops[0] == conv_flops(3, 8, 3, 16)
+    assert flops[4] == conv_flops(8, 16, 3, 8, groups=2)
+    assert flops[7] == 2 * (2 * 16 * 8 * 8) * 8 * 2 * 2  # per input pixel x tap x C_out
+    assert flops[9] == conv_flops(8, 4, 5, 16)
+    assert flops[10] == 2 * 4 * 16 * 16  # global average: one addition per input element
+    assert flops[12] == 2 * 2 * 4 * 10
+    rf = [row.receptive_field for row in r.rows]
+    # 3, BN/ReLU keep it, pool 4 (jump 2), conv 8, transpose k=2 at jump 1: 9, nearest keeps 9
+    # (jump 1/2), 5x5 conv: 9 + 4/2 = 11 (jump 1), then global pooling and the head see it all.
+    assert rf[:10] == [(3, 3)] * 3 + [(4, 4), (8, 8), (8, 8), (8, 8), (9, 9), (9, 9), (11, 11)]
+    assert rf[10:] == [None, None, None]
+    assert r.output_shape == (2, 10)
+
+
+def test_adaptive_pool_windows():
+    model = nn.Sequential(Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(5))
+    r = nn.summary(model, (1, 1, 16, 16), verbose=False)
+    # 14 -> 5: PyTorch's windows have sizes 3, 4, 4, 4, 3 (they overlap), stride 14/5
+    assert r.rows[1].flops == 2 * 18 * 18
+    assert r.rows[1].receptive_field == (6, 6)
+    assert r.rows[1].jump == (Fraction(14, 5),) * 2

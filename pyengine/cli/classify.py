@@ -198,11 +198,14 @@ def small_vgg(width: int = 32) -> nn.Sequential:
 
 
 def shift_augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random translation by up to one pixel, zero filled (digits are centred but not exactly)."""
-    out = np.zeros_like(x)
-    dy, dx = rng.integers(-1, 2, 2)
-    src = x[:, :, max(0, -dy) : 8 - max(0, dy), max(0, -dx) : 8 - max(0, dx)]
-    out[:, :, max(0, dy) : max(0, dy) + src.shape[2], max(0, dx) : max(0, dx) + src.shape[3]] = src
+    """Translate each (N, C, 8, 8) image by its own random offset of up to one pixel per axis,
+    zero filled (digits are centred, but not exactly)."""
+    n, _, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    dy, dx = rng.integers(0, 3, n), rng.integers(0, 3, n)
+    out = np.empty_like(x)
+    for i in range(n):
+        out[i] = padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
     return out
 
 

@@ -60,30 +60,25 @@ def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Ten
     return nll_loss(log_softmax(input, 1), target, reduction)
 
 
-def _mask(x: Tensor, shape: tuple[int, ...], p: float) -> Tensor:
-    keep = random.generator().random(shape) >= p
-    m = (keep / (1.0 - p)).astype(x.dtype)
-    return Tensor._wrap(backend(x.device).from_numpy(m), x.device)
-
-
-def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+def _dropout(input: Tensor, p: float, training: bool, mask_shape: tuple[int, ...]) -> Tensor:
+    """Multiply by a Bernoulli(1 - p) mask scaled by 1 / (1 - p), broadcast from mask_shape."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
         return input
     if p == 1.0:
         return input * 0.0
-    return input * _mask(input, input.shape, p)
+    keep = random.generator().random(mask_shape) >= p
+    mask = (keep / (1.0 - p)).astype(input.dtype)
+    return input * Tensor._wrap(backend(input.device).from_numpy(mask), input.device)
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    return _dropout(input, p, training, input.shape)
 
 
 def dropout2d(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero whole channels of an (N, C, H, W) input."""
     if input.ndim != 4:
         raise ValueError(f"dropout2d expects an (N, C, H, W) input, got {input.shape}")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-    if not training or p == 0.0:
-        return input
-    if p == 1.0:
-        return input * 0.0
-    return input * _mask(input, input.shape[:2] + (1, 1), p)
+    return _dropout(input, p, training, input.shape[:2] + (1, 1))

@@ -11,6 +11,8 @@ FLOP convention (forward pass, whole batch):
   ConvTranspose2d counts one multiply-add per (input pixel, kernel tap, output channel).
 - BatchNorm: 2 per output element (one scale, one shift in eval mode).
 - MaxPool2d / AvgPool2d: kh * kw per output element (comparisons or additions).
+- AdaptiveAvgPool2d: one addition per input element of each output's window (PyTorch's windows
+  [floor(i * in / out), ceil((i + 1) * in / out)), which overlap when out does not divide in).
 - Identity, Flatten, Dropout: 0; every other leaf (activations, Upsample, ...): 1 per output
   element.
 
@@ -22,7 +24,10 @@ from r = 1, j = 1 at the input, with k_eff = dilation * (k - 1) + 1:
   (a stride-1/s convolution on the output grid). Upsample: j_out = j_in / scale_factor, r unchanged
   for 'nearest', r_in + j_in for the linear modes (two neighbours per axis) and r_in + 3 j_in
   for 'bicubic'.
-- Linear: the output sees the whole input (shown as "all"); element-wise layers keep r and j.
+- AdaptiveAvgPool2d: a pool with the widest window as k and stride in / out; a global pool
+  (1 x 1 output) sees the whole input.
+- Linear and global pooling: the output sees the whole input (shown as "all"); element-wise
+  layers keep r and j.
 
 A leaf's input is looked up among the outputs recorded so far; a tensor made outside any leaf
 (a skip-connection ``cat`` or ``+``) inherits the most recent leaf output's field, so branching
@@ -141,6 +146,8 @@ def _layer_kind(m: Module) -> str:
         return "convT"
     if name.startswith("Conv"):
         return "conv"
+    if name.startswith("Adaptive") and hasattr(m, "output_size"):
+        return "adaptive"
     if "Pool" in name and hasattr(m, "kernel_size"):
         return "pool"
     if name == "Upsample" or hasattr(m, "scale_factor"):
@@ -152,6 +159,11 @@ def _layer_kind(m: Module) -> str:
     if name in ("Identity", "Flatten", "Dropout", "Dropout2d"):
         return "free"
     return "elementwise"
+
+
+def _windows(n_in: int, n_out: int) -> list[int]:
+    """Window sizes of an adaptive pool along one axis (PyTorch's start/end indices)."""
+    return [-(-(i + 1) * n_in // n_out) - (i * n_in // n_out) for i in range(n_out)]
 
 
 def _flops(m: Module, kind: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
@@ -171,6 +183,13 @@ def _flops(m: Module, kind: str, in_shape: tuple[int, ...], out_shape: tuple[int
     if kind == "pool":
         kh, kw = _pair(m.kernel_size)
         return kh * kw * n_out
+    if kind == "adaptive":
+        if len(in_shape) < 2 or len(out_shape) < 2:
+            return n_out
+        taps = sum(_windows(in_shape[-2], out_shape[-2])) * sum(
+            _windows(in_shape[-1], out_shape[-1])
+        )
+        return _numel(out_shape[:-2]) * taps
     if kind == "free":
         return 0
     return n_out
@@ -192,6 +211,15 @@ def _receptive(
         return (
             tuple(rf[a] + (keff[a] - 1) * jump[a] for a in range(2)),
             tuple(jump[a] * s[a] for a in range(2)),
+        )
+    if kind == "adaptive":
+        if len(in_shape) < 2 or len(out_shape) < 2 or out_shape[-2:] == (1, 1):
+            return None, None
+        sizes = list(zip(in_shape[-2:], out_shape[-2:]))
+        k = [max(_windows(i, o)) for i, o in sizes]
+        return (
+            tuple(rf[a] + (k[a] - 1) * jump[a] for a in range(2)),
+            tuple(jump[a] * Fraction(*sizes[a]) for a in range(2)),
         )
     if kind == "upsample":
         f = m.scale_factor
