@@ -53,7 +53,11 @@ def cmd_dip(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     bar = progress(args.iters, "dip", unit="it")
     for it in range(1, args.iters + 1):
-        y = F.sigmoid(net(code))
+        inp = code
+        if args.input_noise > 0:  # DIP's regulariser: perturb the code a little at each step
+            jitter = rng.standard_normal(code.shape).astype(np.float32) * args.input_noise
+            inp = code + pe.from_numpy(jitter).to(args.device)
+        y = F.sigmoid(net(inp))
         loss = F.mse_loss(y, target)
         opt.zero_grad()
         loss.backward()
@@ -93,7 +97,13 @@ def add_dip_parser(sub: argparse._SubParsersAction) -> None:
         help="add noise of this level to IMAGE first (0: IMAGE is already noisy)",
     )
     p.add_argument("--iters", type=positive_int, default=3000)
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr", type=float, default=0.001)
+    p.add_argument(
+        "--input-noise",
+        type=float,
+        default=1 / 30,
+        help="std of the per-step perturbation of the random code (0: none)",
+    )
     p.add_argument("--depth", type=int, default=4, help="U-Net levels")
     p.add_argument("--channels", type=positive_int, default=16, help="U-Net base width")
     p.add_argument("--code", type=positive_int, default=32, help="channels of the random input")
