@@ -232,6 +232,10 @@ def test_bad_inputs(images, tmp_path, capsys, trained):
         [out],
     )
     _assert_user_error(capsys, ["eval", "--model", model, "--set", empty], "no images in")
+    if not pe.cuda.is_available():
+        _assert_user_error(
+            capsys, ["train", "dncnn", *TINY, "--device", "cuda", "--out", out], "CUDA", [out]
+        )
     # truncated checkpoint, a non-model file, and a checkpoint of another architecture
     cut = tmp_path / "cut.npz"
     cut.write_bytes(model.read_bytes()[:2000])

@@ -28,6 +28,19 @@ def check_sigma(*values: float | None) -> None:
             raise UserError(f"noise sigma must be >= 0 (in 0..255 units), got {v:g}")
 
 
+def check_device(name: str) -> None:
+    import pyengine as pe
+
+    try:
+        dev = pe.device(name)
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e)) from None
+    if dev.type == "cuda" and not pe.cuda.is_available():
+        raise UserError(
+            f"--device {name}: no CUDA device available (or pyengine built without CUDA)"
+        )
+
+
 def positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -123,6 +136,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from pyengine.models import denoise_array
 
     check_sigma(args.sigma)
+    check_device(args.device)
     if args.clean and len(args.clean) != len(args.images):
         raise UserError(f"got {len(args.images)} images but {len(args.clean)} --clean references")
     model, _ = load_model(args.model, args.device)
@@ -178,6 +192,7 @@ def evaluate_set(
 
 def cmd_eval(args: argparse.Namespace) -> int:
     check_sigma(args.sigma)
+    check_device(args.device)
     model, arch = load_model(args.model, args.device)
     folder = read_folder(args.set, image_channels(model))
     rows = evaluate_set(model, folder, args.sigma, args.tile, args.device)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pyengine.cli import UserError
-from pyengine.cli.restore import check_sigma, clipped_psnr, positive_int, read_images
+from pyengine.cli.restore import check_device, check_sigma, clipped_psnr, positive_int, read_images
 
 
 def cmd_dip(args: argparse.Namespace) -> int:
@@ -27,6 +27,7 @@ def cmd_dip(args: argparse.Namespace) -> int:
     from pyengine.models import UNet
 
     check_sigma(args.sigma)
+    check_device(args.device)
     c = 3 if args.rgb else 1
     (img,) = read_images([args.image], c)
     if args.crop:

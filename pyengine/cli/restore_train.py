@@ -23,6 +23,7 @@ import numpy as np
 from pyengine.cli import UserError
 from pyengine.cli.restore import (
     CHECKPOINT_FORMAT,
+    check_device,
     check_sigma,
     clipped_psnr,
     clipped_ssim,
@@ -111,6 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pyengine.models import build_model
 
     check_sigma(args.sigma, *(args.sigma_range or ()))
+    check_device(args.device)
     if args.sigma_range is not None and args.sigma_range[0] > args.sigma_range[1]:
         raise UserError(f"--sigma-range LO HI needs LO <= HI, got {args.sigma_range}")
     out = _out_dir(args)
