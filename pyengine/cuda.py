@@ -59,6 +59,11 @@ def empty_cache() -> None:
     _require().empty_cache()
 
 
+def set_allow_tf32(enabled: bool) -> None:
+    """Let matrix products use TF32 tensor cores (10-bit mantissa inputs, FP32 accumulation)."""
+    _require().set_allow_tf32(bool(enabled))
+
+
 def _backend() -> Any:
     _require()
     from pyengine.backend.cuda_backend import CUDABackend

@@ -9,5 +9,5 @@ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DPYENGINE_CUDA="${PYENGINE_CUDA:-OFF}" \
   -Dpybind11_DIR="$(python -c 'import pybind11; print(pybind11.get_cmake_dir())')" "$@" >/dev/null
 cmake --build "$BUILD"
-cp "$BUILD"/_cpu*.so pyengine/
+cp "$BUILD"/_cpu*.so "$BUILD"/_cuda_index*.so pyengine/
 if ls "$BUILD"/_cuda*.so >/dev/null 2>&1; then cp "$BUILD"/_cuda*.so pyengine/; fi

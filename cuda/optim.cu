@@ -1,0 +1,85 @@
+// Optimiser updates as one fused pass per parameter: Adam and SGD (momentum, Nesterov), with the
+// formulas of csrc/optim.cpp (PyTorch's: L2 weight decay added to the gradient, bias-corrected
+// Adam). Bias corrections are computed on the host in double, as on the CPU.
+#include <cmath>
+
+#include "common.cuh"
+
+namespace {
+
+using pe::Array;
+
+__global__ void adam_kernel(float* __restrict__ p, const float* __restrict__ g,
+                            float* __restrict__ m, float* __restrict__ v, int64_t n, float b1,
+                            float b2, float eps, float wd, float step_size, float inv_sqrt_bc2) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float gi = g[i] + wd * p[i];
+    const float mi = b1 * m[i] + (1.f - b1) * gi;
+    const float vi = b2 * v[i] + (1.f - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] -= step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+  }
+}
+
+void adam_step(Array& param, const Array& grad, Array& exp_avg, Array& exp_avg_sq, float lr,
+               float beta1, float beta2, float eps, float weight_decay, int64_t step) {
+  float* p = pe::out_ptr(param, "param");
+  const float* g = pe::in_ptr(grad, "grad");
+  float* m = pe::out_ptr(exp_avg, "exp_avg");
+  float* v = pe::out_ptr(exp_avg_sq, "exp_avg_sq");
+  pe::check_same_size(param, grad, "param", "grad");
+  pe::check_same_size(param, exp_avg, "param", "exp_avg");
+  pe::check_same_size(param, exp_avg_sq, "param", "exp_avg_sq");
+  PE_CHECK(step >= 1, "adam_step: step must be >= 1, got ", step);
+  const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
+  const int64_t n = param.size();
+  if (n == 0) return;
+  adam_kernel<<<pe::grid1d(n), pe::idx::kThreads>>>(
+      p, g, m, v, n, beta1, beta2, eps, weight_decay, static_cast<float>(lr / bc1),
+      static_cast<float>(1.0 / std::sqrt(bc2)));
+  PE_LAUNCHED("adam_kernel");
+}
+
+// buf may alias param when momentum == 0 (it is then never touched), so no __restrict__ here.
+__global__ void sgd_kernel(float* p, const float* g, float* b, int64_t n, float lr, float momentum,
+                           float dampening, float wd, bool nesterov, bool first) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    float d = g[i] + wd * p[i];
+    if (b) {
+      b[i] = first ? d : momentum * b[i] + (1.f - dampening) * d;
+      d = nesterov ? d + momentum * b[i] : b[i];
+    }
+    p[i] -= lr * d;
+  }
+}
+
+// buf is the momentum buffer (ignored when momentum == 0); `first` initialises it with the
+// gradient, as torch.optim.SGD does on its first step.
+void sgd_step(Array& param, const Array& grad, Array& buf, float lr, float momentum,
+              float dampening, float weight_decay, bool nesterov, bool first) {
+  float* p = pe::out_ptr(param, "param");
+  const float* g = pe::in_ptr(grad, "grad");
+  float* b = momentum != 0.f ? pe::out_ptr(buf, "momentum_buffer") : nullptr;
+  pe::check_same_size(param, grad, "param", "grad");
+  if (b) pe::check_same_size(param, buf, "param", "momentum_buffer");
+  const int64_t n = param.size();
+  if (n == 0) return;
+  sgd_kernel<<<pe::grid1d(n), pe::idx::kThreads>>>(p, g, b, n, lr, momentum, dampening,
+                                                   weight_decay, nesterov, first);
+  PE_LAUNCHED("sgd_kernel");
+}
+
+}  // namespace
+
+void bind_optim(py::module_& m) {
+  m.def("adam_step", &adam_step, py::arg("param"), py::arg("grad"), py::arg("exp_avg"),
+        py::arg("exp_avg_sq"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"),
+        py::arg("weight_decay"), py::arg("step"));
+  m.def("sgd_step", &sgd_step, py::arg("param"), py::arg("grad"), py::arg("buf"), py::arg("lr"),
+        py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"),
+        py::arg("first"));
+}
