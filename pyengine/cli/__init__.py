@@ -11,6 +11,7 @@ import sys
 # Modules that contribute commands; a `train` model registers under the shared `train` parser.
 COMMAND_MODULES = [
     "pyengine.cli.classify",
+    "pyengine.cli.restore",
 ]
 
 

@@ -287,28 +287,34 @@ def _positive(args: argparse.Namespace) -> None:
         raise UserError(f"--lr must be positive, got {args.lr}")
 
 
+# name -> (runner, help, description, (out, epochs, lr, hidden) defaults)
+_MODELS = {
+    "mlp": (
+        run_mlp,
+        "linear classifier and 2-layer MLP on the 8x8 digits",
+        "Train f = Wx + b and W2 max(0, W1 x) on scikit-learn's 8x8 digits; prints test "
+        "accuracy, saves checkpoints and PNGs of the learned filters.",
+        ("runs/mlp", 60, 3e-3, 100),
+    ),
+    "inpaint": (
+        run_inpaint,
+        "MLP that fills in a masked square of each digit",
+        "The lecture's inpainting example: an MLP trained on masked/complete digit pairs with "
+        "loss 1/2 ||y - y_hat||^2.",
+        ("runs/inpaint", 30, 2e-3, 256),
+    ),
+    "cnn": (
+        run_cnn,
+        "small VGG-style CNN (conv-BN-ReLU, max pool, global avg pool) on the digits",
+        "Train the lecture's small CNN on scikit-learn's 8x8 digits; prints test accuracy, "
+        "saves a checkpoint and a PNG of the first layer's filters.",
+        ("runs/cnn", 15, 3e-3, 32),
+    ),
+}
+
+
 def register(sub: Any, train_sub: Any) -> None:
-    p = train_sub.add_parser(
-        "mlp",
-        help="linear classifier and 2-layer MLP on the 8x8 digits",
-        description="Train f = Wx + b and W2 max(0, W1 x) on scikit-learn's 8x8 digits; prints "
-        "test accuracy, saves checkpoints and PNGs of the learned filters.",
-    )
-    _common(p, "runs/mlp", 60, 3e-3, 100)
-    p.set_defaults(func=lambda a: (_positive(a), run_mlp(a))[1])
-    p = train_sub.add_parser(
-        "inpaint",
-        help="MLP that fills in a masked square of each digit",
-        description="The lecture's inpainting example: an MLP trained on masked/complete digit "
-        "pairs with loss 1/2 ||y - y_hat||^2.",
-    )
-    _common(p, "runs/inpaint", 30, 2e-3, 256)
-    p.set_defaults(func=lambda a: (_positive(a), run_inpaint(a))[1])
-    p = train_sub.add_parser(
-        "cnn",
-        help="small VGG-style CNN (conv-BN-ReLU, max pool, global avg pool) on the digits",
-        description="Train the lecture's small CNN on scikit-learn's 8x8 digits; prints test "
-        "accuracy, saves a checkpoint and a PNG of the first layer's filters.",
-    )
-    _common(p, "runs/cnn", 15, 3e-3, 32)
-    p.set_defaults(func=lambda a: (_positive(a), run_cnn(a))[1])
+    for name, (runner, help_, description, defaults) in _MODELS.items():
+        p = train_sub.add_parser(name, help=help_, description=description)
+        _common(p, *defaults)
+        p.set_defaults(func=lambda a, run=runner: (_positive(a), run(a))[1])

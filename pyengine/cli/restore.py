@@ -1,0 +1,305 @@
+"""Image-restoration commands: ``pyengine train dncnn|unet``, ``pyengine denoise``,
+``pyengine eval`` and ``pyengine dip``.
+
+Every user mistake (unreadable image, empty folder, patch larger than an image, a checkpoint of
+another architecture or a truncated one, a negative sigma) raises ``UserError`` before any output
+is written, so the command exits with one line and leaves nothing half-made behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pyengine.cli import UserError
+
+CHECKPOINT_FORMAT = "pyengine-restore-1"
+
+
+# ---------------------------------------------------------------------------- argument types
+def check_sigma(*values: float | None) -> None:
+    """Noise levels are validated here, not by argparse, so that a bad one is a one-line error."""
+    for v in values:
+        if v is not None and not (np.isfinite(v) and v >= 0):
+            raise UserError(f"noise sigma must be >= 0 (in 0..255 units), got {v:g}")
+
+
+def check_device(name: str) -> None:
+    import pyengine as pe
+
+    try:
+        dev = pe.device(name)
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e)) from None
+    if dev.type == "cuda" and not pe.cuda.is_available():
+        raise UserError(
+            f"--device {name}: no CUDA device available (or pyengine built without CUDA)"
+        )
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return v
+
+
+# ---------------------------------------------------------------------------- models and images
+def image_channels(model: Any) -> int:
+    cfg = model.config()
+    return int(cfg.get("image_channels", cfg.get("in_channels", 1)))
+
+
+def load_model(path: str, device: str = "cpu") -> tuple[Any, str]:
+    """A model from a training checkpoint or a pretrained DnCNN ``.npz``; returns (model, arch)."""
+    from pyengine.models import DnCNN, build_model
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"model file '{path}' does not exist")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            files = set(z.files)
+    except Exception as e:  # any unreadable file is a user error here
+        raise UserError(f"'{path}' is not a readable model file (.npz): {e}") from None
+    if "num_conv" in files:
+        try:
+            return DnCNN.from_npz(p).to(device), "dncnn"
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    ckpt = read_checkpoint(p)
+    try:
+        model = build_model(ckpt["arch"], json.loads(ckpt["config"]))
+        model.load_state_dict(ckpt["model"])
+    except (ValueError, RuntimeError, TypeError, KeyError) as e:
+        raise UserError(f"'{path}' does not match its {ckpt['arch']} architecture: {e}") from None
+    return model.to(device).eval(), ckpt["arch"]
+
+
+def read_checkpoint(path: Path, arch: str | None = None) -> dict[str, Any]:
+    import pyengine as pe
+
+    try:
+        ckpt = pe.load(path)
+    except (ValueError, OSError) as e:
+        raise UserError(str(e)) from None
+    if ckpt.get("format") != CHECKPOINT_FORMAT or "arch" not in ckpt or "model" not in ckpt:
+        raise UserError(f"'{path}' is not a pyengine restoration checkpoint")
+    if arch is not None and ckpt["arch"] != arch:
+        raise UserError(f"'{path}' holds a {ckpt['arch']} model, not a {arch}")
+    return ckpt
+
+
+def read_images(paths: list[str], channels: int) -> list[np.ndarray]:
+    from pyengine.data import ImageError, load_image
+
+    try:
+        return [load_image(p, channels) for p in paths]
+    except ImageError as e:
+        raise UserError(str(e)) from None
+
+
+def read_folder(path: str, channels: int) -> Any:
+    from pyengine.data import ImageError, ImageFolder
+
+    try:
+        folder = ImageFolder(path, channels)
+        folder.load_all()
+    except ImageError as e:
+        raise UserError(str(e)) from None
+    return folder
+
+
+def clipped_psnr(x: np.ndarray, clean: np.ndarray) -> float:
+    from pyengine.metrics import psnr
+
+    return psnr(np.clip(x, 0.0, 1.0), clean)
+
+
+def clipped_ssim(x: np.ndarray, clean: np.ndarray) -> float:
+    from pyengine.metrics import ssim
+
+    return ssim(np.clip(x, 0.0, 1.0), clean, channel_axis=0)
+
+
+# ---------------------------------------------------------------------------- denoise
+def cmd_denoise(args: argparse.Namespace) -> int:
+    from pyengine.data import save_image
+    from pyengine.data.transforms import add_gaussian_noise
+    from pyengine.models import denoise_array
+
+    check_sigma(args.sigma)
+    check_device(args.device)
+    if args.clean and len(args.clean) != len(args.images):
+        raise UserError(f"got {len(args.images)} images but {len(args.clean)} --clean references")
+    model, _ = load_model(args.model, args.device)
+    c = image_channels(model)
+    images = read_images(args.images, c)
+    refs = read_images(args.clean, c) if args.clean else [None] * len(images)
+    if args.sigma is not None:
+        refs = [r if r is not None else img for r, img in zip(refs, images)]
+    for path, img, ref in zip(args.images, images, refs):
+        if ref is not None and ref.shape != img.shape:
+            raise UserError(
+                f"'{path}' is {img.shape[1]}x{img.shape[2]} but its clean reference "
+                f"is {ref.shape[1]}x{ref.shape[2]}"
+            )
+    out = Path(args.out)
+    rng = np.random.default_rng(args.seed)
+    for path, img, ref in zip(args.images, images, refs):
+        noisy = img if args.sigma is None else add_gaussian_noise(img, args.sigma, rng)
+        den = denoise_array(model, noisy, tile=args.tile, device=args.device)
+        stem = Path(path).stem
+        save_image(out / f"{stem}_denoised.png", den)
+        line = f"{path}: {out / (stem + '_denoised.png')}"
+        if args.sigma is not None:
+            save_image(out / f"{stem}_noisy.png", noisy)
+        if ref is not None:
+            line += (
+                f"  PSNR noisy {clipped_psnr(noisy, ref):.2f} dB -> denoised "
+                f"{clipped_psnr(den, ref):.2f} dB"
+            )
+        print(line)
+    return 0
+
+
+# ---------------------------------------------------------------------------- eval
+def evaluate_set(
+    model: Any, folder: Any, sigma: float, tile: int = 0, device: str = "cpu"
+) -> list[tuple[str, float, float, float]]:
+    """The reference protocol of shared/data/README.md: ``np.random.seed(0)`` once, images in
+    sorted order, float64 noise, unclipped float32 noisy input, PSNR of the clipped output."""
+    from pyengine.data import protocol_noise
+    from pyengine.models import denoise_array
+
+    state = np.random.RandomState(0)
+    rows = []
+    for name, clean in zip(folder.names(), folder.load_all()):
+        noisy = protocol_noise(clean, sigma, state)
+        den = denoise_array(model, noisy, tile=tile, device=device)
+        rows.append(
+            (name, clipped_psnr(noisy, clean), clipped_psnr(den, clean), clipped_ssim(den, clean))
+        )
+    return rows
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    check_sigma(args.sigma)
+    check_device(args.device)
+    model, arch = load_model(args.model, args.device)
+    folder = read_folder(args.set, image_channels(model))
+    rows = evaluate_set(model, folder, args.sigma, args.tile, args.device)
+    width = max(len(r[0]) for r in rows + [("image",)])
+    print(f"{arch} on {args.set} at sigma {args.sigma:g}")
+    print(f"{'image':<{width}}  {'noisy':>7}  {'PSNR':>7}  {'SSIM':>6}")
+    for name, pn, p, s in rows:
+        print(f"{name:<{width}}  {pn:7.3f}  {p:7.3f}  {s:6.4f}")
+    mean = np.mean([r[1:] for r in rows], axis=0)
+    print(f"{'mean':<{width}}  {mean[0]:7.3f}  {mean[1]:7.3f}  {mean[2]:6.4f}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- parsers
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=512,
+        help="denoise in tiles of this many pixels a side (0: whole image)",
+    )
+
+
+def _train_parser(train_sub: Any, name: str, help_text: str) -> None:
+    from pyengine.cli.restore_train import DEFAULTS, cmd_train
+
+    d = DEFAULTS[name]
+    p = train_sub.add_parser(name, help=help_text, description=help_text)
+    p.add_argument("--data", help="folder of training images (default: bundled sample images)")
+    p.add_argument("--val", help="folder of validation images (default: held-out bundled images)")
+    noise = p.add_mutually_exclusive_group()
+    noise.add_argument("--sigma", type=float, default=25.0, help="noise level, 0..255 units")
+    noise.add_argument(
+        "--sigma-range",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="blind training: a uniform sigma per patch in [LO, HI]",
+    )
+    p.add_argument("--epochs", type=positive_int, default=d["epochs"])
+    p.add_argument("--steps", type=positive_int, default=d["steps"], help="batches per epoch")
+    p.add_argument("--batch", type=positive_int, default=16)
+    p.add_argument("--patch", type=positive_int, default=d["patch"])
+    p.add_argument("--depth", type=int, default=d["depth"])
+    p.add_argument(
+        "--channels",
+        type=positive_int,
+        default=d["channels"],
+        help="feature channels (DnCNN width, U-Net base)",
+    )
+    p.add_argument("--rgb", action="store_true", help="train on 3-channel color images")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--lr-step",
+        type=positive_int,
+        default=d["lr_step"],
+        help="multiply the learning rate by --lr-gamma every this many epochs",
+    )
+    p.add_argument("--lr-gamma", type=float, default=0.1)
+    p.add_argument("--out", help=f"run folder (default: a new runs/{name}[-N])")
+    p.add_argument("--resume", action="store_true", help="continue from --out's last checkpoint")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="data-loading threads")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    if name == "unet":
+        p.add_argument("--up", choices=("transpose", "upsample"), default="transpose")
+    p.set_defaults(func=cmd_train, arch=name)
+
+
+def register(sub: Any, train_sub: Any) -> None:
+    from pyengine.cli.restore_dip import add_dip_parser
+
+    _train_parser(
+        train_sub,
+        "dncnn",
+        "train a DnCNN denoiser (default: a small one on the bundled images in a few minutes)",
+    )
+    _train_parser(train_sub, "unet", "train a residual U-Net denoiser")
+
+    p = sub.add_parser(
+        "denoise",
+        help="denoise images with a trained model",
+        description="Denoise IMAGE files with a checkpoint or pretrained .npz.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--model", required=True, help="checkpoint.npz from `train`, or a DnCNN .npz")
+    p.add_argument(
+        "--sigma",
+        type=float,
+        help="first add Gaussian noise of this level (the image is then the reference)",
+    )
+    p.add_argument("--clean", nargs="+", metavar="REF", help="clean references, one per IMAGE")
+    p.add_argument("--out", default="denoised", help="output folder (default: denoised/)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the added noise")
+    _common(p)
+    p.set_defaults(func=cmd_denoise)
+
+    p = sub.add_parser(
+        "eval",
+        help="PSNR/SSIM of a model on a test set",
+        description="Per-image and mean PSNR/SSIM with the DnCNN reference noise "
+        "protocol (np.random.seed(0) once, sorted files, unclipped noisy input).",
+    )
+    p.add_argument("--model", required=True, help="checkpoint.npz from `train`, or a DnCNN .npz")
+    p.add_argument("--set", required=True, help="folder of clean test images")
+    p.add_argument("--sigma", type=float, default=25.0)
+    _common(p)
+    p.set_defaults(func=cmd_eval)
+    add_dip_parser(sub)

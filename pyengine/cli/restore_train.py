@@ -1,0 +1,262 @@
+"""``pyengine train dncnn|unet``: patch-based denoiser training with validation, atomic
+per-epoch checkpoints and exact resumption.
+
+Reproducibility: the model is initialised from ``--seed``; patch ``i`` of epoch ``e`` is drawn from
+its own generator seeded with ``(seed, e, i)``; the checkpoint holds the model (with BatchNorm
+statistics), Adam's moments, the schedule, the epoch and the global generator's state. A run
+resumed from the checkpoint of epoch ``e`` therefore computes the same losses from epoch ``e + 1``
+on as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pyengine.cli import UserError
+from pyengine.cli.restore import (
+    CHECKPOINT_FORMAT,
+    check_device,
+    check_sigma,
+    clipped_psnr,
+    clipped_ssim,
+    read_checkpoint,
+    read_folder,
+)
+
+# The no-argument run is the README's main job: a small DnCNN that clearly beats the noisy input
+# on the bundled images in a few minutes on 2 CPU cores.
+DEFAULTS: dict[str, dict[str, int]] = {
+    "dncnn": {"epochs": 4, "steps": 40, "patch": 40, "depth": 8, "channels": 32, "lr_step": 3},
+    "unet": {"epochs": 4, "steps": 40, "patch": 48, "depth": 2, "channels": 16, "lr_step": 3},
+}
+# Settings that define a run; --resume takes them from the checkpoint.
+RUN_KEYS = (
+    "data",
+    "val",
+    "sigma",
+    "sigma_range",
+    "steps",
+    "batch",
+    "patch",
+    "depth",
+    "channels",
+    "rgb",
+    "lr",
+    "lr_step",
+    "lr_gamma",
+    "seed",
+    "up",
+)
+CHECKPOINT = "checkpoint.npz"
+
+
+def _out_dir(args: argparse.Namespace) -> Path:
+    if args.out:
+        return Path(args.out)
+    base = Path("runs") / args.arch
+    existing = [base] + sorted(
+        base.parent.glob(f"{args.arch}-*"),
+        key=lambda p: int(p.name.rsplit("-", 1)[1]) if p.name.rsplit("-", 1)[1].isdigit() else -1,
+    )
+    existing = [p for p in existing if p.exists()]
+    if args.resume:
+        if not existing:
+            raise UserError(f"--resume: no run of {args.arch} under runs/ (pass --out)")
+        return existing[-1]
+    n = 1
+    while (Path("runs") / (args.arch if n == 1 else f"{args.arch}-{n}")).exists():
+        n += 1
+    return Path("runs") / (args.arch if n == 1 else f"{args.arch}-{n}")
+
+
+def _build(args: argparse.Namespace):
+    from pyengine.models import DnCNN, UNet
+
+    c = 3 if args.rgb else 1
+    try:
+        if args.arch == "dncnn":
+            return DnCNN(depth=args.depth, channels=args.channels, image_channels=c)
+        return UNet(c, c, depth=args.depth, base=args.channels, up=args.up, residual=True)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _validate(model: Any, clean: list[np.ndarray], noisy: list[np.ndarray], device: str):
+    from pyengine.models import denoise_array
+
+    model.eval()
+    den = [denoise_array(model, n, tile=512, device=device) for n in noisy]
+    psnr = float(np.mean([clipped_psnr(d, c) for d, c in zip(den, clean)]))
+    ssim = float(np.mean([clipped_ssim(d, c) for d, c in zip(den, clean)]))
+    return psnr, ssim, den[0]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import pyengine as pe
+    from pyengine.data import DataLoader, PatchDataset, bundled_images, protocol_noise
+    from pyengine.models import build_model
+
+    check_sigma(args.sigma, *(args.sigma_range or ()))
+    check_device(args.device)
+    if args.sigma_range is not None and args.sigma_range[0] > args.sigma_range[1]:
+        raise UserError(f"--sigma-range LO HI needs LO <= HI, got {args.sigma_range}")
+    out = _out_dir(args)
+    ckpt = None
+    if args.resume:
+        if not (out / CHECKPOINT).is_file():
+            raise UserError(f"--resume: '{out}' has no {CHECKPOINT}")
+        ckpt = read_checkpoint(out / CHECKPOINT, args.arch)
+        for k, v in json.loads(ckpt["args"]).items():
+            setattr(args, k, v)
+    elif (out / CHECKPOINT).exists():
+        raise UserError(f"'{out}' already holds a checkpoint: pass --resume, or another --out")
+    if args.lr <= 0 or args.lr_gamma <= 0:
+        raise UserError(f"--lr and --lr-gamma must be positive, got {args.lr}, {args.lr_gamma}")
+    if args.workers < 0:
+        raise UserError(f"--workers must be >= 0, got {args.workers}")
+
+    c = 3 if args.rgb else 1
+    train = read_folder(args.data, c) if args.data else bundled_images("train", c)
+    val = read_folder(args.val, c) if args.val else bundled_images("val", c, size=256)
+    try:
+        dataset = PatchDataset(
+            train,
+            patch=args.patch,
+            length=args.steps * args.batch,
+            sigma=args.sigma,
+            sigma_range=args.sigma_range,
+            seed=args.seed,
+        )
+    except ValueError as e:
+        raise UserError(f"training data: {e}") from None
+    val_sigma = args.sigma if args.sigma_range is None else float(np.mean(args.sigma_range))
+    val_clean = val.load_all()
+    state = np.random.RandomState(args.seed)
+    val_noisy = [protocol_noise(v, val_sigma, state) for v in val_clean]
+    noisy_psnr = float(np.mean([clipped_psnr(n, v) for n, v in zip(val_noisy, val_clean)]))
+
+    pe.manual_seed(args.seed)
+    model = _build(args) if ckpt is None else build_model(args.arch, json.loads(ckpt["config"]))
+    model.to(args.device)
+    opt = pe.optim.Adam(model.parameters(), lr=args.lr)
+    sched = pe.optim.lr_scheduler.StepLR(opt, args.lr_step, args.lr_gamma)
+    history: dict[str, Any] = {"loss": [], "val_psnr": [], "val_ssim": [], "noisy_psnr": noisy_psnr}
+    start = 0
+    if ckpt is not None:
+        try:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+        except (ValueError, RuntimeError, KeyError) as e:
+            raise UserError(f"'{out / CHECKPOINT}' does not match this model: {e}") from None
+        sched.load_state_dict(ckpt["scheduler"])
+        pe.random.generator().bit_generator.state = json.loads(ckpt["rng"])
+        history = json.loads(ckpt["history"])
+        start = int(ckpt["epoch"])
+        if start >= args.epochs:
+            print(f"{out}: already trained {start} epochs (ask for more with --epochs)")
+            return 0
+    loader = DataLoader(
+        dataset, args.batch, seed=args.seed, num_workers=args.workers, drop_last=True
+    )
+    run_args = {k: getattr(args, k, None) for k in RUN_KEYS}
+    print(
+        f"training {args.arch} ({model.num_parameters():,} parameters) on "
+        f"{args.data or 'bundled images'} -> {out}; validation noisy PSNR {noisy_psnr:.2f} dB"
+    )
+    for epoch in range(start, args.epochs):
+        t0 = time.perf_counter()
+        loss = _train_epoch(model, opt, loader, epoch, args)
+        history["loss"].extend(loss)
+        sched.step()
+        psnr, ssim, den = _validate(model, val_clean, val_noisy, args.device)
+        history["val_psnr"].append(psnr)
+        history["val_ssim"].append(ssim)
+        pe.save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "arch": args.arch,
+                "config": json.dumps(model.config()),
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "epoch": epoch + 1,
+                "rng": json.dumps(pe.random.generator().bit_generator.state),
+                "history": json.dumps(history),
+                "args": json.dumps(run_args),
+            },
+            out / CHECKPOINT,
+        )
+        _atomic_text(out / "history.json", json.dumps(history, indent=1) + "\n")
+        _figures(out, history, args.steps, val_noisy[0], den, val_clean[0], noisy_psnr)
+        print(
+            f"epoch {epoch + 1}/{args.epochs}: loss {np.mean(loss):.3e}  val PSNR {psnr:.2f} dB "
+            f"(+{psnr - noisy_psnr:.2f})  SSIM {ssim:.4f}  lr {sched.get_last_lr()[0]:.1e}  "
+            f"{time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
+    return 0
+
+
+def _train_epoch(model: Any, opt: Any, loader: Any, epoch: int, args: argparse.Namespace) -> list:
+    import pyengine.nn.functional as F
+    from pyengine.cli.progress import progress
+
+    model.train()
+    loader.set_epoch(epoch)
+    losses: list[float] = []
+    bar = progress(len(loader) * args.batch, f"epoch {epoch + 1}/{args.epochs}", unit="patch")
+    with bar:
+        for noisy, clean in loader:
+            if args.device != "cpu":
+                noisy, clean = noisy.to(args.device), clean.to(args.device)
+            # DnCNN's residual objective: mse(net(y), y - x) == mse(y - net(y), x).
+            loss = F.mse_loss(model(noisy), noisy - clean)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.item()))
+            bar.update(args.batch)
+            bar.set_postfix(loss=f"{losses[-1]:.2e}", refresh=False)
+    return losses
+
+
+def _figures(
+    out: Path,
+    history: dict[str, Any],
+    steps: int,
+    noisy: np.ndarray,
+    den: np.ndarray,
+    clean: np.ndarray,
+    noisy_psnr: float,
+) -> None:
+    from pyengine.cli import plots
+
+    plots.training_curves(
+        out / "curves.png", history["loss"], steps, history["val_psnr"], noisy_psnr
+    )
+    plots.comparison(
+        out / "comparison.png",
+        noisy,
+        den,
+        clean,
+        (
+            f"noisy ({clipped_psnr(noisy, clean):.2f} dB)",
+            f"denoised ({clipped_psnr(den, clean):.2f} dB)",
+            "clean",
+        ),
+    )
