@@ -238,6 +238,9 @@ def backward(root: Any, grad: Any = None, retain_graph: bool = False) -> None:
                 acc = ctx.be.empty(prev.shape, prev.dtype)
                 ctx.be.kernels(prev.dtype).binary_forward("add", prev, gi, acc)
                 grads[id(inp)] = acc
+        # Only `grads` may keep the gradients now, so that a leaf can take its own without a
+        # copy (_accumulate_leaf counts references).
+        gin = gi = prev = None
         if not retain_graph:
             ctx.saved = None
 

@@ -206,3 +206,23 @@ def test_deep_chain_does_not_recurse():
         y = y + 0.0
     y.sum().backward()
     assert x.grad.tolist() == [1.0]
+
+
+def test_leaf_gradients_never_alias():
+    """Leaves take fresh backward results without a copy; anything shared is copied first."""
+    a = pe.tensor(np.arange(4, dtype=np.float32), requires_grad=True)
+    b = pe.tensor(np.ones(4, dtype=np.float32), requires_grad=True)
+    g = np.full(4, 2.0, np.float32)
+    (a + b).backward(pe.tensor(g))  # Add hands the user's gradient to both leaves
+    assert not np.shares_memory(a.grad.numpy(), g)
+    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
+    (a * b).backward(pe.tensor(g))  # fresh products, accumulated into the existing grads
+    np.testing.assert_array_equal(a.grad.numpy(), g + g * 1.0)
+    np.testing.assert_array_equal(b.grad.numpy(), g + g * np.arange(4))
+    np.testing.assert_array_equal(g, 2.0)
+    c = pe.tensor(np.ones((2, 2), np.float32), requires_grad=True)
+    d = c.reshape(4)
+    d.retain_grad()
+    (d * 3).sum().backward()  # c's gradient is a view of d's, which d keeps
+    assert not np.shares_memory(c.grad.numpy(), d.grad.numpy())
+    np.testing.assert_array_equal(c.grad.numpy(), 3.0)
