@@ -1,5 +1,13 @@
 """pyengine: a PyTorch-shaped tensor engine whose kernels are hand-written C++ and CUDA."""
 
+import os as _os
+
+# Idle OpenMP workers sleep instead of spinning unless the user chose otherwise: a spinning
+# worker burns its time slice, so on a busy machine (or next to PyTorch's own OpenMP pool) the
+# scheduler runs it late and every parallel kernel waits a tick for it (1M-element ops measured
+# 25x slower). The runtime reads this when the extension loads it, i.e. on the imports below.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from pyengine import cuda, random
 from pyengine.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from pyengine.backend import Device as device
