@@ -25,7 +25,9 @@ try:
 except ImportError as exc:  # pragma: no cover - only when the extension was not built
     raise ImportError(
         "pyengine's compiled CPU kernels (pyengine._cpu) are missing: install the package with "
-        "`pip install .` from the repository root"
+        "`pip install .` from the repository root. Inside the source tree the local pyengine/ "
+        "folder shadows the installed package: run from another directory, or build in place "
+        "with scripts/build_inplace.sh"
     ) from exc
 
 
