@@ -1,11 +1,10 @@
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
+from pyrun import run_python
 from shared_data import shared
 
 import pyengine as pe
@@ -267,8 +266,8 @@ def test_bad_inputs(images, tmp_path, capsys, trained):
 def test_console_entry_point_exits_cleanly(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_text("no image")
-    r = subprocess.run(
-        [sys.executable, "-m", "pyengine", "denoise", str(bad), "--model", str(bad)],
+    r = run_python(
+        ["-m", "pyengine", "denoise", str(bad), "--model", str(bad)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -1,11 +1,10 @@
 import itertools
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from opcheck import check_op
+from pyrun import run_python
 
 import pyengine as pe
 import pyengine.nn as nn
@@ -508,7 +507,5 @@ def test_implicit_gemm_fallback_kernels(kernel):
         "from test_conv import IMPLICIT_ROWS, _implicit_check\n"
         "for row in IMPLICIT_ROWS: _implicit_check(*row)\n"
     )
-    root = os.path.dirname(os.path.dirname(pe.__file__))
-    env = {**os.environ, "PE_GEMM_KERNEL": kernel, "PYTHONPATH": root}
     here = os.path.dirname(os.path.abspath(__file__))
-    subprocess.run([sys.executable, "-c", code, here], check=True, env=env, cwd="/")
+    run_python(["-c", code, here], env={"PE_GEMM_KERNEL": kernel}, check=True)

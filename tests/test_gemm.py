@@ -1,10 +1,7 @@
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from opcheck import check_op
+from pyrun import run_python
 from torchcheck import torch_check
 
 import pyengine as pe
@@ -183,7 +180,4 @@ def test_fallback_micro_kernels(kernel):
         "            ref = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b)\n"
         "            assert np.allclose(c, ref, atol=1e-3, rtol=1e-4), (m, k, n, ta, tb)\n"
     )
-    # the child imports the same pyengine as this process (installed or in-place build)
-    root = os.path.dirname(os.path.dirname(pe.__file__))
-    env = {**os.environ, "PE_GEMM_KERNEL": kernel, "PYTHONPATH": root}
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd="/")
+    run_python(["-c", code], env={"PE_GEMM_KERNEL": kernel}, check=True)
