@@ -8,7 +8,7 @@ import os as _os
 # 25x slower). The runtime reads this when the extension loads it, i.e. on the imports below.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from pyengine import cuda, random
+from pyengine import autograd, backends, cuda, nn, optim, random  # noqa: E402,I001  (after the core is defined)
 from pyengine.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from pyengine.backend import Device as device
 from pyengine.creation import (
@@ -44,8 +44,6 @@ from pyengine.tensor import (
 )
 from pyengine.tensor import float as float  # noqa: A004,PLC0414
 
-from pyengine import autograd, backends, nn, optim  # noqa: E402,I001  (after the core is defined)
-
 __version__ = "0.1.0"
 
 
@@ -68,12 +66,61 @@ def get_num_threads() -> int:
 
 
 __all__ = [
-    "Tensor", "abs", "arange", "autograd", "bool_", "cat", "cuda", "device", "double", "empty",
-    "enable_grad", "exp", "flatten", "float", "float32", "float64", "from_numpy", "full",
-    "get_num_threads", "int32", "int64", "is_grad_enabled", "load", "log", "log_softmax", "long",
-    "manual_seed", "matmul", "max", "mean", "nn", "no_grad", "ones", "ones_like", "optim",
-    "permute", "rand", "randint", "randn", "randn_like", "relu", "reshape", "save",
-    "set_grad_enabled", "set_num_threads", "sigmoid", "softmax", "sqrt", "stack", "sum", "tanh",
-    "tensor", "transpose", "uint8", "zeros", "zeros_like",
+    "Tensor",
+    "abs",
+    "arange",
+    "autograd",
+    "bool_",
+    "cat",
+    "cuda",
+    "device",
+    "double",
+    "empty",
+    "enable_grad",
+    "exp",
+    "flatten",
+    "float",
+    "float32",
+    "float64",
+    "from_numpy",
+    "full",
+    "get_num_threads",
+    "int32",
+    "int64",
+    "is_grad_enabled",
+    "load",
+    "log",
+    "log_softmax",
+    "long",
+    "manual_seed",
+    "matmul",
+    "max",
+    "mean",
+    "nn",
+    "no_grad",
+    "ones",
+    "ones_like",
+    "optim",
+    "permute",
+    "rand",
+    "randint",
+    "randn",
+    "randn_like",
+    "relu",
+    "reshape",
+    "save",
+    "set_grad_enabled",
+    "set_num_threads",
+    "sigmoid",
+    "softmax",
+    "sqrt",
+    "stack",
+    "sum",
+    "tanh",
+    "tensor",
+    "transpose",
+    "uint8",
+    "zeros",
+    "zeros_like",
 ]
 __all__ += ["backends"]

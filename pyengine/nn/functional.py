@@ -15,9 +15,24 @@ from pyengine.ops.shape import cat, stack
 from pyengine.tensor import Tensor
 
 __all__ = [
-    "batch_norm", "conv2d", "conv_transpose2d",
-    "cat", "cross_entropy", "dropout", "dropout2d", "l1_loss", "leaky_relu", "linear",
-    "log_softmax", "mse_loss", "nll_loss", "relu", "sigmoid", "softmax", "stack", "tanh",
+    "batch_norm",
+    "conv2d",
+    "conv_transpose2d",
+    "cat",
+    "cross_entropy",
+    "dropout",
+    "dropout2d",
+    "l1_loss",
+    "leaky_relu",
+    "linear",
+    "log_softmax",
+    "mse_loss",
+    "nll_loss",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "stack",
+    "tanh",
 ]
 __all__ += ["adaptive_avg_pool2d", "avg_pool2d", "interpolate", "max_pool2d", "pad"]
 
