@@ -7,6 +7,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "check.h"
+
 #include <cstdint>
 #include <sstream>
 #include <stdexcept>
@@ -16,31 +18,6 @@
 namespace py = pybind11;
 
 namespace pe {
-
-using Shape = std::vector<int64_t>;
-
-template <typename... Args>
-std::string cat_str(const Args&... args) {
-  std::ostringstream os;
-  (os << ... << args);
-  return os.str();
-}
-
-// std::invalid_argument becomes ValueError in Python.
-#define PE_CHECK(cond, ...)                                         \
-  do {                                                              \
-    if (!(cond)) throw std::invalid_argument(pe::cat_str(__VA_ARGS__)); \
-  } while (0)
-
-inline std::string shape_str(const Shape& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << s[i] << (i + 1 < s.size() || s.size() == 1 ? ", " : "");
-  os << ")";
-  std::string r = os.str();
-  if (s.size() == 1) r = "(" + std::to_string(s[0]) + ",)";
-  return r;
-}
 
 inline Shape shape_of(const py::array& a) {
   return Shape(a.shape(), a.shape() + a.ndim());

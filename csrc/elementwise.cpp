@@ -4,26 +4,18 @@
 #include <cstring>
 
 #include "common.h"
+#include "elementwise_ops.h"
 
 namespace {
 
+using pe::BinOp;
 using pe::Shape;
+using pe::UnOp;
+using pe::parse_binop;
+using pe::parse_unop;
 
 // Parallelise only where a pass is long enough to amortise waking the thread team.
 constexpr int64_t kParallelGrain = 1 << 15;
-
-enum class BinOp { Add, Sub, Mul, Div, Pow, Max, Min };
-
-BinOp parse_binop(const std::string& op) {
-  if (op == "add") return BinOp::Add;
-  if (op == "sub") return BinOp::Sub;
-  if (op == "mul") return BinOp::Mul;
-  if (op == "div") return BinOp::Div;
-  if (op == "pow") return BinOp::Pow;
-  if (op == "maximum") return BinOp::Max;
-  if (op == "minimum") return BinOp::Min;
-  throw std::invalid_argument("unknown binary op '" + op + "'");
-}
 
 template <BinOp OP>
 inline float apply(float a, float b) {
@@ -151,22 +143,6 @@ void binary_forward(const std::string& op, const py::array& a, const py::array& 
     case BinOp::Max: return binary_dispatch<BinOp::Max>(a, b, y);
     case BinOp::Min: return binary_dispatch<BinOp::Min>(a, b, y);
   }
-}
-
-enum class UnOp { Relu, LeakyRelu, Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, PowScalar };
-
-UnOp parse_unop(const std::string& op) {
-  if (op == "relu") return UnOp::Relu;
-  if (op == "leaky_relu") return UnOp::LeakyRelu;
-  if (op == "sigmoid") return UnOp::Sigmoid;
-  if (op == "tanh") return UnOp::Tanh;
-  if (op == "exp") return UnOp::Exp;
-  if (op == "log") return UnOp::Log;
-  if (op == "sqrt") return UnOp::Sqrt;
-  if (op == "neg") return UnOp::Neg;
-  if (op == "abs") return UnOp::Abs;
-  if (op == "pow") return UnOp::PowScalar;
-  throw std::invalid_argument("unknown unary op '" + op + "'");
 }
 
 template <UnOp OP>

@@ -7,15 +7,6 @@
 
 namespace pe {
 
-std::string shape_str(const Shape& s) {
-  if (s.size() == 1) return "(" + std::to_string(s[0]) + ",)";
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << s[i] << (i + 1 < s.size() ? ", " : "");
-  os << ")";
-  return os.str();
-}
-
 size_t itemsize(DType dt) {
   switch (dt) {
     case DType::F32: case DType::I32: return 4;

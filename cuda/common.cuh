@@ -16,26 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "../csrc/check.h"
 #include "index.cuh"
 
 namespace py = pybind11;
 
 namespace pe {
-
-using Shape = std::vector<int64_t>;
-
-template <typename... Args>
-std::string cat_str(const Args&... args) {
-  std::ostringstream os;
-  (os << ... << args);
-  return os.str();
-}
-
-// std::invalid_argument becomes ValueError in Python.
-#define PE_CHECK(cond, ...)                                              \
-  do {                                                                   \
-    if (!(cond)) throw std::invalid_argument(pe::cat_str(__VA_ARGS__)); \
-  } while (0)
 
 // A failed CUDA call becomes RuntimeError naming what was running.
 #define PE_CUDA(call, what)                                                                   \
@@ -47,8 +33,6 @@ std::string cat_str(const Args&... args) {
 
 // After every launch: a bad configuration or an earlier asynchronous fault surfaces here.
 #define PE_LAUNCHED(name) PE_CUDA(cudaGetLastError(), name)
-
-std::string shape_str(const Shape& s);
 
 // ---------------------------------------------------------------- caching allocator
 struct OutOfMemory : std::runtime_error {

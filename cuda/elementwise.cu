@@ -2,24 +2,16 @@
 // and the fused axpby of gradient accumulation. Same names, signatures and formulas as
 // csrc/elementwise.cpp. Contiguous passes read and write float4 when the pointers allow it.
 #include "common.cuh"
+#include "../csrc/elementwise_ops.h"
 
 namespace {
 
 using pe::Array;
+using pe::BinOp;
 using pe::Shape;
-
-enum class BinOp { Add, Sub, Mul, Div, Pow, Max, Min };
-
-BinOp parse_binop(const std::string& op) {
-  if (op == "add") return BinOp::Add;
-  if (op == "sub") return BinOp::Sub;
-  if (op == "mul") return BinOp::Mul;
-  if (op == "div") return BinOp::Div;
-  if (op == "pow") return BinOp::Pow;
-  if (op == "maximum") return BinOp::Max;
-  if (op == "minimum") return BinOp::Min;
-  throw std::invalid_argument("unknown binary op '" + op + "'");
-}
+using pe::UnOp;
+using pe::parse_binop;
+using pe::parse_unop;
 
 template <BinOp OP>
 __device__ __forceinline__ float apply(float a, float b) {
@@ -136,25 +128,9 @@ void binary_forward(const std::string& op, const Array& a, const Array& b, Array
   }
 }
 
-enum class UnOp { Relu, LeakyRelu, Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, PowScalar };
-
-UnOp parse_unop(const std::string& op) {
-  if (op == "relu") return UnOp::Relu;
-  if (op == "leaky_relu") return UnOp::LeakyRelu;
-  if (op == "sigmoid") return UnOp::Sigmoid;
-  if (op == "tanh") return UnOp::Tanh;
-  if (op == "exp") return UnOp::Exp;
-  if (op == "log") return UnOp::Log;
-  if (op == "sqrt") return UnOp::Sqrt;
-  if (op == "neg") return UnOp::Neg;
-  if (op == "abs") return UnOp::Abs;
-  if (op == "pow") return UnOp::PowScalar;
-  throw std::invalid_argument("unknown unary op '" + op + "'");
-}
-
 template <UnOp OP>
 __device__ __forceinline__ float unary(float v, float alpha) {
-  if constexpr (OP == UnOp::Relu) return v > 0.f ? v : 0.f;
+  if constexpr (OP == UnOp::Relu) return v <= 0.f ? 0.f : v;  // NaN propagates, as in torch
   if constexpr (OP == UnOp::LeakyRelu) return v > 0.f ? v : alpha * v;
   if constexpr (OP == UnOp::Sigmoid) return 1.f / (1.f + expf(-v));
   if constexpr (OP == UnOp::Tanh) return tanhf(v);
@@ -171,7 +147,7 @@ __device__ __forceinline__ float unary(float v, float alpha) {
 // sqrt, x for the others. ReLU's gradient at 0 is 0, as in PyTorch.
 template <UnOp OP>
 __device__ __forceinline__ float unary_grad(float v, float g, float alpha) {
-  if constexpr (OP == UnOp::Relu) return v > 0.f ? g : 0.f;
+  if constexpr (OP == UnOp::Relu) return v <= 0.f ? 0.f : g;
   if constexpr (OP == UnOp::LeakyRelu) return v > 0.f ? g : alpha * g;
   if constexpr (OP == UnOp::Sigmoid) return g * v * (1.f - v);
   if constexpr (OP == UnOp::Tanh) return g * (1.f - v * v);
