@@ -19,14 +19,31 @@ class UserError(Exception):
     """A problem with the user's input: printed as one clear line, exit code 2."""
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends an option's default to its help unless the help already says it or it is unset."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = action.default is None or action.default is False
+        if "default" in text or unset or action.default == argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action) or text
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyengine",
         description="pyengine: train and run image CNNs on hand-written C++/CUDA kernels.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     train = sub.add_parser("train", help="train a model (see `pyengine train -h`)")
-    train_sub = train.add_subparsers(dest="model", metavar="MODEL")
+    train_sub = train.add_subparsers(dest="model", metavar="MODEL", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub, train_sub)
     return parser

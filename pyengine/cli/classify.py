@@ -270,11 +270,11 @@ def run_cnn(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser, out: str, epochs: int, lr: float, hidden: int) -> None:
     p.add_argument("--epochs", type=int, default=epochs, help="passes over the training set")
-    p.add_argument("--lr", type=float, default=lr, help="Adam learning rate (default: %(default)s)")
-    p.add_argument("--batch", type=int, default=32, help="batch size (default: %(default)s)")
-    p.add_argument("--hidden", type=int, default=hidden, help="hidden units (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--out", default=out, help="output folder (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=lr, help="Adam learning rate")
+    p.add_argument("--batch", type=int, default=32, help="batch size")
+    p.add_argument("--hidden", type=int, default=hidden, help="hidden units")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--out", default=out, help="output folder")
 
 
 def _positive(args: argparse.Namespace) -> None:

@@ -208,7 +208,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- parsers
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument(
         "--tile",
         type=int,
@@ -233,11 +233,13 @@ def _train_parser(train_sub: Any, name: str, help_text: str) -> None:
         metavar=("LO", "HI"),
         help="blind training: a uniform sigma per patch in [LO, HI]",
     )
-    p.add_argument("--epochs", type=positive_int, default=d["epochs"])
+    p.add_argument("--epochs", type=positive_int, default=d["epochs"], help="training epochs")
     p.add_argument("--steps", type=positive_int, default=d["steps"], help="batches per epoch")
-    p.add_argument("--batch", type=positive_int, default=16)
-    p.add_argument("--patch", type=positive_int, default=d["patch"])
-    p.add_argument("--depth", type=int, default=d["depth"])
+    p.add_argument("--batch", type=positive_int, default=16, help="patches per batch")
+    p.add_argument("--patch", type=positive_int, default=d["patch"], help="patch size (pixels)")
+    p.add_argument(
+        "--depth", type=int, default=d["depth"], help="conv layers (DnCNN) or levels (U-Net)"
+    )
     p.add_argument(
         "--channels",
         type=positive_int,
@@ -245,21 +247,26 @@ def _train_parser(train_sub: Any, name: str, help_text: str) -> None:
         help="feature channels (DnCNN width, U-Net base)",
     )
     p.add_argument("--rgb", action="store_true", help="train on 3-channel color images")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument(
         "--lr-step",
         type=positive_int,
         default=d["lr_step"],
         help="multiply the learning rate by --lr-gamma every this many epochs",
     )
-    p.add_argument("--lr-gamma", type=float, default=0.1)
+    p.add_argument("--lr-gamma", type=float, default=0.1, help="learning-rate decay factor")
     p.add_argument("--out", help=f"run folder (default: a new runs/{name}[-N])")
     p.add_argument("--resume", action="store_true", help="continue from --out's last checkpoint")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (data, noise, init)")
     p.add_argument("--workers", type=int, default=2, help="data-loading threads")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     if name == "unet":
-        p.add_argument("--up", choices=("transpose", "upsample"), default="transpose")
+        p.add_argument(
+            "--up",
+            choices=("transpose", "upsample"),
+            default="transpose",
+            help="upsampling: transpose conv or upsample + conv",
+        )
     p.set_defaults(func=cmd_train, arch=name)
 
 
