@@ -1,223 +1,214 @@
-"""Convolution benchmark: the C++ direct and im2col kernels vs NumPy vs PyTorch (CPU).
+"""Convolution: pyengine's conv2d and conv_transpose2d (the public API with autograd, algo "auto"
+and, outside quick mode, the forced "direct" and "im2col" kernels) against NumPy and PyTorch on
+the layers of the models: DnCNN's 64->64 3x3 layer (batch 16, 40x40), a U-Net 64->64 3x3 layer
+(batch 4, 64x64), the 1->64 first layer (batch 16, 40x40) and the U-Net's 128->64 k2 s2
+transposed conv (batch 4, 32x32).
 
-For each shape, forward and backward are first checked against the float64 NumPy twin, then timed
-(warm-up, repeats, median). Backward is the input gradient (skipped for a first layer, whose input
-needs none) plus the weight and bias gradients. Run: ``python benchmarks/bench_conv.py``.
+Two rows per case: "fwd" (no graph) and "f+b", a training step's forward plus backward: weight and
+bias gradients, and the input gradient except for a first layer, whose input needs none. GFLOP/s
+counts 2*N*K*P*Q*C*R*S per GEMM-shaped pass (forward, input gradient, weight gradient).
+
+NumPy is a plain NumPy conv: sliding-window im2col + one matmul forward; backward the weight
+gradient as gy^T @ cols and the input gradient as (gy @ w) scattered back by tap adds (col2im); the
+k2 s2 transposed conv, whose taps never overlap, is one matmul each way plus a reshuffle. Every
+pyengine variant, the NumPy and the PyTorch step are checked against the float64 NumPy twin
+before anything is timed.
+
+``python -m benchmarks [--quick] --only conv``; ``OMP_WAIT_POLICY=PASSIVE python -m
+benchmarks.bench_conv`` prints the full table without saving it.
 """
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pyengine import _cpu as K
-from pyengine.backend import numpy_ref as R
+import pyengine as pe
+import pyengine.nn.functional as F
+from benchmarks.harness import check_close, format_table, median_ms, row, torch
 
-# name, transposed, N, C_in, C_out, H, W, k, stride, padding, groups, needs input grad
-SHAPES = [
-    ("DnCNN 64->64 3x3 40x40", False, 16, 64, 64, 40, 40, 3, 1, 1, 1, True),
-    ("U-Net 64->64 3x3 64x64", False, 4, 64, 64, 64, 64, 3, 1, 1, 1, True),
-    ("first layer 1->64 40x40", False, 16, 1, 64, 40, 40, 3, 1, 1, 1, False),
-    ("depthwise 64 3x3 40x40", False, 16, 64, 64, 40, 40, 3, 1, 1, 64, True),
-    ("convT 128->64 k2 s2 32x32", True, 4, 128, 64, 32, 32, 2, 2, 0, 1, True),
+# label, input shape (N, C, H, W), output channels, kernel, stride, padding, needs input grad
+CONV = [
+    ("DnCNN 64>64", (16, 64, 40, 40), 64, 3, 1, 1, True),
+    ("U-Net 64>64", (4, 64, 64, 64), 64, 3, 1, 1, True),
+    ("first 1>64", (16, 1, 40, 40), 64, 3, 1, 1, False),
 ]
+CONVT = ("k2s2 128>64", (4, 128, 32, 32), 64, 2, 2, 0, True)
+QUICK_BATCH = {"DnCNN 64>64": 4, "U-Net 64>64": 1, "first 1>64": 4, "k2s2 128>64": 1}
+ALGOS = ("auto", "direct", "im2col")
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
-
-
-def numpy_conv_forward(x, w, b, stride, pad):
-    """Sliding-window im2col + one matmul (groups=1 only)."""
+def _im2col(x: np.ndarray, k: int, stride: int, pad: int) -> tuple[np.ndarray, int, int]:
+    """(N*P*Q, C*k*k) columns of x's zero-padded k x k windows, rows in (n, p, q) order."""
     xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    k = w.shape[2]
     win = sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
     n, c, p, q = win.shape[:4]
-    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * p * q, c * k * k)
-    y = cols @ w.reshape(w.shape[0], -1).T + b
-    return y.reshape(n, p, q, -1).transpose(0, 3, 1, 2)
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n * p * q, c * k * k), p, q
 
 
-def _geo(stride: int, pad: int, groups: int) -> tuple[int, ...]:
-    return (stride, stride, pad, pad, 1, 1, groups)
+def numpy_conv(x, w, b, stride: int, pad: int, gy=None, need_x: bool = True):
+    """y, or with ``gy`` the training step (y, gx or None, gw, gb), of a groups=1 conv2d."""
+    n, c, h, wd = x.shape
+    kout, k = w.shape[0], w.shape[2]
+    cols, p, q = _im2col(x, k, stride, pad)
+    w2 = w.reshape(kout, -1)
+    y = (cols @ w2.T + b).reshape(n, p, q, kout).transpose(0, 3, 1, 2)
+    if gy is None:
+        return y
+    g2 = gy.transpose(0, 2, 3, 1).reshape(n * p * q, kout)
+    gw = (g2.T @ cols).reshape(w.shape)
+    gb = g2.sum(0)
+    gx = None
+    if need_x:
+        gcols = (g2 @ w2).reshape(n, p, q, c, k, k).transpose(0, 3, 4, 5, 1, 2)
+        gxp = np.zeros((n, c, h + 2 * pad, wd + 2 * pad), x.dtype)
+        span_h, span_w = (p - 1) * stride + 1, (q - 1) * stride + 1
+        for r in range(k):
+            for s in range(k):
+                gxp[:, :, r : r + span_h : stride, s : s + span_w : stride] += gcols[:, :, r, s]
+        gx = gxp[:, :, pad : pad + h, pad : pad + wd]
+    return y, gx, gw, gb
 
 
-def _setup(shape):
-    _, tr, n, cin, cout, h, w, k, s, p, g, _ = shape
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
-    if tr:
-        wt = rng.standard_normal((cin, cout // g, k, k)).astype(np.float32)
-        oh, ow = (h - 1) * s - 2 * p + k, (w - 1) * s - 2 * p + k
-    else:
-        wt = rng.standard_normal((cout, cin // g, k, k)).astype(np.float32)
-        oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-    b = rng.standard_normal(cout).astype(np.float32)
-    gy = rng.standard_normal((n, cout, oh, ow)).astype(np.float32)
-    flops = (
-        2.0 * n * cout * oh * ow * (cin // g) * k * k
-        if not tr
-        else (2.0 * n * cin * h * w * (cout // g) * k * k)
+def numpy_conv_transpose(x, w, b, gy=None):
+    """conv_transpose2d with stride == kernel and no padding: each input pixel writes its own
+    k x k output block, so forward and both gradients are single matmuls."""
+    n, cin, h, wd = x.shape
+    cout, k = w.shape[1], w.shape[2]
+    x2 = x.transpose(0, 2, 3, 1).reshape(n * h * wd, cin)
+    w2 = w.reshape(cin, cout * k * k)
+    y = (x2 @ w2).reshape(n, h, wd, cout, k, k).transpose(0, 3, 1, 4, 2, 5)
+    y = y.reshape(n, cout, h * k, wd * k) + b.reshape(1, -1, 1, 1)
+    if gy is None:
+        return y
+    g2 = gy.reshape(n, cout, h, k, wd, k).transpose(0, 2, 4, 1, 3, 5).reshape(n * h * wd, -1)
+    gx = (g2 @ w2.T).reshape(n, h, wd, cin).transpose(0, 3, 1, 2)
+    return y, gx, (x2.T @ g2).reshape(w.shape), gy.sum(axis=(0, 2, 3))
+
+
+def _passes(lib: Any, op: Callable, arrays: Arrays, need_x: bool) -> tuple[Callable, Callable]:
+    """(forward without a graph, forward + backward) of ``op(x, w, b)`` in ``lib`` (pyengine or
+    torch); the second returns (y, gx, gw, gb)."""
+    x, w, b, gy = arrays
+    xt = lib.tensor(x, requires_grad=need_x)
+    wt, bt, gt = (
+        lib.tensor(w, requires_grad=True),
+        lib.tensor(b, requires_grad=True),
+        lib.tensor(gy),
     )
-    return x, wt, b, gy, flops
+
+    def fwd() -> Any:
+        with lib.no_grad():
+            return op(xt, wt, bt)
+
+    def step() -> tuple[Any, ...]:
+        xt.grad = wt.grad = bt.grad = None
+        y = op(xt, wt, bt)
+        y.backward(gt)
+        return y.detach(), xt.grad, wt.grad, bt.grad
+
+    return fwd, step
 
 
-def _engine(shape, algo):
-    """(forward, backward) closures over the named C++ kernels, plus their outputs."""
-    _, tr, *_, s, p, g, need_x = shape
-    x, w, b, gy, _ = _setup(shape)
-    geo = _geo(s, p, g)
-    y, gx, gw, gb = np.empty_like(gy), np.empty_like(x), np.empty_like(w), np.empty_like(b)
-    if tr:
-
-        def fwd():
-            K.conv_transpose2d_forward(x, w, b, y, *geo, algo)
-
-        def bwd():
-            K.conv_transpose2d_backward_input(gy, w, gx, *geo, algo)
-            K.conv_transpose2d_backward_weight(x, gy, gw, gb, *geo, algo)
-
-    else:
-        f = getattr(K, f"conv2d_{algo}_forward")
-        bi = getattr(K, f"conv2d_{algo}_backward_input")
-        bw = getattr(K, f"conv2d_{algo}_backward_weight")
-
-        def fwd():
-            f(x, w, b, y, *geo)
-
-        def bwd():
-            if need_x:
-                bi(gy, w, gx, *geo)
-            bw(x, gy, gw, gb, *geo)
-
-    return fwd, bwd, (y, gx if need_x else None, gw, gb)
-
-
-def _reference(shape):
-    _, tr, *_, s, p, g, need_x = shape
-    x, w, b, gy, _ = (
-        a.astype(np.float64) if isinstance(a, np.ndarray) else a for a in _setup(shape)
-    )
-    geo = _geo(s, p, g)
-    y, gx, gw, gb = np.empty_like(gy), np.empty_like(x), np.empty_like(w), np.empty_like(b)
-    if tr:
-        R.conv_transpose2d_forward(x, w, b, y, *geo)
-        R.conv_transpose2d_backward_input(gy, w, gx, *geo)
-        R.conv_transpose2d_backward_weight(x, gy, gw, gb, *geo)
-    else:
-        R.conv2d_im2col_forward(x, w, b, y, *geo)
-        R.conv2d_im2col_backward_input(gy, w, gx, *geo)
-        R.conv2d_im2col_backward_weight(x, gy, gw, gb, *geo)
-    return y, gx if need_x else None, gw, gb
-
-
-def _check(name: str, got, ref) -> None:
+def _check(name: str, got: tuple[Any, ...], ref: tuple[Any, ...]) -> None:
     for label, a, r in zip(("y", "gx", "gw", "gb"), got, ref):
-        if r is None:
-            continue
-        err = np.abs(a - r).max() / max(1.0, np.abs(r).max())
-        if err > 1e-4:
-            raise AssertionError(f"{name}: {label} differs from the twin (rel err {err:.2e})")
+        if r is not None:
+            check_close(f"{name} {label}", a if isinstance(a, np.ndarray) else a.numpy(), r)
 
 
-def _numpy(shape):
-    _, tr, *_, s, p, g, need_x = shape
-    x, w, b, gy, _ = _setup(shape)
-    geo = _geo(s, p, g)
-    y, gx, gw, gb = np.empty_like(gy), np.empty_like(x), np.empty_like(w), np.empty_like(b)
-    if tr or g != 1:
-        fwd = (
-            (lambda: R.conv_transpose2d_forward(x, w, b, y, *geo))
-            if tr
-            else (lambda: R.conv2d_im2col_forward(x, w, b, y, *geo))
-        )
+def case(
+    kind: str,
+    label: str,
+    shape: tuple[int, ...],
+    cout: int,
+    k: int,
+    stride: int,
+    pad: int,
+    need_x: bool,
+    algos: tuple[str, ...],
+    repeats: int,
+) -> list[dict[str, Any]]:
+    """Check, then time, one layer (``kind`` "conv" or "convT"): a fwd and an f+b row per algo."""
+    n, cin, h, w = shape
+    if kind == "conv":
+        wshape, fan_in = (cout, cin, k, k), cin * k * k
+        p, q = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+        flops = 2.0 * n * cout * p * q * cin * k * k
+        pe_fn, torch_fn = F.conv2d, torch.nn.functional.conv2d if torch is not None else None
     else:
+        wshape, fan_in = (cin, cout, k, k), cin
+        p, q = (h - 1) * stride - 2 * pad + k, (w - 1) * stride - 2 * pad + k
+        flops = 2.0 * n * cin * h * w * cout * k * k
+        pe_fn = F.conv_transpose2d
+        torch_fn = torch.nn.functional.conv_transpose2d if torch is not None else None
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    wt = rng.standard_normal(wshape, dtype=np.float32) / np.float32(np.sqrt(fan_in))
+    b = rng.standard_normal(cout, dtype=np.float32)
+    gy = rng.standard_normal((n, cout, p, q), dtype=np.float32)
+    arrays = (x, wt, b, gy)
 
-        def fwd():
-            return numpy_conv_forward(x, w, b.reshape(1, -1), s, p)
+    def np_run(grad: bool) -> Any:
+        g = gy if grad else None
+        if kind == "conv":
+            return numpy_conv(x, wt, b, stride, pad, g, need_x)
+        return numpy_conv_transpose(x, wt, b, g)
 
-    def bwd():
-        if tr:
-            R.conv_transpose2d_backward_input(gy, w, gx, *geo)
-            R.conv_transpose2d_backward_weight(x, gy, gw, gb, *geo)
-            return
-        if need_x:
-            R.conv2d_im2col_backward_input(gy, w, gx, *geo)
-        R.conv2d_im2col_backward_weight(x, gy, gw, gb, *geo)
+    def pe_op(algo: str) -> Callable:
+        return lambda *xwb: pe_fn(*xwb, stride, pad, algo=algo)
 
-    return fwd, bwd
+    # Check everything first, against the float64 twin (float64 pyengine tensors run on it);
+    # the first "auto" call also tunes the algorithm choice, so tuning is never timed.
+    name = f"{kind} {label}"
+    ref64 = _passes(pe, pe_op("auto"), tuple(a.astype(np.float64) for a in arrays), need_x)[1]()
+    ref = tuple(None if a is None else a.numpy() for a in ref64)
+    _check(f"{name} numpy", np_run(True), ref)
+    ours = {a: _passes(pe, pe_op(a), arrays, need_x) for a in algos}
+    for a, (_, step) in ours.items():
+        _check(f"{name} {a}", step(), ref)
+    torch_ms: tuple[float | None, float | None] = (None, None)
+    if torch is not None:
+        t_fwd, t_step = _passes(torch, lambda *xwb: torch_fn(*xwb, stride, pad), arrays, need_x)
+        _check(f"{name} torch", t_step(), ref)
+        torch_ms = (median_ms(t_fwd, repeats), median_ms(t_step, repeats))
+    numpy_ms = (median_ms(lambda: np_run(False), repeats), median_ms(lambda: np_run(True), repeats))
+
+    rows = []
+    for a, fns in ours.items():
+        for i, (pass_, mult) in enumerate((("fwd", 1.0), ("f+b", 3.0 if need_x else 2.0))):
+            ms = median_ms(fns[i], repeats)
+            rows.append(
+                row(
+                    f"{name} {pass_} {a}",
+                    shape,
+                    ms,
+                    flops=mult * flops,
+                    numpy_ms=numpy_ms[i],
+                    torch_ms=torch_ms[i],
+                )
+            )
+    return rows
 
 
-def _torch(shape):
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    _, tr, *_, s, p, g, need_x = shape
-    x, w, b, gy = (torch.from_numpy(a) for a in _setup(shape)[:4])
-    mask = [need_x, True, True]
-
-    def fwd():
-        with torch.no_grad():
-            if tr:
-                return torch.nn.functional.conv_transpose2d(x, w, b, s, p, groups=g)
-            return torch.nn.functional.conv2d(x, w, b, s, p, groups=g)
-
-    def bwd():
-        return torch.ops.aten.convolution_backward(
-            gy, x, w, [b.shape[0]], [s, s], [p, p], [1, 1], tr, [0, 0], g, mask
-        )
-
-    return fwd, bwd
+def run(quick: bool) -> list[dict[str, Any]]:
+    """Rows for ``python -m benchmarks`` (protocol in harness.py)."""
+    repeats = 3 if quick else 10
+    algos = ALGOS[:1] if quick else ALGOS
+    rows = []
+    for kind, spec in [("conv", c) for c in CONV] + [("convT", CONVT)]:
+        label, shape, *rest = spec
+        if quick:
+            shape = (QUICK_BATCH[label], *shape[1:])
+        rows += case(kind, label, shape, *rest, algos=algos, repeats=repeats)
+    return rows
 
 
 def main() -> None:
-    print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
-    head = (
-        f"{'shape':28s} {'pass':4s} {'direct':>14s} {'im2col':>14s} {'numpy':>14s} {'torch':>14s}"
-    )
-    print(head + "   best/numpy  best/torch")
-    for shape in SHAPES:
-        name = shape[0]
-        flops = _setup(shape)[4]
-        ref = _reference(shape)
-        engines = {}
-        for algo in ("direct", "im2col"):
-            fwd, bwd, outs = _engine(shape, algo)
-            fwd()
-            bwd()
-            _check(f"{name} {algo}", outs, ref)
-            engines[algo] = (fwd, bwd)
-        others = {"numpy": _numpy(shape), "torch": _torch(shape)}
-        for i, pass_ in enumerate(("fwd", "bwd")):
-            mult = 1.0 if pass_ == "fwd" else (2.0 if shape[-1] else 1.0)
-            row, times = [], {}
-            for label, fns in list(engines.items()) + list(others.items()):
-                if fns is None:
-                    row.append(f"{'-':>14s}")
-                    continue
-                t = median_time(fns[i], repeats=3 if label == "numpy" else 5)
-                times[label] = t
-                row.append(f"{t * 1e3:7.2f}ms {mult * flops / t / 1e9:5.1f}")
-            best = min(times["direct"], times["im2col"])
-            ratios = f"   {times['numpy'] / best:9.2f}x"
-            if "torch" in times:
-                ratios += f"  {times['torch'] / best:9.2f}x"
-            print(f"{name:28s} {pass_:4s} " + " ".join(row) + ratios)
-    print("cells: median time and GFLOP/s; ratios > 1 mean the best engine kernel is faster")
+    print(format_table(run(False)))
 
 
 if __name__ == "__main__":
