@@ -26,14 +26,21 @@ ALGOS = ("auto", "direct", "im2col")
 Pair = tuple[int, int]
 
 
-class Conv2d(Function):
-    """x (N,C,H,W), w (K,C/G,R,S), b (K,) or None -> y (N,K,P,Q). Saves x (for the weight
-    gradient) and w (for the input gradient) only when those gradients are needed."""
+class _Conv(Function):
+    """Forward and backward shared by Conv2d and ConvTranspose2d, which differ only in their
+    kernel names and output channel count. Saves x (for the weight gradient) and w (for the input
+    gradient) only when those gradients are needed."""
+
+    def _out_channels(self, w: Any) -> int:
+        raise NotImplementedError
+
+    def _kernel(self, pass_: str, algo: str, *arrays: Any) -> None:
+        raise NotImplementedError
 
     def forward(self, x, w, b, geo: tuple[int, ...], out_hw: Pair, algo: str):
         self.geo, self.algo, self.xshape, self.wshape = geo, algo, x.shape, w.shape
-        y = self.be.empty((x.shape[0], w.shape[0], *out_hw), x.dtype)
-        _run(self, "fwd", lambda a: getattr(self.k, f"conv2d_{a}_forward")(x, w, b, y, *geo))
+        y = self.be.empty((x.shape[0], self._out_channels(w), *out_hw), x.dtype)
+        _run(self, "fwd", lambda a: self._kernel("forward", a, x, w, b, y))
         need_x, need_w, _ = self.needs_input_grad
         self.save_for_backward(x if need_w else None, w if need_x else None)
         return y
@@ -44,58 +51,34 @@ class Conv2d(Function):
         gx = gw = None
         if need_x:
             gx = self.be.empty(self.xshape, g.dtype)
-            _run(
-                self,
-                "bwd_input",
-                lambda a: getattr(self.k, f"conv2d_{a}_backward_input")(g, w, gx, *self.geo),
-            )
-        gb = self.be.empty((self.wshape[0],), g.dtype) if need_b else None
-        if need_w:
-            gw = self.be.empty(self.wshape, g.dtype)
-            _run(
-                self,
-                "bwd_weight",
-                lambda a: getattr(self.k, f"conv2d_{a}_backward_weight")(x, g, gw, gb, *self.geo),
-            )
-        elif need_b:
-            gb = _channel_sum(self, g)
-        return gx, gw, gb
-
-
-class ConvTranspose2d(Function):
-    """x (N,C_in,H,W), w (C_in,C_out/G,R,S), b (C_out,) or None -> y (N,C_out,H_out,W_out)."""
-
-    def forward(self, x, w, b, geo: tuple[int, ...], out_hw: Pair, algo: str):
-        self.geo, self.algo, self.xshape, self.wshape = geo, algo, x.shape, w.shape
-        groups = geo[-1]
-        y = self.be.empty((x.shape[0], w.shape[1] * groups, *out_hw), x.dtype)
-        _run(self, "fwd", lambda a: self.k.conv_transpose2d_forward(x, w, b, y, *geo, a))
-        need_x, need_w, _ = self.needs_input_grad
-        self.save_for_backward(x if need_w else None, w if need_x else None)
-        return y
-
-    def backward(self, g):
-        x, w = self.saved
-        need_x, need_w, need_b = self.needs_input_grad
-        gx = gw = None
-        if need_x:
-            gx = self.be.empty(self.xshape, g.dtype)
-            _run(
-                self,
-                "bwd_input",
-                lambda a: self.k.conv_transpose2d_backward_input(g, w, gx, *self.geo, a),
-            )
+            _run(self, "bwd_input", lambda a: self._kernel("backward_input", a, g, w, gx))
         gb = self.be.empty((g.shape[1],), g.dtype) if need_b else None
         if need_w:
             gw = self.be.empty(self.wshape, g.dtype)
-            _run(
-                self,
-                "bwd_weight",
-                lambda a: self.k.conv_transpose2d_backward_weight(x, g, gw, gb, *self.geo, a),
-            )
+            _run(self, "bwd_weight", lambda a: self._kernel("backward_weight", a, x, g, gw, gb))
         elif need_b:
             gb = _channel_sum(self, g)
         return gx, gw, gb
+
+
+class Conv2d(_Conv):
+    """x (N,C,H,W), w (K,C/G,R,S), b (K,) or None -> y (N,K,P,Q)."""
+
+    def _out_channels(self, w: Any) -> int:
+        return w.shape[0]
+
+    def _kernel(self, pass_: str, algo: str, *arrays: Any) -> None:
+        getattr(self.k, f"conv2d_{algo}_{pass_}")(*arrays, *self.geo)
+
+
+class ConvTranspose2d(_Conv):
+    """x (N,C_in,H,W), w (C_in,C_out/G,R,S), b (C_out,) or None -> y (N,C_out,H_out,W_out)."""
+
+    def _out_channels(self, w: Any) -> int:
+        return w.shape[1] * self.geo[-1]
+
+    def _kernel(self, pass_: str, algo: str, *arrays: Any) -> None:
+        getattr(self.k, f"conv_transpose2d_{pass_}")(*arrays, *self.geo, algo)
 
 
 # (op, pass, input shape, weight shape, geometry, threads) -> fastest algorithm
