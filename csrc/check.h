@@ -1,5 +1,8 @@
 // Argument checking shared by the CPU (csrc/) and CUDA (cuda/) kernels: messages built from any
-// streamable values, thrown as std::invalid_argument, which pybind11 raises as ValueError.
+// streamable values, thrown as std::invalid_argument, which pybind11 raises as ValueError; and the
+// checked int64 arithmetic that every size and index computed from caller-supplied sizes goes
+// through (host code only), so a huge padding, dilation or dimension raises instead of wrapping
+// around into a wild read or write.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +35,57 @@ inline std::string shape_str(const Shape& s) {
   for (size_t i = 0; i < s.size(); ++i) os << s[i] << (i + 1 < s.size() ? ", " : "");
   os << ")";
   return os.str();
+}
+
+// a + b, a - b, a * b that raise ValueError instead of overflowing int64 (signed overflow is
+// undefined behaviour; in practice it wraps to a small or negative size that passes later checks).
+inline int64_t add(int64_t a, int64_t b) {
+  int64_t r;
+  PE_CHECK(!__builtin_add_overflow(a, b, &r), "size arithmetic overflows int64: ", a, " + ", b);
+  return r;
+}
+
+inline int64_t sub(int64_t a, int64_t b) {
+  int64_t r;
+  PE_CHECK(!__builtin_sub_overflow(a, b, &r), "size arithmetic overflows int64: ", a, " - ", b);
+  return r;
+}
+
+inline int64_t mul(int64_t a, int64_t b) {
+  int64_t r;
+  PE_CHECK(!__builtin_mul_overflow(a, b, &r), "size arithmetic overflows int64: ", a, " * ", b);
+  return r;
+}
+
+template <typename... Rest>
+int64_t mul(int64_t a, int64_t b, int64_t c, Rest... rest) {
+  return mul(mul(a, b), c, rest...);
+}
+
+// Element count of a shape. The product of its non-zero dimensions must fit in int64 too, so
+// that after this check any product of some of its dimensions (a plane size, a row count) fits,
+// even for an empty tensor such as (0, 1, 2**40, 2**40).
+inline int64_t numel(const Shape& s) {
+  int64_t n = 1;
+  bool empty = false;
+  for (int64_t d : s) {
+    PE_CHECK(d >= 0, "negative dimension ", d, " in shape ", shape_str(s));
+    if (d == 0) empty = true;
+    else n = mul(n, d);
+  }
+  return empty ? 0 : n;
+}
+
+// Output length of a convolution or pooling window sweep along one axis, PyTorch's formula
+// floor((in + pad_total - dilation*(k-1) - 1) / stride) + 1, in checked arithmetic; may be <= 0,
+// which callers reject with their own message.
+inline int64_t window_out_size(int64_t in, int64_t pad_total, int64_t k, int64_t stride,
+                               int64_t dilation) {
+  PE_CHECK(stride > 0 && dilation > 0 && k > 0, "stride, dilation and kernel size must be positive");
+  const int64_t span = add(mul(dilation, sub(k, 1)), 1);
+  const int64_t num = sub(add(in, pad_total), span);
+  const int64_t q = num / stride;
+  return (num % stride != 0 && num < 0 ? q - 1 : q) + 1;
 }
 
 }  // namespace pe

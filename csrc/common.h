@@ -7,8 +7,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <omp.h>
+
 #include "check.h"
 
+#include <atomic>
 #include <cstdint>
 #include <sstream>
 #include <stdexcept>
@@ -30,6 +33,34 @@ inline void check_f32(const py::array& a, const char* name) {
            shape_str(shape_of(a)), ")");
 }
 
+// pyengine.set_num_threads is process-wide, as in PyTorch, but OpenMP keeps the setting per
+// calling thread: out_ptr and idx_ptr (every kernel calls one before its parallel regions) apply
+// the process-wide value (0: never set) to the calling thread when it differs.
+inline std::atomic<int>& num_threads_setting() {
+  static std::atomic<int> n{0};
+  return n;
+}
+
+inline void apply_num_threads() {
+  thread_local int applied = 0;
+  const int n = num_threads_setting().load(std::memory_order_relaxed);
+  if (n != 0 && n != applied) {
+    omp_set_num_threads(n);
+    applied = n;
+  }
+}
+
+// An output must not share memory with an input: the kernels read inputs after writing outputs
+// (tiles, accumulations), so aliasing gives wrong results rather than an in-place update.
+inline void check_no_overlap(const py::array& out, const py::array& in, const char* on,
+                             const char* in_name) {
+  const char* o = static_cast<const char*>(out.data());
+  const char* i = static_cast<const char*>(in.data());
+  const bool overlap = out.nbytes() > 0 && in.nbytes() > 0 && o < i + in.nbytes() &&
+                       i < o + out.nbytes();
+  PE_CHECK(!overlap, on, " must not share memory with ", in_name);
+}
+
 // Read-only float32 operand.
 inline const float* in_ptr(const py::array& a, const char* name) {
   check_f32(a, name);
@@ -40,6 +71,7 @@ inline const float* in_ptr(const py::array& a, const char* name) {
 inline float* out_ptr(py::array& a, const char* name) {
   check_f32(a, name);
   PE_CHECK(a.writeable(), name, " must be writeable");
+  apply_num_threads();
   return static_cast<float*>(a.mutable_data());
 }
 
@@ -47,6 +79,7 @@ inline int64_t* idx_ptr(py::array& a, const char* name) {
   PE_CHECK(a.dtype().is(py::dtype::of<int64_t>()), name, " must be int64");
   PE_CHECK(a.flags() & py::array::c_style, name, " must be C-contiguous");
   PE_CHECK(a.writeable(), name, " must be writeable");
+  apply_num_threads();
   return static_cast<int64_t*>(a.mutable_data());
 }
 

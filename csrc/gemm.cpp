@@ -578,6 +578,9 @@ void bind_gemm(py::module_& m) {
             throw std::invalid_argument("gemm: operands must be C-contiguous; got " + shapes);
         }
         if (!c.writeable()) throw std::invalid_argument("gemm: c must be writeable; got " + shapes);
+        pe::check_no_overlap(c, a, "gemm: c", "a");
+        pe::check_no_overlap(c, b, "gemm: c", "b");
+        pe::apply_num_threads();
         const int64_t M = trans_a ? a.shape(1) : a.shape(0), Ka = trans_a ? a.shape(0) : a.shape(1);
         const int64_t Kb = trans_b ? b.shape(1) : b.shape(0), N = trans_b ? b.shape(0) : b.shape(1);
         if (Ka != Kb || c.shape(0) != M || c.shape(1) != N)

@@ -111,8 +111,11 @@ struct Dims {
 Dims dims_of(const py::array& x, const char* who) {
   PE_CHECK(x.ndim() >= 2, who, ": input must have at least 2 dims (N, C, ...), got shape ",
            pe::shape_str(pe::shape_of(x)));
+  pe::numel(pe::shape_of(x));
   Dims d{x.shape(0), x.shape(1), 1};
   for (py::ssize_t i = 2; i < x.ndim(); ++i) d.HW *= x.shape(i);
+  // Empty rows: (2**40, 3, 0) would otherwise loop 2**40 times over nothing; M() stays 0.
+  if (d.HW == 0) d.N = 0;
   return d;
 }
 

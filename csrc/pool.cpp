@@ -21,10 +21,13 @@ constexpr int64_t kParallelGrain = 1 << 14;
 
 // PyTorch's pooling_output_shape: floor division (ceil in ceil_mode), and in ceil_mode the last
 // window must start inside the input or the left padding.
+// Every window then lies in [-p, in + p + s), so the window arithmetic below cannot overflow once
+// that bound is checked.
 int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
-  const int64_t num = in + 2 * p - d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0);
-  int64_t out = (num >= 0 ? num / s : -((-num + s - 1) / s)) + 1;
-  if (ceil_mode && (out - 1) * s >= in + p) --out;
+  const int64_t span = pe::add(pe::mul(d, k - 1), 1);
+  pe::add(pe::add(pe::add(in, pe::mul(2, p)), span), s);
+  int64_t out = pe::window_out_size(in, pe::add(pe::mul(2, p), ceil_mode ? s - 1 : 0), k, s, d);
+  if (ceil_mode && out > 0 && (out - 1) * s >= in + p) --out;
   return out;
 }
 
@@ -54,22 +57,34 @@ Geom pool_geom(const py::array& x, const py::array& y, Pair k, Pair s, Pair p, P
   PE_CHECK(OH > 0 && OW > 0, "Given input size ", pe::shape_str(xs), ", calculated output size (",
            OH, ", ", OW, ") is too small");
   pe::check_shape(y, {xs[0], xs[1], OH, OW}, yn);
+  pe::numel(xs);
+  pe::numel(pe::shape_of(y));
   return {xs[0] * xs[1], xs[2], xs[3], OH, OW, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1]};
 }
 
-// Window [lo, hi) of output o along one axis, lo moved onto the first in-range tap.
+// Window [lo, hi) of output o along one axis, lo moved onto the first in-range tap (closed
+// form: a huge padding with dilation 1 would otherwise step through every padded position).
 inline void max_window(int64_t o, int64_t s, int64_t p, int64_t k, int64_t d, int64_t n,
                        int64_t& lo, int64_t& hi) {
   lo = o * s - p;
   hi = std::min(lo + (k - 1) * d + 1, n);
-  while (lo < 0) lo += d;
+  if (lo < 0) {
+    const int64_t r = (-lo) % d;
+    lo = r == 0 ? 0 : d - r;
+  }
+}
+
+// Number of taps ih = lo, lo + d, ... below hi; stepping ih past hi could overflow for a
+// dilation near 2**63, so the tap loops count taps instead.
+inline int64_t tap_count(int64_t lo, int64_t hi, int64_t d) {
+  return lo < hi ? (hi - lo - 1) / d + 1 : 0;
 }
 
 // Output columns [lo, hi) whose whole window lies inside [0, n): for them the taps need no
 // bounds checks, so the tap loops below run branch-free over a contiguous range of outputs.
 inline void interior(int64_t out, int64_t s, int64_t p, int64_t k, int64_t d, int64_t n,
                      int64_t& lo, int64_t& hi) {
-  lo = std::min((p + s - 1) / s, out);
+  lo = std::min(p / s + (p % s != 0), out);
   const int64_t num = n - 1 + p - (k - 1) * d;
   hi = num < 0 ? 0 : std::min(num / s + 1, out);
   hi = std::max(hi, lo);
@@ -84,8 +99,11 @@ inline void max_one(const float* __restrict x, const Geom& g, int64_t h0, int64_
   max_window(ow, g.sw, g.pw, g.kw, g.dw, g.W, w0, w1);
   m = -std::numeric_limits<float>::infinity();
   mi = (h0 < h1 && w0 < w1) ? h0 * g.W + w0 : -1;
-  for (int64_t ih = h0; ih < h1; ih += g.dh) {
-    for (int64_t iw = w0; iw < w1; iw += g.dw) {
+  const int64_t nh = tap_count(h0, h1, g.dh), nw = tap_count(w0, w1, g.dw);
+  for (int64_t th = 0; th < nh; ++th) {
+    const int64_t ih = h0 + th * g.dh;
+    for (int64_t tw = 0; tw < nw; ++tw) {
+      const int64_t iw = w0 + tw * g.dw;
       const float v = x[ih * g.W + iw];
       const bool u = v > m || v != v;
       m = u ? v : m;
@@ -107,7 +125,9 @@ PE_MULTIVERSION void max_taps(const float* __restrict x, float* __restrict yr,
     yr[ow] = -std::numeric_limits<float>::infinity();
     ir[ow] = h0 < h1 ? h0 * W + ow * sw - g.pw : -1;
   }
-  for (int64_t ih = h0; ih < h1; ih += g.dh) {
+  const int64_t nh = tap_count(h0, h1, g.dh);
+  for (int64_t th = 0; th < nh; ++th) {
+    const int64_t ih = h0 + th * g.dh;
     for (int64_t j = 0; j < g.kw; ++j) {
       const int64_t base = ih * W + j * g.dw - g.pw;
       const float* src = x + base;
@@ -211,7 +231,8 @@ void maxpool2d_backward(const py::array& grad_output, const py::array& indices,
   const Shape gs = pe::shape_of(grad_output), xs = pe::shape_of(grad_input);
   PE_CHECK(gs[0] == xs[0] && gs[1] == xs[1], "grad_output ", pe::shape_str(gs), " and grad_input ",
            pe::shape_str(xs), " differ in batch or channels");
-  const int64_t planes = xs[0] * xs[1], in_plane = xs[2] * xs[3], out_plane = gs[2] * gs[3];
+  const int64_t planes = pe::mul(xs[0], xs[1]), in_plane = pe::mul(xs[2], xs[3]);
+  const int64_t out_plane = pe::mul(gs[2], gs[3]);
   bool bad = false;
   {
     py::gil_scoped_release nogil;
@@ -249,7 +270,7 @@ inline bool avg_window(const Geom& g, const AvgParams& a, int64_t oh, int64_t ow
   w0 = ow * g.sw - g.pw;
   h1 = std::min(h0 + g.kh, g.H + g.ph);
   w1 = std::min(w0 + g.kw, g.W + g.pw);
-  const int64_t pool = (h1 - h0) * (w1 - w0);
+  const double pool = static_cast<double>(h1 - h0) * static_cast<double>(w1 - w0);
   h0 = std::max<int64_t>(h0, 0);
   w0 = std::max<int64_t>(w0, 0);
   h1 = std::min(h1, g.H);
@@ -266,12 +287,14 @@ inline float avg_row_div(const Geom& g, const AvgParams& a, int64_t oh, int64_t&
                          int64_t& h1) {
   h0 = oh * g.sh - g.ph;
   h1 = std::min(h0 + g.kh, g.H + g.ph);
-  const int64_t pool = (h1 - h0) * g.kw;
+  const double pool = static_cast<double>(h1 - h0) * static_cast<double>(g.kw);
   h0 = std::max<int64_t>(h0, 0);
   h1 = std::min(h1, g.H);
   if (h0 >= h1) return 0.f;
   return static_cast<float>(a.divisor ? a.divisor
-                                     : (a.count_include_pad ? pool : (h1 - h0) * g.kw));
+                                     : (a.count_include_pad
+                                            ? pool
+                                            : static_cast<double>(h1 - h0) * static_cast<double>(g.kw)));
 }
 
 // Interior columns tap by tap, accumulating into the output row, as in max_taps.
@@ -438,6 +461,10 @@ Geom adaptive_geom(const py::array& x, const py::array& y, const char* xn, const
            " to have non-zero spatial size, got shape ", pe::shape_str(xs));
   PE_CHECK(ys[0] == xs[0] && ys[1] == xs[1] && ys[2] > 0 && ys[3] > 0, yn, " ",
            pe::shape_str(ys), " does not fit ", xn, " ", pe::shape_str(xs));
+  pe::numel(xs);
+  pe::numel(ys);
+  pe::mul(ys[2], xs[2]);  // the window bounds compute (o + 1) * in
+  pe::mul(ys[3], xs[3]);
   return {xs[0] * xs[1], xs[2], xs[3], ys[2], ys[3], 0, 0, 0, 0, 0, 0, 0, 0};
 }
 

@@ -118,6 +118,18 @@ void sum_reduce(const py::array& x, py::array& out) {
   }
 }
 
+// Checks the caller's (outer, D, inner) view: every size non-negative and the products, which
+// index the arrays, within int64 and equal to the arrays' sizes.
+// `reduced` (null for softmax) holds the (outer, inner) result.
+void check_view(const char* op, int64_t outer, int64_t D, int64_t inner, const py::array& full,
+                const py::array* reduced) {
+  PE_CHECK(outer >= 0 && D >= 0 && inner >= 0, op, ": sizes must be non-negative, got (outer ",
+           outer, ", D ", D, ", inner ", inner, ")");
+  PE_CHECK(full.size() == pe::mul(outer, D, inner) &&
+               (!reduced || reduced->size() == pe::mul(outer, inner)),
+           op, ": sizes do not match (outer ", outer, ", D ", D, ", inner ", inner, ")");
+}
+
 // x viewed as (outer, D, inner); values/indices (outer, inner). The first maximum wins ties and
 // NaN is the maximum, as in torch.max(dim).
 void max_reduce(const py::array& x, py::array& values, py::array& indices, int64_t outer,
@@ -126,9 +138,8 @@ void max_reduce(const py::array& x, py::array& values, py::array& indices, int64
   float* pv = pe::out_ptr(values, "values");
   int64_t* pi = pe::idx_ptr(indices, "indices");
   PE_CHECK(D >= 1, "max of an empty dimension");
-  PE_CHECK(x.size() == outer * D * inner && values.size() == outer * inner &&
-               indices.size() == outer * inner,
-           "max_reduce: sizes do not match (outer ", outer, ", D ", D, ", inner ", inner, ")");
+  check_view("max_reduce", outer, D, inner, x, &values);
+  PE_CHECK(indices.size() == values.size(), "max_reduce: sizes do not match");
   py::gil_scoped_release nogil;
 #pragma omp parallel for schedule(static) if (x.size() >= (1 << 15))
   for (int64_t o = 0; o < outer; ++o)
@@ -153,9 +164,8 @@ void max_reduce_backward(const py::array& gy, const py::array& indices, py::arra
   const float* pg = pe::in_ptr(gy, "grad_output");
   const int64_t* pi = pe::idx_in_ptr(indices, "indices");
   float* px = pe::out_ptr(gx, "grad_input");
-  PE_CHECK(gx.size() == outer * D * inner && gy.size() == outer * inner &&
-               indices.size() == outer * inner,
-           "max_reduce_backward: sizes do not match");
+  check_view("max_reduce_backward", outer, D, inner, gx, &gy);
+  PE_CHECK(indices.size() == gy.size(), "max_reduce_backward: sizes do not match");
   py::gil_scoped_release nogil;
   for (int64_t k = 0; k < gx.size(); ++k) px[k] = 0.f;
   for (int64_t o = 0; o < outer; ++o)
@@ -170,7 +180,9 @@ void softmax_forward(const py::array& x, py::array& y, int64_t outer, int64_t D,
                      bool log) {
   const float* px = pe::in_ptr(x, "x");
   float* py_ = pe::out_ptr(y, "y");
-  PE_CHECK(x.size() == outer * D * inner && y.size() == x.size(), "softmax: sizes do not match");
+  check_view("softmax", outer, D, inner, x, nullptr);
+  PE_CHECK(y.size() == x.size(), "softmax: sizes do not match");
+  PE_CHECK(D > 0 || x.size() == 0, "softmax over an empty dimension");
   py::gil_scoped_release nogil;
 #pragma omp parallel for schedule(static) if (x.size() >= (1 << 14))
   for (int64_t o = 0; o < outer; ++o)
@@ -197,8 +209,8 @@ void softmax_backward(const py::array& y, const py::array& gy, py::array& gx, in
   const float* py_ = pe::in_ptr(y, "y");
   const float* pg = pe::in_ptr(gy, "grad_output");
   float* px = pe::out_ptr(gx, "grad_input");
-  PE_CHECK(y.size() == outer * D * inner && gy.size() == y.size() && gx.size() == y.size(),
-           "softmax_backward: sizes do not match");
+  check_view("softmax_backward", outer, D, inner, y, nullptr);
+  PE_CHECK(gy.size() == y.size() && gx.size() == y.size(), "softmax_backward: sizes do not match");
   py::gil_scoped_release nogil;
 #pragma omp parallel for schedule(static) if (y.size() >= (1 << 14))
   for (int64_t o = 0; o < outer; ++o)

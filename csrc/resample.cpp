@@ -27,13 +27,27 @@ Planes plane_geom(const py::array& x, const py::array& y, const char* xn, const 
   const Shape xs = pe::shape_of(x), ys = pe::shape_of(y);
   PE_CHECK(xs[0] == ys[0] && xs[1] == ys[1], xn, " ", pe::shape_str(xs), " and ", yn, " ",
            pe::shape_str(ys), " differ in batch or channels");
+  pe::numel(xs);
+  pe::numel(ys);
+  pe::mul(xs[2], ys[3]);  // bilinear's row buffer (H, OW)
   return {xs[0] * xs[1], xs[2], xs[3], ys[2], ys[3]};
 }
 
 // PyTorch's compute_scales_value: 1/scale_factor when one was given, else in/out, in float.
 float scale_value(double scale_factor, int64_t in, int64_t out) {
+  PE_CHECK(std::isfinite(scale_factor), "scale_factor must be finite, got ", scale_factor);
+  PE_CHECK(!(scale_factor > 0.) || 1.0 / scale_factor <= 1e30,
+           "scale_factor is too small: ", scale_factor);
   return scale_factor > 0. ? static_cast<float>(1.0 / scale_factor)
                            : static_cast<float>(in) / static_cast<float>(out);
+}
+
+// floor(src) as an index clamped to [0, last]: the source coordinate can exceed int64 (a tiny
+// scale factor on the raw binding), where a plain cast is undefined and writes anywhere.
+inline int64_t floor_index(float src, int64_t last) {
+  const float f = std::floor(src);
+  if (!(f < static_cast<float>(last))) return last;
+  return f > 0.f ? static_cast<int64_t>(f) : 0;
 }
 
 // PyTorch's nearest_idx: exact integer paths for 1x and 2x, else floor(dst * scale) clamped.
@@ -46,7 +60,7 @@ std::vector<int64_t> nearest_table(int64_t in, int64_t out, double scale_factor)
     } else if (out == 2 * in) {
       t[o] = o >> 1;
     } else {
-      t[o] = std::min(static_cast<int64_t>(std::floor(static_cast<float>(o) * scale)), in - 1);
+      t[o] = floor_index(static_cast<float>(o) * scale, in - 1);
     }
   }
   return t;
@@ -72,7 +86,7 @@ Linear linear_table(int64_t in, int64_t out, bool align_corners, double scale_fa
     float src = align_corners ? scale * static_cast<float>(o)
                               : scale * (static_cast<float>(o) + 0.5f) - 0.5f;
     if (src < 0.f) src = 0.f;
-    const int64_t i = std::min(static_cast<int64_t>(std::floor(src)), in - 1);
+    const int64_t i = floor_index(src, in - 1);
     const float l = std::min(std::max(src - static_cast<float>(i), 0.f), 1.f);
     t.i0[o] = i;
     t.i1[o] = i + (i < in - 1 ? 1 : 0);
@@ -235,7 +249,7 @@ PadMode parse_pad_mode(const std::string& mode) {
 // Source index of each output position along one axis padded by (lo, hi); -1 marks a constant
 // fill. Negative pads crop, which the same formula covers.
 std::vector<int64_t> pad_table(int64_t in, int64_t lo, int64_t hi, PadMode mode, const char* axis) {
-  const int64_t out = in + lo + hi;
+  const int64_t out = pe::add(pe::add(in, lo), hi);
   if (mode == PadMode::Reflect) {
     PE_CHECK(lo < in && hi < in, "reflect padding (", lo, ", ", hi, ") must be smaller than the ",
              axis, " size ", in);
@@ -266,7 +280,8 @@ struct PadPlan {
 PadPlan pad_plan(const py::array& x, const py::array& y, const std::array<int64_t, 4>& pad,
                  PadMode mode, const char* xn, const char* yn) {
   const Planes g = plane_geom(x, y, xn, yn);
-  const int64_t OH = g.H + pad[2] + pad[3], OW = g.W + pad[0] + pad[1];
+  const int64_t OH = pe::add(pe::add(g.H, pad[2]), pad[3]);
+  const int64_t OW = pe::add(pe::add(g.W, pad[0]), pad[1]);
   PE_CHECK(OH >= 0 && OW >= 0, "padding ", pe::shape_str({pad[0], pad[1], pad[2], pad[3]}),
            " of planes (", g.H, ", ", g.W, ") gives a negative output size");
   PE_CHECK(g.OH == OH && g.OW == OW, yn, " has planes (", g.OH, ", ", g.OW, "), expected (", OH,

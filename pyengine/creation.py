@@ -94,6 +94,8 @@ def randn(
 def rand(
     *shape: Any, dtype: Any = None, device: Any = "cpu", requires_grad: bool = False
 ) -> Tensor:
+    if _dt(dtype).kind != "f":
+        raise TypeError(f"rand: expected a floating-point dtype, got {_dt(dtype)}")
     a = random.generator().random(_check_shape(_shape_arg(shape))).astype(_dt(dtype))
     return _make(a, device, requires_grad)
 
@@ -107,6 +109,8 @@ def randint(low: int, high: int, size: Any, device: Any = "cpu") -> Tensor:
 def arange(
     start: float, end: float | None = None, step: float = 1, dtype: Any = None, device: Any = "cpu"
 ) -> Tensor:
+    if step == 0:
+        raise ValueError("arange: step must be nonzero")
     a = np.arange(start, end, step) if end is not None else np.arange(start)
     dt = _as_dtype(dtype) if dtype is not None else (np.int64 if a.dtype.kind in "iu" else float32)
     return _make(a.astype(dt), device, False)

@@ -436,6 +436,7 @@ def _shape_arg(shape: Sequence[Any]) -> tuple[int, ...]:
 
 
 def _index_data(index: Any) -> Any:
+    ops._util.check_int_indices(index)
     if isinstance(index, Tensor):
         return index.numpy()
     if isinstance(index, tuple):

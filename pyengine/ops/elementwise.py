@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from pyengine.autograd import Function
 from pyengine.ops._util import broadcast_shape, sum_to
 from pyengine.tensor import Tensor
@@ -159,6 +161,8 @@ def _scalar_like(v: Any, other: Tensor) -> Tensor:
 
     if isinstance(v, Tensor):
         return v
+    if not isinstance(v, (int, float, np.number, np.ndarray, list, tuple)):
+        raise TypeError(f"unsupported operand type for a Tensor operation: {type(v).__name__}")
     dtype = other.dtype if other.dtype.kind == "f" else None
     t = Tensor(v, dtype=dtype)
     if other.device.type != "cpu":

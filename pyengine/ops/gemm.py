@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pyengine.autograd import Function
+from pyengine.ops._util import require_tensor
 from pyengine.tensor import Tensor
 
 
@@ -42,6 +43,8 @@ def _batches(x, y, z):
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
+    require_tensor(a, "input", "matmul")
+    require_tensor(b, "other", "matmul")
     if a.ndim not in (2, 3) or b.ndim != a.ndim:
         raise ValueError(
             f"matmul supports (M,K)@(K,N) and (B,M,K)@(B,K,N); got shapes {a.shape} and {b.shape}"

@@ -74,6 +74,12 @@ def _pool_shape(
             f"kernel_size={k} and dilation={d}"
         )
     N, C, H, W = x.shape
+    for n, kk, ss, pp, dd in zip((H, W), k, s, p, d, strict=True):
+        if n + 2 * pp + dd * (kk - 1) + ss >= 2**63:
+            raise ValueError(
+                f"{op}: kernel_size={k}, stride={s}, padding={p} and dilation={d} overflow int64 "
+                f"for input size ({H}, {W})"
+            )
     OH = pool_output_size(H, k[0], s[0], p[0], d[0], ceil_mode)
     OW = pool_output_size(W, k[1], s[1], p[1], d[1], ceil_mode)
     if OH < 1 or OW < 1:
@@ -163,8 +169,10 @@ def avg_pool2d(
     )
     p = _pair(padding, "padding", op)
     if divisor_override is not None and (
-        not isinstance(divisor_override, (int, np.integer)) or divisor_override <= 0
+        not isinstance(divisor_override, (int, np.integer)) or isinstance(divisor_override, bool)
     ):
+        raise TypeError(f"{op}: divisor_override must be an int, got {divisor_override!r}")
+    if divisor_override is not None and divisor_override <= 0:
         raise ValueError(f"{op}: divisor_override must be a positive int, got {divisor_override!r}")
     shape = _pool_shape(x, k, s, p, (1, 1), bool(ceil_mode), op)
     y = AvgPool2d.apply(

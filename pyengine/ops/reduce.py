@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from pyengine.autograd import Function
-from pyengine.ops._util import normalize_dim
+from pyengine.ops._util import normalize_dim, require_tensor
 from pyengine.tensor import Tensor
 
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
@@ -127,11 +127,19 @@ class Softmax(Function):
         return (gx,)
 
 
+def _check_softmax_input(x: Any, op: str) -> None:
+    require_tensor(x, "input", op)
+    if x.dtype.kind != "f":
+        raise RuntimeError(f"{op}: expected a floating-point input, got {x.dtype}")
+
+
 def softmax(x: Tensor, dim: int) -> Tensor:
+    _check_softmax_input(x, "softmax")
     return Softmax.apply(x, dim=normalize_dim(dim, x.ndim), log=False)
 
 
 def log_softmax(x: Tensor, dim: int) -> Tensor:
+    _check_softmax_input(x, "log_softmax")
     return Softmax.apply(x, dim=normalize_dim(dim, x.ndim), log=True)
 
 
@@ -153,6 +161,8 @@ class NLL(Function):
 
 
 def nll(logp: Tensor, target: Tensor) -> Tensor:
+    require_tensor(logp, "input", "nll_loss")
+    require_tensor(target, "target", "nll_loss")
     if logp.ndim != 2:
         raise ValueError(f"expected log-probabilities of shape (N, C), got {logp.shape}")
     if target.dtype.kind not in "iu":

@@ -66,6 +66,8 @@ def interpolate(
         )
     if input.dtype.kind != "f":
         raise TypeError(f"interpolate: expected a floating-point input, got {input.dtype}")
+    if align_corners is not None and not isinstance(align_corners, (bool, np.bool_)):
+        raise TypeError(f"interpolate: align_corners must be a bool, got {align_corners!r}")
     if align_corners is not None and mode == "nearest":
         raise ValueError(
             "align_corners option can only be set with the interpolating modes: "
@@ -82,7 +84,16 @@ def interpolate(
             raise TypeError(f"interpolate: size must be an int or a pair of ints, got {size!r}")
         scales = [0.0, 0.0]
     else:
-        scales = [float(v) for v in _two(scale_factor, "scale_factor")]
+        factors = _two(scale_factor, "scale_factor")
+        if not all(
+            isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+            for v in factors
+        ):
+            raise TypeError(
+                f"interpolate: scale_factor must be a float or a pair of floats, got "
+                f"{scale_factor!r}"
+            )
+        scales = [float(v) for v in factors]
         if not all(math.isfinite(v) and v > 0 for v in scales):
             raise ValueError(f"interpolate: scale_factor must be positive, got {scale_factor!r}")
         out = [math.floor(float(n) * f) for n, f in zip((H, W), scales)]

@@ -9,7 +9,7 @@ import numpy as np
 
 from pyengine.autograd import Function
 from pyengine.backend import Device, backend
-from pyengine.ops._util import normalize_dim
+from pyengine.ops._util import check_int_indices, normalize_dim, require_tensor
 from pyengine.tensor import Tensor
 
 
@@ -42,6 +42,8 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     if x.ndim == 0:
         return x.reshape(1)
     s, e = normalize_dim(start_dim, x.ndim), normalize_dim(end_dim, x.ndim)
+    if s > e:
+        raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
     shape = x.shape[:s] + (int(np.prod(x.shape[s : e + 1], dtype=np.int64)),) + x.shape[e + 1 :]
     return reshape(x, shape)
 
@@ -114,6 +116,7 @@ def expand(x: Tensor, shape: tuple[int, ...]) -> Tensor:
 
 
 def _check_index(index: Any, shape: tuple[int, ...]) -> Any:
+    check_int_indices(index)
     idx = index if isinstance(index, tuple) else (index,)
     out = []
     for i in idx:
@@ -165,6 +168,8 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
         raise ValueError("cat() expects a non-empty list of tensors")
+    for i, t in enumerate(tensors):
+        require_tensor(t, f"tensors[{i}]", "cat")
     ref = tensors[0]
     d = normalize_dim(dim, ref.ndim)
     for t in tensors[1:]:
@@ -185,6 +190,8 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
         raise ValueError("stack() expects a non-empty list of tensors")
+    for i, t in enumerate(tensors):
+        require_tensor(t, f"tensors[{i}]", "stack")
     for t in tensors[1:]:
         if t.shape != tensors[0].shape:
             raise ValueError(

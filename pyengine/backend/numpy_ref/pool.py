@@ -27,6 +27,13 @@ def _taps(o: int, k: int, s: int, p: int, d: int, n: int, i: int) -> tuple[np.nd
     return np.clip(idx, 0, n - 1), valid
 
 
+def _live_taps(o: int, k: int, s: int, p: int, d: int, n: int) -> range:
+    """Taps i that land inside [0, n) for some output: i*d in [p - (o-1)*s, n - 1 + p]. Looping
+    over these alone keeps a huge kernel (2**40 taps, all but a few in the padding) fast."""
+    lo = max(0, -((-(p - (o - 1) * s)) // d))
+    return range(lo, min(k - 1, (n - 1 + p) // d) + 1)
+
+
 def maxpool2d_forward(
     x: np.ndarray,
     y: np.ndarray,
@@ -53,9 +60,9 @@ def maxpool2d_forward(
     best_i = np.where(hok[:, None] & wok[None, :], h0[:, None] * W + w0[None, :], -1)
     best_i = np.broadcast_to(best_i, y.shape).copy()
     best = np.full(y.shape, -np.inf, dtype=x.dtype)
-    for i in range(kh):
+    for i in _live_taps(OH, kh, sh, ph, dh, H):
         ih, vh = _taps(OH, kh, sh, ph, dh, H, i)
-        for j in range(kw):
+        for j in _live_taps(OW, kw, sw, pw, dw, W):
             iw, vw = _taps(OW, kw, sw, pw, dw, W, j)
             v = x[:, :, ih[:, None], iw[None, :]]
             # First maximum wins ties; a NaN replaces anything (PyTorch's CPU rule).
@@ -102,7 +109,8 @@ def _avg_div(
     if divisor_override:
         div = np.full(valid.shape, float(divisor_override))
     elif count_include_pad:
-        div = np.outer(ph_len, pw_len).astype(np.float64)
+        # in float64: the padded window area of a huge kernel exceeds int64
+        div = np.outer(ph_len.astype(np.float64), pw_len.astype(np.float64))
     else:
         div = valid.astype(np.float64)
     # Windows with no input element output 0; any divisor will do for them.
@@ -124,9 +132,9 @@ def avgpool2d_forward(
     H, W = x.shape[2:]
     OH, OW = y.shape[2:]
     acc = np.zeros(y.shape, dtype=x.dtype)
-    for i in range(kh):
+    for i in _live_taps(OH, kh, sh, ph, 1, H):
         ih, vh = _taps(OH, kh, sh, ph, 1, H, i)
-        for j in range(kw):
+        for j in _live_taps(OW, kw, sw, pw, 1, W):
             iw, vw = _taps(OW, kw, sw, pw, 1, W, j)
             acc += np.where(vh[:, None] & vw[None, :], x[:, :, ih[:, None], iw[None, :]], 0)
     div = _avg_div(
@@ -159,9 +167,9 @@ def avgpool2d_backward(
     )
     g = grad_output / div.astype(grad_output.dtype)
     gx = np.zeros(grad_input.shape, dtype=grad_input.dtype)
-    for i in range(kh):
+    for i in _live_taps(OH, kh, sh, ph, 1, H):
         ih, vh = _taps(OH, kh, sh, ph, 1, H, i)
-        for j in range(kw):
+        for j in _live_taps(OW, kw, sw, pw, 1, W):
             iw, vw = _taps(OW, kw, sw, pw, 1, W, j)
             # For one tap, output -> input is injective, so fancy-index += does not lose adds.
             gx[:, :, ih[vh][:, None], iw[vw][None, :]] += g[:, :, vh][:, :, :, vw]

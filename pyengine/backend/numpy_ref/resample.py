@@ -1,8 +1,8 @@
 """NumPy twins of csrc/resample.cpp: nearest/bilinear upsampling and 2-D padding.
 
-Each op is separable, so it is written as y = A_h @ x @ A_w^T with per-axis interpolation (or
-selection) matrices built from the kernel's index rules in float32; backward is the transpose,
-grad_x = A_h^T @ grad_y @ A_w.
+Per-axis source-index tables built from the kernel's rules in float32, then gathers (forward) and
+np.add.at scatters (backward) over the same taps, so non-finite values spread exactly as in the
+kernels.
 """
 
 from __future__ import annotations
@@ -28,23 +28,20 @@ def _scale(scale_factor: float, n_in: int, n_out: int) -> np.float32:
     return f32(1.0 / scale_factor) if scale_factor > 0 else f32(n_in) / f32(n_out)
 
 
-def _nearest_matrix(n_in: int, n_out: int, scale_factor: float, dtype: np.dtype) -> np.ndarray:
+def _nearest_index(n_in: int, n_out: int, scale_factor: float) -> np.ndarray:
     o = np.arange(n_out)
     if n_out == n_in:
-        src = o
-    elif n_out == 2 * n_in:
-        src = o >> 1
-    else:
-        prod = o.astype(f32) * _scale(scale_factor, n_in, n_out)
-        src = np.minimum(np.floor(prod).astype(np.int64), n_in - 1)
-    a = np.zeros((n_out, n_in), dtype=dtype)
-    a[o, src] = 1
-    return a
+        return o
+    if n_out == 2 * n_in:
+        return o >> 1
+    prod = o.astype(f32) * _scale(scale_factor, n_in, n_out)
+    return np.minimum(np.floor(prod), n_in - 1).astype(np.int64)
 
 
-def _linear_matrix(
+def _linear_taps(
     n_in: int, n_out: int, align_corners: bool, scale_factor: float, dtype: np.dtype
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Left/right source index and weight of each output position (the kernel's table)."""
     o = np.arange(n_out).astype(f32)
     if align_corners:
         scale = f32(n_in - 1) / f32(n_out - 1) if n_out > 1 else f32(0)
@@ -52,45 +49,43 @@ def _linear_matrix(
     else:
         src = _scale(scale_factor, n_in, n_out) * (o + f32(0.5)) - f32(0.5)
     src = np.maximum(src, f32(0))
-    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i0 = np.minimum(np.floor(src), n_in - 1).astype(np.int64)
     lam = np.clip(src - i0.astype(f32), f32(0), f32(1))
     i1 = i0 + (i0 < n_in - 1)
-    a = np.zeros((n_out, n_in), dtype=np.float64)
-    rows = np.arange(n_out)
-    np.add.at(a, (rows, i0), (f32(1) - lam).astype(np.float64))
-    np.add.at(a, (rows, i1), lam.astype(np.float64))
-    return a.astype(dtype)
+    return i0, i1, (f32(1) - lam).astype(dtype), lam.astype(dtype)
 
 
-def _apply(a_h: np.ndarray, x: np.ndarray, a_w: np.ndarray) -> np.ndarray:
-    return np.matmul(np.matmul(a_h, x), a_w.T)
+# Gathers and scatters of exactly the taps the kernel reads, in its order: a matrix product would
+# also multiply the zero weights of every other pixel, turning one inf into a row of NaNs.
 
 
 def upsample_nearest2d_forward(
     x: np.ndarray, y: np.ndarray, scale_h: float, scale_w: float
 ) -> None:
     (H, W), (OH, OW) = x.shape[2:], y.shape[2:]
-    a_h = _nearest_matrix(H, OH, scale_h, x.dtype)
-    a_w = _nearest_matrix(W, OW, scale_w, x.dtype)
-    y[...] = _apply(a_h, x, a_w)
+    th, tw = _nearest_index(H, OH, scale_h), _nearest_index(W, OW, scale_w)
+    y[...] = x[:, :, th[:, None], tw[None, :]]
 
 
 def upsample_nearest2d_backward(
     grad_output: np.ndarray, grad_input: np.ndarray, scale_h: float, scale_w: float
 ) -> None:
     (H, W), (OH, OW) = grad_input.shape[2:], grad_output.shape[2:]
-    a_h = _nearest_matrix(H, OH, scale_h, grad_output.dtype)
-    a_w = _nearest_matrix(W, OW, scale_w, grad_output.dtype)
-    grad_input[...] = _apply(a_h.T, grad_output, a_w.T)
+    th, tw = _nearest_index(H, OH, scale_h), _nearest_index(W, OW, scale_w)
+    gx = np.zeros(grad_input.shape, dtype=grad_input.dtype)
+    np.add.at(gx, (slice(None), slice(None), th[:, None], tw[None, :]), grad_output)
+    grad_input[...] = gx
 
 
 def upsample_bilinear2d_forward(
     x: np.ndarray, y: np.ndarray, align_corners: bool, scale_h: float, scale_w: float
 ) -> None:
     (H, W), (OH, OW) = x.shape[2:], y.shape[2:]
-    a_h = _linear_matrix(H, OH, align_corners, scale_h, x.dtype)
-    a_w = _linear_matrix(W, OW, align_corners, scale_w, x.dtype)
-    y[...] = _apply(a_h, x, a_w)
+    h0, h1, b0, b1 = _linear_taps(H, OH, align_corners, scale_h, x.dtype)
+    w0, w1, a0, a1 = _linear_taps(W, OW, align_corners, scale_w, x.dtype)
+    with np.errstate(invalid="ignore"):  # 0 * inf is NaN here, as in the kernel
+        t = a0 * x[:, :, :, w0] + a1 * x[:, :, :, w1]
+        y[...] = b0[:, None] * t[:, :, h0, :] + b1[:, None] * t[:, :, h1, :]
 
 
 def upsample_bilinear2d_backward(
@@ -101,9 +96,16 @@ def upsample_bilinear2d_backward(
     scale_w: float,
 ) -> None:
     (H, W), (OH, OW) = grad_input.shape[2:], grad_output.shape[2:]
-    a_h = _linear_matrix(H, OH, align_corners, scale_h, grad_output.dtype)
-    a_w = _linear_matrix(W, OW, align_corners, scale_w, grad_output.dtype)
-    grad_input[...] = _apply(a_h.T, grad_output, a_w.T)
+    dt = grad_output.dtype
+    h0, h1, b0, b1 = _linear_taps(H, OH, align_corners, scale_h, dt)
+    w0, w1, a0, a1 = _linear_taps(W, OW, align_corners, scale_w, dt)
+    t = np.zeros(grad_output.shape[:2] + (H, OW), dtype=dt)
+    np.add.at(t, (slice(None), slice(None), h0), b0[:, None] * grad_output)
+    np.add.at(t, (slice(None), slice(None), h1), b1[:, None] * grad_output)
+    gx = np.zeros(grad_input.shape, dtype=dt)
+    np.add.at(gx, (slice(None), slice(None), slice(None), w0), a0 * t)
+    np.add.at(gx, (slice(None), slice(None), slice(None), w1), a1 * t)
+    grad_input[...] = gx
 
 
 def _pad_source(n_in: int, lo: int, hi: int, mode: str) -> np.ndarray:
@@ -121,37 +123,30 @@ def _pad_source(n_in: int, lo: int, hi: int, mode: str) -> np.ndarray:
     return np.clip(s, 0, n_in - 1)
 
 
-def _select_matrix(src: np.ndarray, n_in: int, dtype: np.dtype) -> np.ndarray:
-    a = np.zeros((src.size, n_in), dtype=dtype)
-    keep = src >= 0
-    a[np.flatnonzero(keep), src[keep]] = 1
-    return a
-
-
-def _pad_matrices(
-    shape: tuple[int, ...], pad: Sequence[int], mode: str, dtype: np.dtype
+def _pad_sources(
+    shape: tuple[int, ...], pad: Sequence[int], mode: str
 ) -> tuple[np.ndarray, np.ndarray]:
     H, W = shape[2:]
     left, right, top, bottom = pad
-    return (
-        _select_matrix(_pad_source(H, top, bottom, mode), H, dtype),
-        _select_matrix(_pad_source(W, left, right, mode), W, dtype),
-    )
+    return _pad_source(H, top, bottom, mode), _pad_source(W, left, right, mode)
 
 
 def pad2d_forward(
     x: np.ndarray, y: np.ndarray, pad: Sequence[int], mode: str, value: float
 ) -> None:
-    a_h, a_w = _pad_matrices(x.shape, pad, mode, x.dtype)
-    out = _apply(a_h, x, a_w)
-    if mode == "constant" and value != 0:
-        inside = np.outer(a_h.sum(1), a_w.sum(1))
-        out = out + (1 - inside).astype(x.dtype) * x.dtype.type(value)
+    th, tw = _pad_sources(x.shape, pad, mode)
+    out = np.full(y.shape, value, dtype=y.dtype)
+    rows, cols = np.flatnonzero(th >= 0), np.flatnonzero(tw >= 0)
+    out[:, :, rows[:, None], cols[None, :]] = x[:, :, th[rows][:, None], tw[cols][None, :]]
     y[...] = out
 
 
 def pad2d_backward(
     grad_output: np.ndarray, grad_input: np.ndarray, pad: Sequence[int], mode: str
 ) -> None:
-    a_h, a_w = _pad_matrices(grad_input.shape, pad, mode, grad_output.dtype)
-    grad_input[...] = _apply(a_h.T, grad_output, a_w.T)
+    th, tw = _pad_sources(grad_input.shape, pad, mode)
+    rows, cols = np.flatnonzero(th >= 0), np.flatnonzero(tw >= 0)
+    gx = np.zeros(grad_input.shape, dtype=grad_input.dtype)
+    idx = (slice(None), slice(None), th[rows][:, None], tw[cols][None, :])
+    np.add.at(gx, idx, grad_output[:, :, rows[:, None], cols[None, :]])
+    grad_input[...] = gx
