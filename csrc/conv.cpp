@@ -5,6 +5,7 @@
 // Shapes: x (N,C,H,W), w (K,C/G,R,S), b (K,) or None, y (N,K,P,Q); G = groups.
 // A transposed conv is the adjoint of a conv: its forward is a conv's input gradient, its input
 // gradient a conv's forward, with w (C_in, C_out/G, R, S) read as the conv weight (K=C_in).
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -47,6 +48,8 @@ void forward(Algo algo, const py::array& x, const py::array& w, const py::object
   const float *px = pe::in_ptr(x, "input"), *pw_ = pe::in_ptr(w, "weight");
   const float* pb = bias_ptr(b, g.K, "bias");
   float* py_ = pe::out_ptr(y, "output");
+  // An empty batch needs no work however large its planes (whose scratch could not be allocated).
+  if (y.size() == 0) return;
   py::gil_scoped_release nogil;
   (algo == Algo::Direct ? fwd_direct : fwd_im2col)(px, pw_, pb, py_, g);
 }
@@ -56,7 +59,9 @@ void backward_input(Algo algo, const py::array& gy, const py::array& w, py::arra
   const Geom g = make_geom(gx, w, gy, sh, sw, ph, pw, dh, dw, G, "grad_input", "grad_output");
   const float *pgy = pe::in_ptr(gy, "grad_output"), *pw_ = pe::in_ptr(w, "weight");
   float* pgx = pe::out_ptr(gx, "grad_input");
+  if (gx.size() == 0) return;
   py::gil_scoped_release nogil;
+  if (gy.size() == 0) return std::fill(pgx, pgx + gx.size(), 0.f);
   (algo == Algo::Direct ? bwd_input_direct : bwd_input_im2col)(pgy, pw_, pgx, g);
 }
 
@@ -68,6 +73,11 @@ void backward_weight(Algo algo, const py::array& x, const py::array& gy, py::arr
   float* pgw = pe::out_ptr(gw, "grad_weight");
   float* pgb = grad_bias_ptr(gb, g.K);
   py::gil_scoped_release nogil;
+  if (x.size() == 0 || gy.size() == 0) {
+    std::fill(pgw, pgw + g.K * g.CRS(), 0.f);
+    if (pgb) std::fill(pgb, pgb + g.K, 0.f);
+    return;
+  }
   (algo == Algo::Direct ? bwd_weight_direct : bwd_weight_im2col)(px, pgy, pgw, g);
   if (pgb) channel_sum(pgy, pgb, g.N, g.K, g.P * g.Q);
 }

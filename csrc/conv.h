@@ -6,8 +6,10 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 
 #include "common.h"
 
@@ -34,13 +36,46 @@ Geom make_geom(const py::array& x, const py::array& w, const py::array& y, int64
                int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t groups, const char* xn,
                const char* yn);
 
-// Outputs o in [lo, hi) whose tap lands inside the input: 0 <= o*stride + off < in.
+// Outputs o in [lo, hi) whose tap lands inside the input: 0 <= o*stride + off < in. Both are
+// clamped to [0, n_out]: with a large padding and dilation the first in-range output can lie
+// past the row, and callers zero [0, lo) and [hi, n_out). make_geom bounds |off|, so the
+// divisions' operands cannot overflow.
 inline void valid_range(int64_t n_out, int64_t in, int64_t stride, int64_t off, int64_t& lo,
                         int64_t& hi) {
-  lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
-  hi = in - off <= 0 ? 0 : std::min(n_out, (in - off + stride - 1) / stride);
+  lo = off >= 0 ? 0 : std::min(n_out, -off / stride + (-off % stride != 0));
+  hi = in - off <= 0 ? 0 : std::min(n_out, (in - off) / stride + ((in - off) % stride != 0));
   if (hi < lo) hi = lo;
 }
+
+// Whether a zero-padded copy (P + (R-1)*dh, Q + (S-1)*dw) of an input plane is small enough
+// to build: a huge padding or dilation would make it far larger than the input and output
+// (or overflow), and the paths that do not pad serve such convs instead.
+bool padded_copy_ok(const Geom& g);
+
+// Exceptions must not leave an OpenMP region (std::terminate). Per-iteration bodies run
+// through run(), which keeps the first exception and skips the remaining iterations (no
+// barrier is missed, so no thread waits forever); rethrow() raises it after the region.
+class Errors {
+ public:
+  template <typename F>
+  void run(F&& body) noexcept {
+    if (failed_.load(std::memory_order_relaxed)) return;
+    try {
+      body();
+    } catch (...) {
+#pragma omp critical(pe_conv_errors)
+      if (!error_) error_ = std::current_exception();
+      failed_.store(true);
+    }
+  }
+  void rethrow() const {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  std::atomic<bool> failed_{false};
+  std::exception_ptr error_;
+};
 
 // Grow-only, 64-byte aligned scratch per thread and slot, so no call mallocs big buffers.
 // Slots: 0 column tiles / pack line, 1 per-call buffers of the calling thread, 2-3 the wide
@@ -61,8 +96,10 @@ void pad_planes(const float* x, float* xp, int64_t C, int64_t H, int64_t W, int6
 template <typename F>
 void for_images(int64_t N, F&& image) {
   if (images_in_parallel(N)) {
+    Errors errors;
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t n = 0; n < N; ++n) image(n, false);
+    for (int64_t n = 0; n < N; ++n) errors.run([&] { image(n, false); });
+    errors.rethrow();
   } else {
     for (int64_t n = 0; n < N; ++n) image(n, true);
   }

@@ -8,8 +8,7 @@
 namespace pe::conv {
 
 int64_t out_size(int64_t in, int64_t pad_total, int64_t k, int64_t s, int64_t d) {
-  const int64_t span = in + pad_total - d * (k - 1) - 1;
-  return span < 0 ? 0 : span / s + 1;
+  return std::max<int64_t>(0, pe::window_out_size(in, pad_total, k, s, d));
 }
 
 // x_shape is the conv's input, y_shape its output (for a transposed conv: the other way round).
@@ -34,6 +33,14 @@ Geom make_geom(const py::array& x, const py::array& w, const py::array& y, int64
   pe::check_shape(w, {g.K, g.C / groups, g.R, g.S}, "weight");
   PE_CHECK(y.shape(0) == g.N && y.shape(1) == g.K, yn, " has shape ",
            pe::shape_str(pe::shape_of(y)), ", expected batch ", g.N, " and ", g.K, " channels");
+  pe::numel(pe::shape_of(x));
+  pe::numel(pe::shape_of(y));
+  // Every tap offset, row index and padded extent below then stays within int64: the kernels
+  // compute p*stride + r*dilation - pad and P + (R-1)*dilation without further checks.
+  pe::add(pe::add(pe::add(g.H, pe::mul(2, ph)), pe::mul(dh, g.R - 1)), pe::add(sh, g.P));
+  pe::add(pe::add(pe::add(g.W, pe::mul(2, pw)), pe::mul(dw, g.S - 1)), pe::add(sw, g.Q));
+  pe::mul(g.P, sh);
+  pe::mul(g.Q, sw);
   const int64_t pmax = out_size(g.H, 2 * ph + 1, g.R, sh, dh);
   const int64_t qmax = out_size(g.W, 2 * pw + 1, g.S, sw, dw);
   PE_CHECK(g.P >= 1 && g.Q >= 1 && g.P <= pmax && g.Q <= qmax, "conv: ", yn, " spatial size (",
@@ -41,6 +48,13 @@ Geom make_geom(const py::array& x, const py::array& w, const py::array& y, int64
            " with kernel (", g.R, ", ", g.S, "), stride (", sh, ", ", sw, "), padding (", ph,
            ", ", pw, "), dilation (", dh, ", ", dw, ")");
   return g;
+}
+
+bool padded_copy_ok(const Geom& g) {
+  const double hp = static_cast<double>(g.P) + static_cast<double>(g.R - 1) * g.dh;
+  const double wp = static_cast<double>(g.Q) + static_cast<double>(g.S - 1) * g.dw;
+  const double planes = static_cast<double>(g.H) * g.W + static_cast<double>(g.P) * g.Q;
+  return hp * wp <= 4.0 * planes + 4096.0;
 }
 
 // Grow-only, 64-byte aligned scratch per thread and slot, so no call mallocs big buffers.
@@ -77,7 +91,8 @@ bool images_in_parallel(int64_t N) {
 // xp (C,Hp,Wp) = x (C,H,W) placed at (ph, pw) in zeros; rows/columns past Hp/Wp are dropped.
 void pad_planes(const float* x, float* xp, int64_t C, int64_t H, int64_t W, int64_t Hp,
                 int64_t Wp, int64_t ph, int64_t pw) {
-  const int64_t rows = std::min(H, Hp - ph), cols = std::min(W, Wp - pw);
+  // Clamped at 0: an output smaller than the padding leaves no input row or column inside.
+  const int64_t rows = std::clamp<int64_t>(Hp - ph, 0, H), cols = std::clamp<int64_t>(Wp - pw, 0, W);
   for (int64_t c = 0; c < C; ++c) {
     float* d = xp + c * Hp * Wp;
     const float* src = x + c * H * W;

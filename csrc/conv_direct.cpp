@@ -23,6 +23,7 @@ PE_MULTIVERSION void direct_fwd_plane(const float* xg, const float* wk, float bi
         const int64_t offw = s * g.dw - g.pw;
         int64_t qlo, qhi;
         valid_range(g.Q, g.W, g.sw, offw, qlo, qhi);
+        if (qlo == qhi) continue;  // no row pointer is formed for a tap entirely in the padding
         for (int64_t p = plo; p < phi; ++p) {
           const float* xr = xg + (c * g.H + p * g.sh + offh) * g.W + offw;
           float* __restrict yr = yp + p * g.Q;
@@ -85,17 +86,21 @@ PE_MULTIVERSION void direct_fwd_plane_s1(const float* xpg, const float* wk, floa
 
 void fwd_direct(const float* x, const float* w, const float* b, float* y, const Geom& g) {
   const int64_t CRS = g.CRS();
-  if (g.sh == 1 && g.sw == 1) {
+  if (g.sh == 1 && g.sw == 1 && padded_copy_ok(g)) {
     const int64_t Hp = g.P + (g.R - 1) * g.dh, Wp = g.Q + (g.S - 1) * g.dw;
-    float* xp = workspace(1, g.N * g.C * Hp * Wp);
-#pragma omp parallel
+    // All scratch is allocated here, by the calling thread: a bad_alloc inside the parallel
+    // region would terminate the process instead of raising MemoryError.
+    const int nt = omp_get_max_threads();
+    float* xp = workspace(1, pe::mul(g.N, g.C, Hp, Wp));
+    float* wides = workspace(2, pe::mul(nt, g.P, Wp));
+#pragma omp parallel num_threads(nt)
     {
 #pragma omp for collapse(2) schedule(static)
       for (int64_t n = 0; n < g.N; ++n)
         for (int64_t c = 0; c < g.C; ++c)
           pad_planes(x + (n * g.C + c) * g.H * g.W, xp + (n * g.C + c) * Hp * Wp, 1, g.H, g.W,
                      Hp, Wp, g.ph, g.pw);
-      float* wide = workspace(0, g.P * Wp);
+      float* wide = wides + omp_get_thread_num() * g.P * Wp;
 #pragma omp for collapse(2) schedule(static)
       for (int64_t n = 0; n < g.N; ++n)
         for (int64_t k = 0; k < g.K; ++k) {
@@ -130,6 +135,7 @@ PE_MULTIVERSION void direct_bwd_input_plane(const float* gy, const float* w, flo
         const int64_t offw = s * g.dw - g.pw;
         int64_t qlo, qhi;
         valid_range(g.Q, g.W, g.sw, offw, qlo, qhi);
+        if (qlo == qhi) continue;  // no row pointer is formed for a tap entirely in the padding
         for (int64_t p = plo; p < phi; ++p) {
           float* __restrict d = gxp + (p * g.sh + offh) * g.W + offw;
           const float* gr = gyp + p * g.Q;
@@ -168,6 +174,7 @@ PE_MULTIVERSION void direct_bwd_weight_one(const float* x, const float* gy, floa
         const int64_t offw = s * g.dw - g.pw;
         int64_t qlo, qhi;
         valid_range(g.Q, g.W, g.sw, offw, qlo, qhi);
+        if (qlo == qhi) continue;
         float* __restrict t = rows + (r * g.S + s) * g.Q;
         for (int64_t p = plo; p < phi; ++p) {
           const float* xr = xc + (p * g.sh + offh) * g.W + offw;
@@ -191,10 +198,13 @@ PE_MULTIVERSION void direct_bwd_weight_one(const float* x, const float* gy, floa
 
 void bwd_weight_direct(const float* x, const float* gy, float* gw, const Geom& g) {
   const int64_t RS = g.R * g.S;
-#pragma omp parallel
+  const int nt = omp_get_max_threads();  // scratch allocated before the region, as above
+  float* rows_all = workspace(0, pe::mul(nt, RS, g.Q));
+  double* acc_all = reinterpret_cast<double*>(workspace(1, pe::mul(nt, 2, RS)));
+#pragma omp parallel num_threads(nt)
   {
-    float* rows = workspace(0, RS * g.Q);
-    double* acc = reinterpret_cast<double*>(workspace(1, 2 * RS));
+    float* rows = rows_all + omp_get_thread_num() * RS * g.Q;
+    double* acc = acc_all + omp_get_thread_num() * RS;
 #pragma omp for collapse(2) schedule(dynamic, 1)
     for (int64_t k = 0; k < g.K; ++k)
       for (int64_t cl = 0; cl < g.Cg(); ++cl)

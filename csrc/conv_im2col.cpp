@@ -32,12 +32,14 @@ PE_MULTIVERSION void im2col(const float* xg, float* col, const Geom& g, int64_t 
             std::memset(d, 0, g.Q * sizeof(float));
             continue;
           }
-          const float* src = xc + ih * g.W + offw;
           for (int64_t q = 0; q < qlo; ++q) d[q] = 0.f;
-          if (g.sw == 1)
-            std::memcpy(d + qlo, src + qlo, (qhi - qlo) * sizeof(float));
-          else
-            for (int64_t q = qlo; q < qhi; ++q) d[q] = src[q * g.sw];
+          if (qlo < qhi) {
+            const float* src = xc + ih * g.W + offw;
+            if (g.sw == 1)
+              std::memcpy(d + qlo, src + qlo, (qhi - qlo) * sizeof(float));
+            else
+              for (int64_t q = qlo; q < qhi; ++q) d[q] = src[q * g.sw];
+          }
           for (int64_t q = qhi; q < g.Q; ++q) d[q] = 0.f;
         }
       }
@@ -86,11 +88,11 @@ PE_MULTIVERSION void pack_patches(const float* xg, int64_t img, const Geom& g, i
     for (int64_t i = 0, p = p_first, q0 = q_first; i < nc;) {
       const int64_t q1 = std::min(g.Q, q0 + nc - i), ih = p * g.sh + offh;
       float* lr = line + i - q0;  // lr[q] is column q of output row p
-      if (ih < 0 || ih >= g.H) {
+      const int64_t a = std::clamp(qlo, q0, q1), b = std::clamp(qhi, a, q1);
+      if (ih < 0 || ih >= g.H || a == b) {
         std::fill(lr + q0, lr + q1, 0.f);
       } else {
         const float* src = xc + ih * g.W + offw;
-        const int64_t a = std::clamp(qlo, q0, q1), b = std::clamp(qhi, a, q1);
         std::fill(lr + q0, lr + a, 0.f);
         if (g.sw == 1)  // pieces are short: an inlined loop beats a memcpy call
           for (int64_t q = a; q < b; ++q) lr[q] = src[q];
@@ -153,6 +155,7 @@ PE_MULTIVERSION void col2im(const float* col, float* gxg, const Geom& g, int64_t
         const int64_t offw = s * g.dw - g.pw;
         int64_t qlo, qhi;
         valid_range(g.Q, g.W, g.sw, offw, qlo, qhi);
+        if (qlo == qhi) continue;
         for (int64_t p = p0; p < p1; ++p) {
           const int64_t ih = p * g.sh - g.ph + r * g.dh;
           if (ih < 0 || ih >= g.H) continue;
@@ -173,7 +176,7 @@ PE_MULTIVERSION void col2im(const float* col, float* gxg, const Geom& g, int64_t
 void fwd_gathered(const float* x, const float* w, const float* b, float* y, const Geom& g) {
   const int64_t CRS = g.CRS(), PQ = g.P * g.Q, HW = g.H * g.W, NR = pe::sgemm_nr();
   const int64_t cols = g.N * PQ;
-  float* out = workspace(3, g.Kg() * cols);
+  float* out = workspace(3, pe::mul(g.Kg(), cols));
   for (int64_t gi = 0; gi < g.G; ++gi) {
     const float* xg = x + gi * g.Cg() * HW;
     const pe::PackB pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
@@ -198,12 +201,13 @@ void fwd_gathered(const float* x, const float* w, const float* b, float* y, cons
 void fwd_im2col(const float* x, const float* w, const float* b, float* y, const Geom& g) {
   const int64_t CRS = g.CRS(), PQ = g.P * g.Q, HW = g.H * g.W, NR = pe::sgemm_nr();
   const int64_t Hp = g.P + (g.R - 1) * g.dh, Wp = g.Q + (g.S - 1) * g.dw;
-  const int64_t Lw = (g.P - 1) * Wp + g.Q;  // wide columns up to the last needed one
+  const bool pad_ok = padded_copy_ok(g);
+  const int64_t Lw = pad_ok ? (g.P - 1) * Wp + g.Q : 0;  // wide columns up to the last needed one
   // The wide layout computes (Wp - Q) discarded columns per row: worth it for large planes,
   // but on small ones (8x8: 78 columns, 3 panels instead of 2) the waste outweighs the
   // cheaper packing, and patches are gathered from the images instead. Wide and pointwise
   // convs run image by image (images in parallel when the batch splits over the threads).
-  const bool pw1 = g.pointwise(), wide = g.sh == 1 && g.sw == 1 && !pw1 &&
+  const bool pw1 = g.pointwise(), wide = g.sh == 1 && g.sw == 1 && !pw1 && pad_ok &&
                                          10 * ((Lw + NR - 1) / NR) <= 11 * ((PQ + NR - 1) / NR);
   std::vector<int64_t> off(wide ? CRS : 0);
   for (int64_t k = 0; k < (wide ? CRS : 0); ++k)
@@ -220,8 +224,8 @@ void fwd_im2col(const float* x, const float* w, const float* b, float* y, const 
         pe::sgemm(false, false, g.Kg(), PQ, CRS, 1.f, wg, CRS, xg, HW, beta, yg, PQ);
         continue;
       }
-      float* xp = workspace(2, g.Cg() * Hp * Wp);
-      float* out = workspace(3, g.Kg() * Lw);
+      float* xp = workspace(2, pe::mul(g.Cg(), Hp, Wp));
+      float* out = workspace(3, pe::mul(g.Kg(), Lw));
       pad_planes(xg, xp, g.Cg(), g.H, g.W, Hp, Wp, g.ph, g.pw);
       // The AVX-512 kernel reads the rows in place; other kernels get them packed.
       if (!pe::sgemm_rows_b(g.Kg(), Lw, CRS, wg, xp, off.data(), out, Lw)) {
@@ -271,7 +275,7 @@ void bwd_input_im2col(const float* gy, const float* w, float* gx, const Geom& g)
   const int64_t CRS = g.CRS(), PQ = g.P * g.Q, HW = g.H * g.W, rows = tile_rows(g);
   const bool pw1 = g.pointwise();
   for_images(g.N, [&](int64_t n, bool par) {
-    float* col = pw1 ? nullptr : workspace(0, CRS * rows * g.Q);
+    float* col = pw1 ? nullptr : workspace(0, pe::mul(CRS, rows, g.Q));
     if (!pw1) std::memset(gx + n * g.C * HW, 0, g.C * HW * sizeof(float));
     for (int64_t gi = 0; gi < g.G; ++gi) {
       const float* gyg = gy + (n * g.K + gi * g.Kg()) * PQ;
@@ -297,7 +301,7 @@ void bwd_weight_im2col(const float* x, const float* gy, float* gw, const Geom& g
   const int64_t wsize = g.K * CRS;
   const bool pw1 = g.pointwise();
   auto image = [&](int64_t n, bool par, float* acc) {
-    float* col = pw1 ? nullptr : workspace(0, CRS * rows * g.Q);
+    float* col = pw1 ? nullptr : workspace(0, pe::mul(CRS, rows, g.Q));
     for (int64_t gi = 0; gi < g.G; ++gi) {
       const float* gyg = gy + (n * g.K + gi * g.Kg()) * PQ;
       const float* xg = x + (n * g.C + gi * g.Cg()) * HW;
@@ -319,13 +323,14 @@ void bwd_weight_im2col(const float* x, const float* gy, float* gw, const Geom& g
     return;
   }
   const int nt = omp_get_max_threads();
-  float* parts = workspace(1, static_cast<size_t>(nt) * wsize);
+  float* parts = workspace(1, pe::mul(nt, wsize));
+  Errors errors;
 #pragma omp parallel num_threads(nt)
   {
     float* acc = parts + omp_get_thread_num() * wsize;
     std::memset(acc, 0, wsize * sizeof(float));
 #pragma omp for schedule(static)
-    for (int64_t n = 0; n < g.N; ++n) image(n, false, acc);
+    for (int64_t n = 0; n < g.N; ++n) errors.run([&] { image(n, false, acc); });
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < wsize; ++i) {
       float s = 0.f;
@@ -333,6 +338,7 @@ void bwd_weight_im2col(const float* x, const float* gy, float* gw, const Geom& g
       gw[i] = s;
     }
   }
+  errors.rethrow();
 }
 
 }  // namespace pe::conv

@@ -95,7 +95,9 @@ def load(path: str | os.PathLike, map_location: Any = None) -> Any:
         raise ValueError(f"'{path}' is an .npz file but not a pyengine checkpoint (no metadata)")
     try:
         meta = json.loads(str(z[_META]))
-        kinds = meta["kinds"]
+        kinds = meta["kinds"] if isinstance(meta, dict) else None
+        if not isinstance(kinds, dict):
+            raise ValueError("metadata is not a {'kinds': {...}} object")
         out: dict[str, Any] = OrderedDict()
         for key, kind in kinds.items():
             if kind == "intkey":
@@ -117,8 +119,18 @@ def load(path: str | os.PathLike, map_location: Any = None) -> Any:
             else:
                 value = {"bool": bool, "int": int, "float": float}[kind](z[key].item())
             _insert(out, key, value, kinds)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
-        raise ValueError(f"'{path}' is a damaged or truncated checkpoint: {e}") from None
+    # MemoryError: an array header claiming more elements than the file holds (2**60).
+    except (
+        zipfile.BadZipFile,
+        KeyError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        MemoryError,
+        OSError,
+        EOFError,
+    ) as e:
+        raise ValueError(f"'{path}' is a damaged or truncated checkpoint: {e!r}") from None
     return out
 
 

@@ -176,7 +176,20 @@ def _check_common(
     return int(groups)
 
 
+def _check_int64(fn: str, sizes: tuple[int, int], pd: Any, dl: Any, st: Any, k: Any) -> None:
+    """The kernels' index arithmetic (csrc/check.h) needs in + 2*pad + dilation*(k-1) + stride in
+    int64; beyond it they raise too, this says so before any work."""
+    for n, p, d, s, kk in zip(sizes, pd, dl, st, k, strict=True):
+        if n + 2 * p + d * (kk - 1) + s >= 2**63:
+            raise ValueError(
+                f"{fn}: padding {tuple(pd)}, dilation {tuple(dl)} and stride {tuple(st)} overflow "
+                f"int64 for spatial size {tuple(sizes)} and kernel {tuple(k)}"
+            )
+
+
 def _check_bias(b: Tensor | None, w: Tensor, out_channels: int) -> None:
+    if b is not None and not isinstance(b, Tensor):
+        raise TypeError(f"bias must be a Tensor or None, got {type(b).__name__}")
     if b is not None and (b.ndim != 1 or b.shape[0] != out_channels):
         raise RuntimeError(
             f"Given weight of size {list(w.shape)}, expected bias to be 1-dimensional with "
@@ -249,8 +262,10 @@ def _conv2d(x, w, b, stride, padding, dilation, groups, algo) -> Tensor:
         # Total padding d*(k-1); an odd total puts the extra zero at the bottom/right, as torch
         # does. The kernels take the top/left pad and read the extra row/column as zero.
         pd = (dl[0] * (R - 1) // 2, dl[1] * (S - 1) // 2)
+        _check_int64("conv2d", (H, W), pd, dl, st, (R, S))
         out_hw = (H, W)
     else:
+        _check_int64("conv2d", (H, W), pd, dl, st, (R, S))
         ek = (dl[0] * (R - 1) + 1, dl[1] * (S - 1) + 1)
         ph, pw = H + 2 * pd[0], W + 2 * pd[1]
         if ph < ek[0] or pw < ek[1]:
@@ -310,6 +325,7 @@ def _conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation
             f"output_padding_height: {op[0]} output_padding_width: {op[1]} stride_height: "
             f"{st[0]} stride_width: {st[1]} dilation_height: {dl[0]} dilation_width: {dl[1]}"
         )
+    _check_int64("conv_transpose2d", (H * st[0], W * st[1]), pd, dl, st, (R, S))
     out_hw = (
         (H - 1) * st[0] - 2 * pd[0] + dl[0] * (R - 1) + op[0] + 1,
         (W - 1) * st[1] - 2 * pd[1] + dl[1] * (S - 1) + op[1] + 1,
