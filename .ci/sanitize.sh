@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${SANITIZE_BUILD_DIR:-build-sanitize}
+# pip's isolated build env had these for `pip install .`; this second build needs them here.
+python -m pip install -q "pybind11>=2.12" cmake ninja
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPYENGINE_CUDA=OFF -DPYENGINE_SANITIZE=ON \
   -Dpybind11_DIR="$(python -c 'import pybind11; print(pybind11.get_cmake_dir())')" >/dev/null
 cmake --build "$BUILD" --target _cpu _cuda_index

@@ -37,6 +37,8 @@ def conv2d_forward(x, w, b, y, stride_h, stride_w, pad_h, pad_w, dilation_h, dil
     K, Cg, R, S = w.shape
     P, Q = y.shape[2:]
     G = groups
+    if y.size == 0:  # as the kernel: no padded copy for an empty batch, however large its planes
+        return
     t, bo, le, ri = _padded_shape(
         H, W, P, Q, R, S, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w
     )
@@ -60,6 +62,9 @@ def conv2d_backward_input(
     K, Cg, R, S = w.shape
     P, Q = gy.shape[2:]
     G = groups
+    if gx.size == 0 or gy.size == 0:
+        gx[...] = 0
+        return
     t, bo, le, ri = _padded_shape(
         H, W, P, Q, R, S, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w
     )
@@ -80,6 +85,11 @@ def conv2d_backward_weight(
     K, Cg, R, S = gw.shape
     P, Q = gy.shape[2:]
     G = groups
+    if x.size == 0 or gy.size == 0:
+        gw[...] = 0
+        if gb is not None:
+            gb[...] = 0
+        return
     t, bo, le, ri = _padded_shape(
         H, W, P, Q, R, S, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w
     )

@@ -13,7 +13,8 @@ def _chan(a, C):
 def _view(x):
     if x.ndim < 2:
         raise ValueError(f"input must have at least 2 dims (N, C, ...), got shape {x.shape}")
-    return x.reshape(x.shape[0], x.shape[1], -1)
+    # -1 cannot be inferred for an empty tensor; spell the trailing size out.
+    return x.reshape(x.shape[0], x.shape[1], int(np.prod(x.shape[2:], dtype=np.int64)))
 
 
 def batchnorm_forward_train(
