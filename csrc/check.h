@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -39,22 +40,32 @@ inline std::string shape_str(const Shape& s) {
 
 // a + b, a - b, a * b that raise ValueError instead of overflowing int64 (signed overflow is
 // undefined behaviour; in practice it wraps to a small or negative size that passes later checks).
+// Plain comparisons rather than compiler builtins, so nvcc's front end takes them too.
 inline int64_t add(int64_t a, int64_t b) {
-  int64_t r;
-  PE_CHECK(!__builtin_add_overflow(a, b, &r), "size arithmetic overflows int64: ", a, " + ", b);
-  return r;
+  constexpr int64_t hi = std::numeric_limits<int64_t>::max();
+  constexpr int64_t lo = std::numeric_limits<int64_t>::min();
+  PE_CHECK(b > 0 ? a <= hi - b : a >= lo - b, "size arithmetic overflows int64: ", a, " + ", b);
+  return a + b;
 }
 
 inline int64_t sub(int64_t a, int64_t b) {
-  int64_t r;
-  PE_CHECK(!__builtin_sub_overflow(a, b, &r), "size arithmetic overflows int64: ", a, " - ", b);
-  return r;
+  constexpr int64_t hi = std::numeric_limits<int64_t>::max();
+  constexpr int64_t lo = std::numeric_limits<int64_t>::min();
+  PE_CHECK(b < 0 ? a <= hi + b : a >= lo + b, "size arithmetic overflows int64: ", a, " - ", b);
+  return a - b;
 }
 
 inline int64_t mul(int64_t a, int64_t b) {
-  int64_t r;
-  PE_CHECK(!__builtin_mul_overflow(a, b, &r), "size arithmetic overflows int64: ", a, " * ", b);
-  return r;
+  constexpr int64_t hi = std::numeric_limits<int64_t>::max();
+  constexpr int64_t lo = std::numeric_limits<int64_t>::min();
+  bool ok = true;
+  if (a > 0) {
+    ok = b > 0 ? a <= hi / b : b >= lo / a;
+  } else if (a < 0) {
+    ok = b > 0 ? a >= lo / b : b == 0 || b >= hi / a;
+  }
+  PE_CHECK(ok, "size arithmetic overflows int64: ", a, " * ", b);
+  return a * b;
 }
 
 template <typename... Rest>
