@@ -92,7 +92,8 @@ inline int64_t numel(const Shape& s) {
 // which callers reject with their own message.
 inline int64_t window_out_size(int64_t in, int64_t pad_total, int64_t k, int64_t stride,
                                int64_t dilation) {
-  PE_CHECK(stride > 0 && dilation > 0 && k > 0, "stride, dilation and kernel size must be positive");
+  PE_CHECK(stride > 0 && dilation > 0 && k > 0,
+           "stride, dilation and kernel size must be positive");
   const int64_t span = add(mul(dilation, sub(k, 1)), 1);
   const int64_t num = sub(add(in, pad_total), span);
   const int64_t q = num / stride;

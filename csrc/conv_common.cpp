@@ -92,7 +92,8 @@ bool images_in_parallel(int64_t N) {
 void pad_planes(const float* x, float* xp, int64_t C, int64_t H, int64_t W, int64_t Hp,
                 int64_t Wp, int64_t ph, int64_t pw) {
   // Clamped at 0: an output smaller than the padding leaves no input row or column inside.
-  const int64_t rows = std::clamp<int64_t>(Hp - ph, 0, H), cols = std::clamp<int64_t>(Wp - pw, 0, W);
+  const int64_t rows = std::clamp<int64_t>(Hp - ph, 0, H);
+  const int64_t cols = std::clamp<int64_t>(Wp - pw, 0, W);
   for (int64_t c = 0; c < C; ++c) {
     float* d = xp + c * Hp * Wp;
     const float* src = x + c * H * W;

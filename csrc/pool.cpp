@@ -291,10 +291,8 @@ inline float avg_row_div(const Geom& g, const AvgParams& a, int64_t oh, int64_t&
   h0 = std::max<int64_t>(h0, 0);
   h1 = std::min(h1, g.H);
   if (h0 >= h1) return 0.f;
-  return static_cast<float>(a.divisor ? a.divisor
-                                     : (a.count_include_pad
-                                            ? pool
-                                            : static_cast<double>(h1 - h0) * static_cast<double>(g.kw)));
+  const double valid = static_cast<double>(h1 - h0) * static_cast<double>(g.kw);
+  return static_cast<float>(a.divisor ? a.divisor : (a.count_include_pad ? pool : valid));
 }
 
 // Interior columns tap by tap, accumulating into the output row, as in max_taps.
