@@ -25,9 +25,10 @@ export LD_PRELOAD="$LIBASAN $LIBSTDCXX"
 # Python itself leaks by design; a hostile size must fail as MemoryError, not take the machine.
 export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:max_allocation_size_mb=3072
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-export PYTHONPATH="$PWD/$BUILD/site" PYENGINE_FUZZ_TIMEOUT=120
+SITE="$PWD/$BUILD/site"
+export PYTHONPATH="$SITE" PYENGINE_FUZZ_TIMEOUT=120
 # `pytest`, not `python -m pytest`: the latter puts the source tree (no sanitized .so) first.
-(cd / && python -c "import pyengine; assert pyengine.__file__.startswith('$PWD/$BUILD/site')")
+(cd / && python -c "import pyengine; assert pyengine.__file__.startswith('$SITE'), pyengine.__file__")
 pytest -q -p no:cacheprovider \
   tests/test_hostile.py tests/test_fuzz.py tests/test_conv.py tests/test_pool.py \
   tests/test_reduce.py tests/test_resample.py tests/test_norm.py tests/test_elementwise.py \
