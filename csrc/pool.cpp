@@ -120,6 +120,8 @@ template <int64_t SW>
 PE_MULTIVERSION void max_taps(const float* __restrict x, float* __restrict yr,
                               int64_t* __restrict ir, float* __restrict lane, const Geom& g,
                               int64_t h0, int64_t h1, int64_t lo, int64_t hi) {
+  // Without interior columns the tap loop would still spin kw times (2**40 on the raw binding).
+  if (lo >= hi) return;
   const int64_t sw = SW > 0 ? SW : g.sw, W = g.W;
   for (int64_t ow = lo; ow < hi; ++ow) {
     yr[ow] = -std::numeric_limits<float>::infinity();
@@ -299,6 +301,7 @@ inline float avg_row_div(const Geom& g, const AvgParams& a, int64_t oh, int64_t&
 template <int64_t SW>
 PE_MULTIVERSION void avg_taps(const float* __restrict x, float* __restrict yr, const Geom& g,
                               int64_t h0, int64_t h1, float div, int64_t lo, int64_t hi) {
+  if (lo >= hi) return;  // as in max_taps
   const int64_t sw = SW > 0 ? SW : g.sw;
   for (int64_t ow = lo; ow < hi; ++ow) yr[ow] = 0.f;
   for (int64_t ih = h0; ih < h1; ++ih) {
@@ -315,6 +318,7 @@ template <int64_t SW>
 PE_MULTIVERSION void avg_taps_backward(const float* __restrict gyr, float* __restrict gx,
                                        const Geom& g, int64_t h0, int64_t h1, float div,
                                        int64_t lo, int64_t hi) {
+  if (lo >= hi) return;  // as in max_taps
   const int64_t sw = SW > 0 ? SW : g.sw;
   for (int64_t ih = h0; ih < h1; ++ih) {
     for (int64_t j = 0; j < g.kw; ++j) {
