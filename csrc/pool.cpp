@@ -206,16 +206,22 @@ void maxpool2d_forward(const py::array& x, py::array& y, py::array& indices, Pai
   const bool k2s2 = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 &&
                     g.dh == 1 && g.dw == 1 && 2 * g.OH <= g.H && 2 * g.OW <= g.W;
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
+  if (g.planes == 0) return;  // empty planes may still be huge: no scratch for them
+  const bool par = g.planes * in_plane >= kParallelGrain;
+  // Per-thread lanes allocated here: a bad_alloc inside the parallel region would terminate
+  // the process instead of raising MemoryError.
+  const int64_t nt = par ? omp_get_max_threads() : 1, lsize = k2s2 ? 0 : g.OW;
+  std::vector<float> lanes(pe::mul(nt, lsize));
   py::gil_scoped_release nogil;
-#pragma omp parallel if (g.planes * in_plane >= kParallelGrain)
+#pragma omp parallel num_threads(nt) if (par)
   {
-    std::vector<float> lane(k2s2 ? 0 : g.OW);
+    float* lane = lanes.data() + omp_get_thread_num() * lsize;
 #pragma omp for schedule(static)
     for (int64_t c = 0; c < g.planes; ++c) {
       if (k2s2) {
         maxpool_plane_k2s2(px + c * in_plane, py_ + c * out_plane, pi + c * out_plane, g);
       } else {
-        maxpool_plane(px + c * in_plane, py_ + c * out_plane, pi + c * out_plane, lane.data(), g);
+        maxpool_plane(px + c * in_plane, py_ + c * out_plane, pi + c * out_plane, lane, g);
       }
     }
   }

@@ -118,6 +118,7 @@ void upsample_nearest2d_forward(const py::array& x, py::array& y, double scale_h
   float* py_ = pe::out_ptr(y, "y");
   const Planes g = plane_geom(x, y, "x", "y");
   check_resample(g);
+  if (g.planes == 0) return;  // empty planes may still be huge: no tables for them
   const auto th = nearest_table(g.H, g.OH, scale_h), tw = nearest_table(g.W, g.OW, scale_w);
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
   py::gil_scoped_release nogil;
@@ -133,6 +134,7 @@ void upsample_nearest2d_backward(const py::array& grad_output, py::array& grad_i
   float* px = pe::out_ptr(grad_input, "grad_input");
   const Planes g = plane_geom(grad_input, grad_output, "grad_input", "grad_output");
   check_resample(g);
+  if (g.planes == 0) return;  // empty planes may still be huge: no tables for them
   const auto th = nearest_table(g.H, g.OH, scale_h), tw = nearest_table(g.W, g.OW, scale_w);
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
   py::gil_scoped_release nogil;
@@ -202,16 +204,22 @@ void upsample_bilinear2d_forward(const py::array& x, py::array& y, bool align_co
   float* py_ = pe::out_ptr(y, "y");
   const Planes g = plane_geom(x, y, "x", "y");
   check_resample(g);
+  if (g.planes == 0) return;  // empty planes may still be huge: no tables for them
   const Linear th = linear_table(g.H, g.OH, align_corners, scale_h);
   const Linear tw = linear_table(g.W, g.OW, align_corners, scale_w);
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
+  const bool par = g.planes * out_plane >= kParallelGrain;
+  // Per-thread row buffers allocated here: a bad_alloc inside the parallel region would
+  // terminate the process instead of raising MemoryError.
+  const int64_t nt = par ? omp_get_max_threads() : 1, tsize = g.H * g.OW;
+  std::vector<float> tmps(pe::mul(nt, tsize));
   py::gil_scoped_release nogil;
-#pragma omp parallel if (g.planes * out_plane >= kParallelGrain)
+#pragma omp parallel num_threads(nt) if (par)
   {
-    std::vector<float> tmp(g.H * g.OW);
+    float* tmp = tmps.data() + omp_get_thread_num() * tsize;
 #pragma omp for schedule(static)
     for (int64_t c = 0; c < g.planes; ++c) {
-      bilinear_plane(px + c * in_plane, py_ + c * out_plane, tmp.data(), g, th, tw);
+      bilinear_plane(px + c * in_plane, py_ + c * out_plane, tmp, g, th, tw);
     }
   }
 }
@@ -222,16 +230,22 @@ void upsample_bilinear2d_backward(const py::array& grad_output, py::array& grad_
   float* px = pe::out_ptr(grad_input, "grad_input");
   const Planes g = plane_geom(grad_input, grad_output, "grad_input", "grad_output");
   check_resample(g);
+  if (g.planes == 0) return;  // empty planes may still be huge: no tables for them
   const Linear th = linear_table(g.H, g.OH, align_corners, scale_h);
   const Linear tw = linear_table(g.W, g.OW, align_corners, scale_w);
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
+  const bool par = g.planes * out_plane >= kParallelGrain;
+  // Per-thread row buffers allocated here: a bad_alloc inside the parallel region would
+  // terminate the process instead of raising MemoryError.
+  const int64_t nt = par ? omp_get_max_threads() : 1, tsize = g.H * g.OW;
+  std::vector<float> tmps(pe::mul(nt, tsize));
   py::gil_scoped_release nogil;
-#pragma omp parallel if (g.planes * out_plane >= kParallelGrain)
+#pragma omp parallel num_threads(nt) if (par)
   {
-    std::vector<float> tmp(g.H * g.OW);
+    float* tmp = tmps.data() + omp_get_thread_num() * tsize;
 #pragma omp for schedule(static)
     for (int64_t c = 0; c < g.planes; ++c) {
-      bilinear_plane_backward(pg + c * out_plane, px + c * in_plane, tmp.data(), g, th, tw);
+      bilinear_plane_backward(pg + c * out_plane, px + c * in_plane, tmp, g, th, tw);
     }
   }
 }
@@ -286,6 +300,7 @@ PadPlan pad_plan(const py::array& x, const py::array& y, const std::array<int64_
            " of planes (", g.H, ", ", g.W, ") gives a negative output size");
   PE_CHECK(g.OH == OH && g.OW == OW, yn, " has planes (", g.OH, ", ", g.OW, "), expected (", OH,
            ", ", OW, ") for padding ", pe::shape_str({pad[0], pad[1], pad[2], pad[3]}));
+  if (g.planes == 0) return {g, {}, {}};  // nothing to copy; the planes may still be huge
   return {g, pad_table(g.H, pad[2], pad[3], mode, "height"),
           pad_table(g.W, pad[0], pad[1], mode, "width")};
 }
