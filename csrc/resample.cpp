@@ -300,7 +300,8 @@ PadPlan pad_plan(const py::array& x, const py::array& y, const std::array<int64_
            " of planes (", g.H, ", ", g.W, ") gives a negative output size");
   PE_CHECK(g.OH == OH && g.OW == OW, yn, " has planes (", g.OH, ", ", g.OW, "), expected (", OH,
            ", ", OW, ") for padding ", pe::shape_str({pad[0], pad[1], pad[2], pad[3]}));
-  if (g.planes == 0) return {g, {}, {}};  // nothing to copy; the planes may still be huge
+  // An empty padded tensor needs no tables, and its other dims may be huge: (1, 1, 2**31, 0).
+  if (pe::mul(g.planes, pe::mul(g.OH, g.OW)) == 0) return {g, {}, {}};
   return {g, pad_table(g.H, pad[2], pad[3], mode, "height"),
           pad_table(g.W, pad[0], pad[1], mode, "width")};
 }
@@ -310,6 +311,7 @@ void pad2d_forward(const py::array& x, py::array& y, std::array<int64_t, 4> pad,
   const float* px = pe::in_ptr(x, "x");
   float* py_ = pe::out_ptr(y, "y");
   const PadPlan p = pad_plan(x, y, pad, parse_pad_mode(mode), "x", "y");
+  if (y.size() == 0) return;
   const Planes& g = p.g;
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
   const float v = static_cast<float>(value);
@@ -339,6 +341,7 @@ void pad2d_backward(const py::array& grad_output, py::array& grad_input,
   float* px = pe::out_ptr(grad_input, "grad_input");
   const PadPlan p = pad_plan(grad_input, grad_output, pad, parse_pad_mode(mode), "grad_input",
                              "grad_output");
+  if (grad_output.size() == 0) return std::fill(px, px + grad_input.size(), 0.f);
   const Planes& g = p.g;
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
   const int64_t* th = p.th.data();
