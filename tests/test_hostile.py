@@ -335,3 +335,21 @@ def test_load_rejects_hostile_checkpoints(tmp_path):
         zf.writestr("w.npy", magic + header.encode() + bytes(8))
     with pytest.raises(ValueError, match="damaged"):
         pe.load(big)
+
+
+def test_empty_outputs_with_huge_dims_allocate_nothing():
+    # Found by the fuzz suite under ASan: per-axis tables and per-thread scratch were sized by a
+    # huge dim of an empty tensor (16 GB, or 4 TB inside an OpenMP region: std::terminate).
+    out = run_isolated(
+        "import resource\n"
+        "from pyengine.backend.device import _cpu\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (4 << 30,) * 2)\n"
+        "print(tuple(F.pad(pe.ones(1, 1, 1), (0, -1, 2**31, 0)).shape))\n"
+        "print(tuple(F.pad(pe.ones(0, 1, 1), (0, 0, 0, 2**31)).shape))\n"
+        "x, y = np.zeros((0, 1, 1, 2**40), np.float32), np.zeros((0, 1, 1, 2**40), np.float32)\n"
+        "_cpu.maxpool2d_forward(x, y, np.zeros(y.shape, np.int64), (1, 1), (1, 1), (0, 0), "
+        "(1, 1), False)\n"
+        "_cpu.upsample_bilinear2d_forward(x, y, False, 0.0, 0.0)\n"
+        "print('ok')\n"
+    )
+    assert out.split("\n")[:3] == ["(1, 2147483649, 0)", "(0, 2147483649, 1)", "ok"]
