@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from pyengine.autograd import Function
 from pyengine.ops._util import broadcast_shape, sum_to
 from pyengine.tensor import Tensor
@@ -151,6 +153,16 @@ def _operands(a: Any, b: Any) -> tuple[Tensor, Tensor]:
             b = b.to(a.dtype)
         elif b.dtype.kind == "f" and a.dtype.kind != "f":
             a = a.to(b.dtype)
+        elif a.dtype.kind == "f" and b.dtype.kind == "f":
+            # PyTorch's promotion: the wider float wins, except that a 0-d tensor (a wrapped
+            # Python scalar) takes the other operand's dtype.
+            if a.ndim == 0 and b.ndim > 0:
+                a = a.to(b.dtype)
+            elif b.ndim == 0 and a.ndim > 0:
+                b = b.to(a.dtype)
+            else:
+                wide = np.promote_types(a.dtype, b.dtype)
+                a, b = a.to(wide), b.to(wide)
     return a, b
 
 
@@ -162,7 +174,7 @@ def _scalar_like(v: Any, other: Tensor) -> Tensor:
     dtype = other.dtype if other.dtype.kind == "f" else None
     t = Tensor(v, dtype=dtype)
     if other.device.type != "cpu":
-        return Tensor._wrap(backend(other.device).from_numpy(t.data), other.device)
+        return Tensor._wrap(backend(other.device).from_numpy(t._data), other.device)
     return t
 
 

@@ -164,3 +164,6 @@ def nll(logp: Tensor, target: Tensor) -> Tensor:
     if target.dtype != np.int64:
         target = target.long()
     return NLL.apply(logp, target)
+
+
+SortResult = namedtuple("SortResult", ["values", "indices"])

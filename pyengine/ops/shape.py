@@ -142,7 +142,7 @@ class GetItem(Function):
 def getitem(x: Tensor, index: Any) -> Tensor:
     index = _check_index(index, x.shape)
     if x.dtype.kind != "f":
-        return Tensor._wrap(backend(x.device).getitem(x.data, index), x.device)
+        return Tensor._wrap(backend(x.device).getitem(x._data, index), x.device)
     return GetItem.apply(x, index=index)
 
 
@@ -177,7 +177,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
             )
     if ref.dtype.kind != "f":
         be = backend(ref.device)
-        return Tensor._wrap(be.cat([t.data for t in tensors], d), ref.device)
+        return Tensor._wrap(be.cat([t._data for t in tensors], d), ref.device)
     return Cat.apply(*tensors, dim=d)
 
 
@@ -206,7 +206,7 @@ class Cast(Function):
 def cast(x: Tensor, dtype: np.dtype) -> Tensor:
     if x.dtype.kind == "f" and np.dtype(dtype).kind == "f":
         return Cast.apply(x, dtype=dtype)
-    return Tensor._wrap(backend(x.device).astype(x.data, dtype), x.device)
+    return Tensor._wrap(backend(x.device).astype(x._data, dtype), x.device)
 
 
 class ToDevice(Function):

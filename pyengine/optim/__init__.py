@@ -114,9 +114,9 @@ class SGD(Optimizer):
             buf = st.get("momentum_buffer", p)
             k = backend(p.device).kernels(p.dtype)
             k.sgd_step(
-                p.data,
-                p.grad.data,
-                buf.data,
+                p._data,
+                p.grad._data,
+                buf._data,
                 g["lr"],
                 g["momentum"],
                 g["dampening"],
@@ -151,10 +151,10 @@ class Adam(Optimizer):
             b1, b2 = g["betas"]
             k = backend(p.device).kernels(p.dtype)
             k.adam_step(
-                p.data,
-                p.grad.data,
-                st["exp_avg"].data,
-                st["exp_avg_sq"].data,
+                p._data,
+                p.grad._data,
+                st["exp_avg"]._data,
+                st["exp_avg_sq"]._data,
                 g["lr"],
                 b1,
                 b2,

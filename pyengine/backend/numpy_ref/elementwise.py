@@ -2,7 +2,15 @@
 
 import numpy as np
 
-__all__ = ["binary_forward", "unary_forward", "unary_backward", "axpby"]
+__all__ = [
+    "axpby",
+    "binary_forward",
+    "binary_math_forward",
+    "math_backward",
+    "math_forward",
+    "unary_backward",
+    "unary_forward",
+]
 
 _BINARY = {
     "add": np.add,
@@ -10,6 +18,8 @@ _BINARY = {
     "mul": np.multiply,
     "div": np.divide,
     "pow": np.power,
+    "maximum": np.maximum,
+    "minimum": np.minimum,
 }
 
 
@@ -58,3 +68,45 @@ def unary_backward(op, saved, grad_output, grad_input, alpha=0.0):
 
 def axpby(x, y, a, b):
     y[...] = a * x + b * y
+
+
+def binary_math_forward(op, a, b, out):
+    # np.floor_divide / np.remainder use the same fmod-based rule as the C++ kernel.
+    with np.errstate(all="ignore"):
+        out[...] = {"floor_divide": np.floor_divide, "remainder": np.remainder}[op](a, b)
+
+
+def math_forward(op, x, y, alpha=0.0):
+    with np.errstate(all="ignore"):
+        y[...] = {
+            # torch.sign(NaN) is 0, np.sign(NaN) NaN: compare like the C++ kernel.
+            "sign": lambda: (x > 0).astype(x.dtype) - (x < 0).astype(x.dtype),
+            "round": lambda: np.round(x),
+            "floor": lambda: np.floor(x),
+            "ceil": lambda: np.ceil(x),
+            "trunc": lambda: np.trunc(x),
+            "sin": lambda: np.sin(x),
+            "cos": lambda: np.cos(x),
+            "log1p": lambda: np.log1p(x),
+            "expm1": lambda: np.expm1(x),
+            "clamp_min": lambda: np.where(x < alpha, alpha, x),
+            "clamp_max": lambda: np.where(x > alpha, alpha, x),
+        }[op]()
+
+
+def math_backward(op, saved, grad_output, grad_input, alpha=0.0):
+    s, g = saved, grad_output
+    with np.errstate(all="ignore"):
+        grad_input[...] = {
+            "sign": lambda: np.zeros_like(g),
+            "round": lambda: np.zeros_like(g),
+            "floor": lambda: np.zeros_like(g),
+            "ceil": lambda: np.zeros_like(g),
+            "trunc": lambda: np.zeros_like(g),
+            "sin": lambda: g * np.cos(s),
+            "cos": lambda: -g * np.sin(s),
+            "log1p": lambda: g / (1 + s),
+            "expm1": lambda: g * (s + 1),
+            "clamp_min": lambda: np.where(s >= alpha, g, 0),
+            "clamp_max": lambda: np.where(s <= alpha, g, 0),
+        }[op]()
