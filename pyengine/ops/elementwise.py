@@ -17,6 +17,13 @@ def _binary(ctx: Any, op: str, a: Any, b: Any) -> Any:
     return out
 
 
+def _sum_to_t(ctx: Any, g: Tensor, i: int) -> Tensor | None:
+    """Tensor-level sum_to for ``backward_graph`` (create_graph=True)."""
+    from pyengine.ops.index import sum_to_tensor
+
+    return sum_to_tensor(g, ctx.shapes[i]) if ctx.needs_input_grad[i] else None
+
+
 class Add(Function):
     def forward(self, a, b):
         self.shapes = (a.shape, b.shape)
@@ -28,6 +35,9 @@ class Add(Function):
             sum_to(self, g, sa) if self.needs_input_grad[0] else None,
             sum_to(self, g, sb) if self.needs_input_grad[1] else None,
         )
+
+    def backward_graph(self, g):
+        return _sum_to_t(self, g, 0), _sum_to_t(self, g, 1)
 
 
 class Sub(Function):
@@ -44,6 +54,9 @@ class Sub(Function):
             gb = sum_to(self, n, sb)
         return (sum_to(self, g, sa) if self.needs_input_grad[0] else None, gb)
 
+    def backward_graph(self, g):
+        return _sum_to_t(self, g, 0), _sum_to_t(self, -g, 1)
+
 
 class Mul(Function):
     def forward(self, a, b):
@@ -58,6 +71,10 @@ class Mul(Function):
         ga = sum_to(self, _binary(self, "mul", g, b), sa) if self.needs_input_grad[0] else None
         gb = sum_to(self, _binary(self, "mul", g, a), sb) if self.needs_input_grad[1] else None
         return ga, gb
+
+    def backward_graph(self, g):
+        a, b = self.inputs
+        return _sum_to_t(self, g * b, 0), _sum_to_t(self, g * a, 1)
 
 
 class Div(Function):
@@ -80,6 +97,10 @@ class Div(Function):
             gb = sum_to(self, t, sb)
         return ga, gb
 
+    def backward_graph(self, g):
+        a, b = self.inputs
+        return _sum_to_t(self, g / b, 0), _sum_to_t(self, -g * a / (b * b), 1)
+
 
 class PowScalar(Function):
     def forward(self, x, exponent: float):
@@ -95,6 +116,11 @@ class PowScalar(Function):
         gx = self.be.empty(g.shape, g.dtype)
         self.k.unary_backward("pow", x, g, gx, self.exponent)
         return (gx,)
+
+    def backward_graph(self, g):
+        (x,) = self.inputs
+        e = self.exponent
+        return (g * e * x ** (e - 1) if e != 1 else g,)
 
 
 class Pow(Function):
@@ -140,6 +166,36 @@ class Unary(Function):
         gx = self.be.empty(g.shape, g.dtype)
         self.k.unary_backward(self.op, s, g, gx, self.alpha)
         return (gx,)
+
+    def backward_graph(self, g):
+        (x,) = self.inputs
+        op, a = self.op, self.alpha
+        if op in ("relu", "leaky_relu", "abs"):
+            # Piecewise-linear: the local slope is a constant of x, not differentiated further.
+            xd = x.detach()
+            if op == "relu":
+                slope = (xd > 0).to(g.dtype)
+            elif op == "leaky_relu":
+                pos = (xd > 0).to(g.dtype)
+                slope = pos + (1 - pos) * a
+            else:
+                slope = (xd > 0).to(g.dtype) - (xd < 0).to(g.dtype)
+            return (g * slope,)
+        if op == "sigmoid":
+            s = x.sigmoid()
+            return (g * s * (1 - s),)
+        if op == "tanh":
+            t = x.tanh()
+            return (g * (1 - t * t),)
+        if op == "exp":
+            return (g * x.exp(),)
+        if op == "log":
+            return (g / x,)
+        if op == "sqrt":
+            return (g * 0.5 / x.sqrt(),)
+        if op == "neg":
+            return (-g,)
+        raise RuntimeError(f"{op} does not support double backward")
 
 
 def _operands(a: Any, b: Any) -> tuple[Tensor, Tensor]:

@@ -36,6 +36,12 @@ class MatMul(Function):
                 self.k.gemm(ai, gi, out, trans_a=True)
         return ga, gb
 
+    def backward_graph(self, g):
+        a, b = self.inputs
+        ga = g @ b.transpose(-1, -2) if self.needs_input_grad[0] else None
+        gb = a.transpose(-1, -2) @ g if self.needs_input_grad[1] else None
+        return ga, gb
+
 
 def _batches(x, y, z):
     if x.ndim == 2:
@@ -114,6 +120,15 @@ class Linear(Function):
             gb = self.be.empty((1, g.shape[1]), g.dtype)
             self.k.sum_reduce(g, gb)
             gb = self.be.reshape(gb, (g.shape[1],))
+        return gx, gw, gb
+
+    def backward_graph(self, g):
+        x, w = self.inputs[0], self.inputs[1]
+        gx = g @ w if self.needs_input_grad[0] else None
+        gw = g.transpose(0, 1) @ x if self.needs_input_grad[1] else None
+        gb = None
+        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+            gb = g.sum(0)
         return gx, gw, gb
 
 

@@ -48,6 +48,10 @@ class Sum(Function):
         self.k.binary_forward("mul", g, self.be.scalar(self.scale, g.dtype), gx)
         return (gx,)
 
+    def backward_graph(self, g):
+        gx = g.reshape(self.kshape).expand(self.in_shape)
+        return (gx * self.scale if self.scale != 1.0 else gx,)
+
 
 def sum(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:  # noqa: A001
     dims = _dims(dim, x.ndim)

@@ -21,6 +21,9 @@ class Reshape(Function):
     def backward(self, g):
         return (self.be.reshape(g, self.in_shape),)
 
+    def backward_graph(self, g):
+        return (g.reshape(self.in_shape),)
+
 
 def reshape(x: Tensor, shape: tuple[int, ...]) -> Tensor:
     n = x.numel()
@@ -68,6 +71,9 @@ class Permute(Function):
     def backward(self, g):
         return (self.be.permute(g, self.inverse),)
 
+    def backward_graph(self, g):
+        return (g.permute(*(int(i) for i in self.inverse)),)
+
 
 def permute(x: Tensor, dims: Sequence[int]) -> Tensor:
     if len(dims) != x.ndim:
@@ -98,6 +104,11 @@ class Expand(Function):
         from pyengine.ops._util import sum_to
 
         return (sum_to(self, g, self.in_shape),)
+
+    def backward_graph(self, g):
+        from pyengine.ops.index import sum_to_tensor
+
+        return (sum_to_tensor(g, self.in_shape),)
 
 
 def expand(x: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -138,6 +149,25 @@ class GetItem(Function):
         self.be.index_add(gx, self.index, g)
         return (gx,)
 
+    def backward_graph(self, g):
+        return (IndexAddZeros.apply(g, shape=self.in_shape, index=self.index),)
+
+
+class IndexAddZeros(Function):
+    """zeros(shape) with g added at index: GetItem's backward as a node (double backward)."""
+
+    def forward(self, g, shape: tuple[int, ...], index: Any):
+        self.index = index
+        gx = self.be.full(shape, 0.0, g.dtype)
+        self.be.index_add(gx, index, g)
+        return gx
+
+    def backward(self, gg):
+        return (self.be.getitem(gg, self.index),)
+
+    def backward_graph(self, gg):
+        return (gg[self.index],)
+
 
 def getitem(x: Tensor, index: Any) -> Tensor:
     index = _check_index(index, x.shape)
@@ -157,6 +187,14 @@ class Cat(Function):
         for size, need in zip(self.sizes, self.needs_input_grad):
             sl = (slice(None),) * self.dim + (slice(start, start + size),)
             out.append(self.be.getitem(g, sl) if need else None)
+            start += size
+        return tuple(out)
+
+    def backward_graph(self, g):
+        out, start = [], 0
+        for size, need in zip(self.sizes, self.needs_input_grad):
+            sl = (slice(None),) * self.dim + (slice(start, start + size),)
+            out.append(g[sl] if need else None)
             start += size
         return tuple(out)
 
@@ -202,6 +240,9 @@ class Cast(Function):
     def backward(self, g):
         return (self.be.astype(g, self.in_dtype),)
 
+    def backward_graph(self, g):
+        return (g.to(self.in_dtype),)
+
 
 def cast(x: Tensor, dtype: np.dtype) -> Tensor:
     if x.dtype.kind == "f" and np.dtype(dtype).kind == "f":
@@ -239,6 +280,9 @@ class Clone(Function):
         return self.be.copy(x)
 
     def backward(self, g):
+        return (g,)
+
+    def backward_graph(self, g):
         return (g,)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from pyengine.autograd import bump_version
 from pyengine.backend import backend
 from pyengine.tensor import Tensor
 
@@ -37,6 +38,8 @@ class Optimizer:
         for g in self.param_groups:
             for p in g["params"]:
                 if p.grad is not None:
+                    # The step rewrites p in place: a graph that saved p must refuse backward.
+                    bump_version(p._data, f"{type(self).__name__}.step")
                     yield g, p, self.state.setdefault(id(p), {})
 
     def state_dict(self) -> dict[str, Any]:
