@@ -336,9 +336,11 @@ class Tensor:
             self._requires_grad or any(isinstance(o, Tensor) and o._requires_grad for o in others)
         )
         if record:
+            # The op reads a clone: what it saves must not be the storage it is about to
+            # overwrite (only nodes recorded before this op may see the new version).
             src = Tensor._wrap(self._data, self.device, self._requires_grad)
             src._ctx = self._ctx
-            out = fn(src, *others)
+            out = fn(src.clone() if src._requires_grad else src, *others)
         else:
             with autograd.no_grad():
                 out = fn(self.detach(), *others)
@@ -375,12 +377,15 @@ class Tensor:
                     f"fill_ only supports 0-dimension value tensor but got tensor with "
                     f"{value.ndim} dimensions"
                 )
+            if value._requires_grad:
+                return self._inplace_op(
+                    "fill_", lambda s, v: ops.index.index_put(s, Ellipsis, v.reshape(())), value
+                )
             value = value.item()
+        if self._requires_grad and autograd.is_grad_enabled():
+            return self._inplace_op("fill_", lambda s: ops.index.index_put(s, Ellipsis, value))
         backend(self.device).setitem(self._data, Ellipsis, value)
         autograd.bump_version(self._data, "fill_")
-        if self._ctx is not None:  # the values no longer depend on the history
-            self._ctx = None
-            self._requires_grad = False
         return self
 
     def copy_(self, src: Any) -> Tensor:
@@ -393,7 +398,7 @@ class Tensor:
         if not ok:
             raise RuntimeError(f"copy_: cannot copy shape {src.shape} into {self.shape}")
         return self._inplace_op(
-            "copy_", lambda s, o: o.to(s.device).to(s.dtype).expand(s.shape), src
+            "copy_", lambda s, o: ops.index.index_put(s, Ellipsis, o.to(s.device)), src
         )
 
     def __setitem__(self, index: Any, value: Any) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from pyengine.autograd import Function
+from pyengine.backend import backend
 from pyengine.ops._util import normalize_dim, sum_to
 from pyengine.tensor import Tensor
 
@@ -74,36 +75,33 @@ def index_put(x: Tensor, index: Any, value: Any) -> Tensor:
 
 
 class Where(Function):
-    def forward(self, cond, a, b):
+    """out = a where cond else b; cond (a bool device array, broadcast to the output) is a
+    parameter, not an input, so that autograd's dtype check sees only a and b."""
+
+    def forward(self, a, b, cond: Any):
         self.cond = cond
         self.shapes = (a.shape, b.shape)
-        c = _np(self, cond)
-        return _dev(self, np.where(c, _np(self, a), _np(self, b)))
+        return _dev(self, np.where(_np(self, cond), _np(self, a), _np(self, b)))
 
     def backward(self, g):
         c = _np(self, self.cond)
         gn = _np(self, g)
         zero = np.zeros((), gn.dtype)
         sa, sb = self.shapes
-        ga = (
-            sum_to(self, _dev(self, np.where(c, gn, zero)), sa)
-            if self.needs_input_grad[1]
-            else None
-        )
-        gb = (
-            sum_to(self, _dev(self, np.where(c, zero, gn)), sb)
-            if self.needs_input_grad[2]
-            else None
-        )
-        return None, ga, gb
+        ga = gb = None
+        if self.needs_input_grad[0]:
+            ga = sum_to(self, _dev(self, np.where(c, gn, zero)), sa)
+        if self.needs_input_grad[1]:
+            gb = sum_to(self, _dev(self, np.where(c, zero, gn)), sb)
+        return ga, gb
 
     def backward_graph(self, g):
         c = Tensor._wrap(self.cond, g.device)
         sa, sb = self.shapes
         zero = g * 0
-        ga = sum_to_tensor(where(c, g, zero), sa) if self.needs_input_grad[1] else None
-        gb = sum_to_tensor(where(c, zero, g), sb) if self.needs_input_grad[2] else None
-        return None, ga, gb
+        ga = sum_to_tensor(where(c, g, zero), sa) if self.needs_input_grad[0] else None
+        gb = sum_to_tensor(where(c, zero, g), sb) if self.needs_input_grad[1] else None
+        return ga, gb
 
 
 def where(condition: Tensor, input: Any = None, other: Any = None) -> Any:  # noqa: A002
@@ -123,7 +121,8 @@ def where(condition: Tensor, input: Any = None, other: Any = None) -> Any:  # no
         c, an, bn = condition.numpy(), a.numpy(), b.numpy()
         return Tensor(np.where(c, an, bn), device=a.device)
     shape = np.broadcast_shapes(condition.shape, a.shape, b.shape)
-    return Where.apply(condition.expand(shape) if condition.shape != shape else condition, a, b)
+    cond = np.broadcast_to(condition.numpy(), shape)
+    return Where.apply(a, b, cond=backend(a.device).from_numpy(np.ascontiguousarray(cond)))
 
 
 def masked_fill(x: Tensor, mask: Tensor, value: Any) -> Tensor:
