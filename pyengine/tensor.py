@@ -607,6 +607,8 @@ class Tensor:
         return ops.math.remainder(other, self)
 
     def __rmatmul__(self, other: Any) -> Tensor:
+        if isinstance(other, np.ndarray):
+            other = Tensor(other, device=self.device)
         return ops.gemm.matmul(other, self)
 
     def neg(self) -> Tensor:
@@ -828,8 +830,6 @@ def _to_array(data: Any, dtype: Any) -> np.ndarray:
         dt = _as_dtype(dtype)
     elif isinstance(data, np.ndarray) or isinstance(data, Tensor):
         dt = arr.dtype
-        if dt == np.float16:
-            dt = float32
     elif arr.dtype.kind == "f":
         dt = float32  # Python floats become float32, PyTorch's default dtype
     elif arr.dtype.kind in "iu":

@@ -34,9 +34,9 @@ DOUBLE = {
         lib.nn.functional.linear(x.reshape(3, 2), w.reshape(3, 2)).tanh() ** 2
     ).sum(),
     "layout": lambda lib, x, w: (
-        (x.reshape(2, 3).permute(1, 0)[1:] * w.reshape(3, 2)[:2]).sum(0) ** 2
-    ).sum()
-    + (lib.cat([x, w]) ** 3).sum(),
+        ((x.reshape(2, 3).permute(1, 0)[1:] * w.reshape(3, 2)[:2]).sum(0) ** 2).sum()
+        + (lib.cat([x, w]) ** 3).sum()
+    ),
     "sin_cos_clamp": lambda lib, x, w: (x.sin() * w.cos() + (x * w).clamp(0.1, 0.9) ** 2).sum(),
     "where_max": lambda lib, x, w: (lib.where(x > w, x * x, w * x) + lib.maximum(x, w) ** 2).sum(),
 }

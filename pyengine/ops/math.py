@@ -131,7 +131,8 @@ class MinMax(Function):
         wins = (an > bn) if self.op == "maximum" else (an < bn)
         tie = an == bn
         dt = an.dtype
-        return wins.astype(dt) + 0.5 * tie.astype(dt), (~wins & ~tie).astype(dt) + 0.5 * tie
+        half = (0.5 * tie).astype(dt)
+        return wins.astype(dt) + half, (~wins & ~tie).astype(dt) + half
 
     def backward(self, g):
         a, b = self.saved

@@ -54,13 +54,13 @@ def unsqueeze(x: Tensor, dim: int) -> Tensor:
     return reshape(x, x.shape[:d] + (1,) + x.shape[d:])
 
 
-def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
+def squeeze(x: Tensor, dim: int | Sequence[int] | None = None) -> Tensor:
+    """Drop size-1 dims: all of them, one, or a tuple of dims (others are left as they are)."""
     if dim is None:
         return reshape(x, tuple(s for s in x.shape if s != 1))
-    d = normalize_dim(dim, x.ndim)
-    if x.shape[d] != 1:
-        return x
-    return reshape(x, x.shape[:d] + x.shape[d + 1 :])
+    dims = {normalize_dim(d, x.ndim) for d in ((dim,) if isinstance(dim, int) else dim)}
+    shape = tuple(s for i, s in enumerate(x.shape) if not (i in dims and s == 1))
+    return x if shape == x.shape else reshape(x, shape)
 
 
 class Permute(Function):
