@@ -39,6 +39,11 @@ DOUBLE = {
     ),
     "sin_cos_clamp": lambda lib, x, w: (x.sin() * w.cos() + (x * w).clamp(0.1, 0.9) ** 2).sum(),
     "where_max": lambda lib, x, w: (lib.where(x > w, x * x, w * x) + lib.maximum(x, w) ** 2).sum(),
+    "index_family": lambda lib, x, w: (
+        ((x.flip(0).roll(1, 0).cumsum(0) * w.repeat(2)[3:9]) ** 2).sum()
+        + (x.masked_fill(x > 1.0, 0.5) * w.var()).sum()
+        + (x.reshape(2, 3).unbind(0)[1] * w.split(3)[0]).norm()
+    ),
 }
 
 
