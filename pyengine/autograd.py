@@ -194,7 +194,7 @@ class Function:
                         f"{cls.__name__}: expected all floating tensors of one dtype, got "
                         f"{ref.dtype} and {t.dtype}"
                     )
-                needs.append(t.requires_grad)
+                needs.append(t._requires_grad)
                 raw.append(t._data)
             else:
                 needs.append(False)
