@@ -332,9 +332,7 @@ class Tensor:
         through the in-place op, and any node that saved the old values sees the new version and
         refuses to run backward."""
         self._check_inplace(name)
-        record = autograd.is_grad_enabled() and (
-            self._requires_grad or any(isinstance(o, Tensor) and o._requires_grad for o in others)
-        )
+        record = self._records(*others)
         if record:
             # The op reads a clone: what it saves must not be the storage it is about to
             # overwrite (only nodes recorded before this op may see the new version).
@@ -382,10 +380,9 @@ class Tensor:
                     "fill_", lambda s, v: ops.index.index_put(s, Ellipsis, v.reshape(())), value
                 )
             value = value.item()
-        if self._requires_grad and autograd.is_grad_enabled():
+        if self._records():
             return self._inplace_op("fill_", lambda s: ops.index.index_put(s, Ellipsis, value))
-        backend(self.device).setitem(self._data, Ellipsis, value)
-        autograd.bump_version(self._data, "fill_")
+        self._write(Ellipsis, value, "fill_")
         return self
 
     def copy_(self, src: Any) -> Tensor:
@@ -397,17 +394,38 @@ class Tensor:
             ok = False
         if not ok:
             raise RuntimeError(f"copy_: cannot copy shape {src.shape} into {self.shape}")
-        return self._inplace_op(
-            "copy_", lambda s, o: ops.index.index_put(s, Ellipsis, o.to(s.device)), src
-        )
+        if self._records(src):
+            return self._inplace_op(
+                "copy_", lambda s, o: ops.index.index_put(s, Ellipsis, o.to(s.device)), src
+            )
+        self._write(Ellipsis, src.to(self.device).to(self.dtype)._data, "copy_")
+        return self
 
     def __setitem__(self, index: Any, value: Any) -> None:
         self._check_inplace("__setitem__")
-        from pyengine.ops import index as index_ops
+        if self._records(value):
+            self._inplace_op(
+                "__setitem__",
+                lambda s, v: ops.index.index_put(s, _index_data(index), v),
+                value,
+            )
+            return
+        if isinstance(value, Tensor):
+            value = value.to(self.device).to(self.dtype)._data
+        elif value is None:
+            raise TypeError("cannot assign None to a tensor element")
+        self._write(_index_data(index), value, "__setitem__")
 
-        self._inplace_op(
-            "__setitem__", lambda s, v: index_ops.index_put(s, _index_data(index), v), value
+    def _records(self, *others: Any) -> bool:
+        """Whether an in-place op on self with these operands must be recorded by autograd."""
+        return autograd.is_grad_enabled() and (
+            self._requires_grad or any(isinstance(o, Tensor) and o._requires_grad for o in others)
         )
+
+    def _write(self, index: Any, values: Any, name: str) -> None:
+        """Unrecorded in-place write (one pass over the selection) plus the version bump."""
+        backend(self.device).setitem(self._data, index, values)
+        autograd.bump_version(self._data, name)
 
     def add_(self, other: Any, alpha: Any = 1) -> Tensor:
         return self._inplace_op("add_", lambda s, o: s + (o if alpha == 1 else o * alpha), other)
