@@ -217,3 +217,40 @@ def test_bad_arguments_raise():
         x.flip(2)
     with pytest.raises(RuntimeError, match="chunks"):
         x.chunk(0)
+
+
+@pytest.mark.parametrize(
+    "sc,sa,sb",
+    [
+        ((3, 4), (3, 4), (3, 4)),
+        ((4,), (3, 1), ()),
+        ((2, 1, 5), (1, 3, 1), (5,)),
+        ((), (2, 3), (2, 3)),
+        ((0, 3), (3,), (1,)),
+        ((64, 1024), (64, 1024), (1024,)),  # long enough for the threaded path
+    ],
+)
+def test_where_kernel_against_twin(rng, sc, sa, sb):
+    from pyengine.backend import numpy_ref
+    from pyengine.backend.device import _cpu
+
+    c = np.asarray(rng.random(sc) > 0.5)
+    a = rng.standard_normal(sa).astype(np.float32)
+    b = rng.standard_normal(sb).astype(np.float32)
+    shape = np.broadcast_shapes(sc, sa, sb)
+    got, ref = np.empty(shape, np.float32), np.empty(shape, np.float32)
+    _cpu.where_forward(c, a, b, got)
+    numpy_ref.where_forward(c, a, b, ref)
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_where_kernel_rejects_bad_operands():
+    from pyengine.backend.device import _cpu
+
+    out = np.empty(3, np.float32)
+    with pytest.raises(ValueError, match="bool"):
+        _cpu.where_forward(np.ones(3, np.int64), np.ones(3, np.float32), out, out)
+    with pytest.raises(ValueError, match="broadcast"):
+        _cpu.where_forward(np.ones(4, bool), np.ones(3, np.float32), out, out)
+    with pytest.raises(ValueError, match="broadcast"):
+        pe.where(pe.ones(4) > 0, pe.ones(3), pe.ones(3))

@@ -1,9 +1,11 @@
 """Selection and rearrangement ops: index_put (``x[i] = v``), where, masked_fill, flip, roll,
 repeat, split/chunk/unbind, sort/topk, cumsum.
 
-They move or select elements rather than compute on them, so like the layout ops of shape.py they
-run on the device's arrays through NumPy: on the CPU ``to_numpy``/``from_numpy`` are the identity,
-elsewhere they cost a host round trip (no device kernels exist for these yet).
+``where`` (and so ``masked_fill``) runs on the ``where_forward`` kernel (csrc/elementwise.cpp,
+CPU only: a cuda tensor gets the device layer's NotImplementedError). The others move elements
+rather than compute on them, so like the layout ops of shape.py they run on the device's arrays
+through NumPy: on the CPU ``to_numpy``/``from_numpy`` are the identity, elsewhere they cost a
+host round trip.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from pyengine.autograd import Function
-from pyengine.backend import backend
 from pyengine.ops._util import normalize_dim, sum_to
 from pyengine.tensor import Tensor
 
@@ -75,30 +76,36 @@ def index_put(x: Tensor, index: Any, value: Any) -> Tensor:
 
 
 class Where(Function):
-    """out = a where cond else b; cond (a bool device array, broadcast to the output) is a
-    parameter, not an input, so that autograd's dtype check sees only a and b."""
+    """out = a where cond else b (csrc/elementwise.cpp where_forward, broadcasting cond, a and b).
+    cond, a bool device array, is a parameter rather than an input, so that autograd's dtype
+    check sees only a and b."""
 
     def forward(self, a, b, cond: Any):
         self.cond = cond
         self.shapes = (a.shape, b.shape)
-        return _dev(self, np.where(_np(self, cond), _np(self, a), _np(self, b)))
+        shape = tuple(np.broadcast_shapes(cond.shape, a.shape, b.shape))
+        out = self.be.empty(shape, a.dtype)
+        self.k.where_forward(cond, a, b, out)
+        return out
 
     def backward(self, g):
-        c = _np(self, self.cond)
-        gn = _np(self, g)
-        zero = np.zeros((), gn.dtype)
+        zero = self.be.scalar(0.0, g.dtype)
         sa, sb = self.shapes
         ga = gb = None
         if self.needs_input_grad[0]:
-            ga = sum_to(self, _dev(self, np.where(c, gn, zero)), sa)
+            ga = self.be.empty(g.shape, g.dtype)
+            self.k.where_forward(self.cond, g, zero, ga)
+            ga = sum_to(self, ga, sa)
         if self.needs_input_grad[1]:
-            gb = sum_to(self, _dev(self, np.where(c, zero, gn)), sb)
+            gb = self.be.empty(g.shape, g.dtype)
+            self.k.where_forward(self.cond, zero, g, gb)
+            gb = sum_to(self, gb, sb)
         return ga, gb
 
     def backward_graph(self, g):
         c = Tensor._wrap(self.cond, g.device)
         sa, sb = self.shapes
-        zero = g * 0
+        zero = g.new_zeros(())
         ga = sum_to_tensor(where(c, g, zero), sa) if self.needs_input_grad[0] else None
         gb = sum_to_tensor(where(c, zero, g), sb) if self.needs_input_grad[1] else None
         return ga, gb
@@ -120,9 +127,14 @@ def where(condition: Tensor, input: Any = None, other: Any = None) -> Any:  # no
     if a.dtype.kind != "f":
         c, an, bn = condition.numpy(), a.numpy(), b.numpy()
         return Tensor(np.where(c, an, bn), device=a.device)
-    shape = np.broadcast_shapes(condition.shape, a.shape, b.shape)
-    cond = np.broadcast_to(condition.numpy(), shape)
-    return Where.apply(a, b, cond=backend(a.device).from_numpy(np.ascontiguousarray(cond)))
+    try:
+        np.broadcast_shapes(condition.shape, a.shape, b.shape)
+    except ValueError:
+        raise ValueError(
+            f"where: condition {condition.shape}, input {a.shape} and other {b.shape} cannot be "
+            "broadcast together"
+        ) from None
+    return Where.apply(a, b, cond=condition.to(a.device)._data)
 
 
 def masked_fill(x: Tensor, mask: Tensor, value: Any) -> Tensor:

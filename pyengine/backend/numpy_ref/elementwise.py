@@ -10,6 +10,7 @@ __all__ = [
     "math_forward",
     "unary_backward",
     "unary_forward",
+    "where_forward",
 ]
 
 _BINARY = {
@@ -110,3 +111,7 @@ def math_backward(op, saved, grad_output, grad_input, alpha=0.0):
             "clamp_min": lambda: np.where(s >= alpha, g, 0),
             "clamp_max": lambda: np.where(s <= alpha, g, 0),
         }[op]()
+
+
+def where_forward(cond, a, b, out):
+    out[...] = np.where(cond, a, b)
