@@ -85,9 +85,12 @@ _versions: dict[int, list[Any]] = {}
 
 
 def _storage(a: Any) -> Any:
-    """The array that owns ``a``'s memory: views (reshape, detach, .data) share its version."""
-    while isinstance(getattr(a, "base", None), np.ndarray):
-        a = a.base
+    """The array that owns ``a``'s memory: views (reshape, detach, .data) share its version.
+    Other device arrays are keyed by the object itself (their views are not traced)."""
+    if type(a) is np.ndarray:
+        base = a.base
+        while type(base) is np.ndarray:
+            a, base = base, base.base
     return a
 
 
@@ -206,7 +209,7 @@ class Function:
         ctx.dtype = ref._data.dtype
         ctx.be = backend(device)
         ctx.k = ctx.be.kernels(ctx.dtype)
-        ctx.saved = ()
+        ctx.saved = ctx.saved_versions = ()
         track = any(needs) and is_grad_enabled()
         ctx.needs_input_grad = tuple(needs) if track else (False,) * len(inputs)
         out = ctx.forward(*raw, **params)
@@ -222,7 +225,8 @@ class Function:
             first = result = Tensor._wrap(out, device, requires_grad=track)
         if track:
             ctx.inputs = inputs
-            ctx.saved_versions = tuple(0 if a is None else version_of(a) for a in ctx.saved)
+            if ctx.saved:
+                ctx.saved_versions = tuple(0 if a is None else version_of(a) for a in ctx.saved)
             first._ctx = ctx
         return result
 
@@ -363,7 +367,8 @@ def _engine(
                 "tensors after they have already been freed); pass retain_graph=True to the "
                 "first backward call"
             )
-        _check_versions(ctx)
+        if ctx.saved_versions:
+            _check_versions(ctx)
         gin = _node_backward(ctx, g, create_graph)
         if anomaly:
             raw = [x._data if create_graph and x is not None else x for x in gin]

@@ -158,3 +158,17 @@ def test_requires_grad_setter_and_method():
         pe.tensor([1, 2]).requires_grad = True
     with pytest.raises(RuntimeError, match="floating"):
         pe.tensor([1, 2]).requires_grad_()
+
+
+@pytest.mark.filterwarnings("ignore:Using backward")
+def test_backward_inputs_and_create_graph(torch):
+    res = []
+    for lib in (pe, torch):
+        x = lib.tensor([1.0, 2.0], dtype=lib.float64, requires_grad=True)
+        w = lib.tensor([3.0, -1.0], dtype=lib.float64, requires_grad=True)
+        y = (x * x * w).sum()
+        y.backward(inputs=[x], create_graph=True)
+        assert w.grad is None and x.grad.requires_grad
+        (x.grad * x.grad).sum().backward(inputs=[w])
+        res.append((x.grad.detach().tolist(), w.grad.tolist()))
+    assert res[0] == res[1]
