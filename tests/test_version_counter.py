@@ -136,3 +136,12 @@ def test_inplace_int_tensor_rejects_float_result():
     assert t.tolist() == [3, 4, 5]
     with pytest.raises(RuntimeError, match="can't be cast"):
         t += 1.5
+
+
+def test_inplace_change_of_a_where_mask_raises():
+    x = pe.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    mask = x.detach() > 0
+    y = pe.where(mask, x, x * 0)
+    mask[0] = False
+    with pytest.raises(RuntimeError, match="WhereBackward"):
+        y.sum().backward()

@@ -82,6 +82,7 @@ class Where(Function):
 
     def forward(self, a, b, cond: Any):
         self.cond = cond
+        self.save_for_backward(cond)  # so that an in-place change of the mask is caught
         self.shapes = (a.shape, b.shape)
         shape = tuple(np.broadcast_shapes(cond.shape, a.shape, b.shape))
         out = self.be.empty(shape, a.dtype)
