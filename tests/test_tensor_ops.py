@@ -254,3 +254,21 @@ def test_where_kernel_rejects_bad_operands():
         _cpu.where_forward(np.ones(4, bool), np.ones(3, np.float32), out, out)
     with pytest.raises(ValueError, match="broadcast"):
         pe.where(pe.ones(4) > 0, pe.ones(3), pe.ones(3))
+
+
+def test_edge_forms_match_torch(torch):
+    cases = [
+        lambda lib: lib.where(lib.tensor([True, False]), 1.0, 0.0),
+        lambda lib: lib.where(lib.tensor([True, False]), 1, 0),
+        lambda lib: lib.tensor(1.5).flip(0),
+        lambda lib: lib.zeros(0).prod(),
+        lambda lib: lib.zeros(0).norm(),
+        lambda lib: lib.tensor(2.0).cumsum(0),
+        lambda lib: lib.arange(5.0).topk(0).values,
+        lambda lib: lib.ones(2).repeat(0),
+        lambda lib: lib.tensor(3.0).sort().values,
+    ]
+    for f in cases:
+        got, ref = f(pe), f(torch)
+        assert got.shape == tuple(ref.shape) and got.tolist() == ref.tolist()
+        assert str(got.dtype) == str(ref.dtype).replace("torch.", "")

@@ -124,6 +124,10 @@ def where(condition: Tensor, input: Any = None, other: Any = None) -> Any:  # no
             "where expected condition to be a boolean tensor, got "
             f"{getattr(condition, 'dtype', type(condition).__name__)}"
         )
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        input = Tensor(input, device=condition.device)  # noqa: A001
+        if input.dtype.kind == "f":
+            input = input.float()  # noqa: A001  (Python floats -> the default dtype)
     a, b = _operands(input, other)
     if a.dtype.kind != "f":
         c, an, bn = condition.numpy(), a.numpy(), b.numpy()
@@ -168,6 +172,8 @@ def flip(x: Tensor, dims: Any) -> Tensor:
     d = tuple(normalize_dim(i, x.ndim) for i in dims)
     if len(set(d)) != len(d):
         raise RuntimeError(f"flip: dims {dims} appear multiple times")
+    if x.ndim == 0:
+        return x.clone() if x.dtype.kind == "f" else Tensor(x.numpy(), device=x.device)
     if x.dtype.kind != "f":
         return Tensor(np.flip(x.numpy(), d), device=x.device)
     return Flip.apply(x, dims=d)
