@@ -44,6 +44,17 @@ DOUBLE = {
         + (x.masked_fill(x > 1.0, 0.5) * w.var()).sum()
         + (x.reshape(2, 3).unbind(0)[1] * w.split(3)[0]).norm()
     ),
+    "softmax_ce_max": lambda lib, x, w: (
+        lib.nn.functional.cross_entropy(x.reshape(2, 3) * w.reshape(2, 3), lib.tensor([2, 0]))
+        + (x.reshape(3, 2).softmax(1) * w.reshape(3, 2)).sum()
+        + (x * w).reshape(2, 3).max(1).values.sum() ** 2
+    ),
+    "pow_rem_sort": lambda lib, x, w: (
+        (x ** (w + 1.5)).sum()
+        + ((x % (w.abs() + 0.5)) ** 2).sum()
+        + (x * w).sort().values[1:].pow(2).sum()
+        + (x.topk(3).values * w[:3]).sum() ** 2
+    ),
 }
 
 

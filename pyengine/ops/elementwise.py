@@ -147,6 +147,12 @@ class Pow(Function):
             gb = sum_to(self, _binary(self, "mul", g, t), sb)
         return ga, gb
 
+    def backward_graph(self, g):
+        a, b = self.inputs
+        ga = _sum_to_t(self, g * b * a ** (b - 1), 0) if self.needs_input_grad[0] else None
+        gb = _sum_to_t(self, g * a**b * a.log(), 1) if self.needs_input_grad[1] else None
+        return ga, gb
+
 
 # Ops whose backward needs the output y rather than the input x.
 _SAVES_OUTPUT = {"relu", "sigmoid", "tanh", "exp", "sqrt"}

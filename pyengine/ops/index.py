@@ -277,6 +277,25 @@ class TakeAlong(Function):
         np.put_along_axis(gx, _np(self, self.idx), _np(self, g), self.dim)
         return _dev(self, gx), None
 
+    def backward_graph(self, g):
+        return PutAlong.apply(g, idx=self.idx, dim=self.dim, shape=self.shape), None
+
+
+class PutAlong(Function):
+    """zeros(shape) with g put at idx along dim: TakeAlong's backward as a node."""
+
+    def forward(self, g, idx: Any, dim: int, shape: tuple[int, ...]):
+        self.idx, self.dim = idx, dim
+        out = np.zeros(shape, dtype=g.dtype)
+        np.put_along_axis(out, _np(self, idx), _np(self, g), dim)
+        return _dev(self, out)
+
+    def backward(self, gg):
+        return (_dev(self, np.take_along_axis(_np(self, gg), _np(self, self.idx), self.dim)),)
+
+    def backward_graph(self, gg):
+        return (TakeAlong.apply(gg, Tensor._wrap(self.idx, gg.device), dim=self.dim),)
+
 
 def _desc(a: np.ndarray, dim: int) -> np.ndarray:
     # Stable descending order: a stable sort of the negated keys keeps ties in input order. NaN

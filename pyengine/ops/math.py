@@ -193,6 +193,17 @@ class Remainder(Function):
             gb = sum_to(self, t, sb)
         return ga, gb
 
+    def backward_graph(self, g):
+        from pyengine.ops.index import sum_to_tensor
+
+        a, b = self.inputs
+        sa, sb = self.shapes
+        ga = sum_to_tensor(g, sa) if self.needs_input_grad[0] else None
+        gb = None
+        if self.needs_input_grad[1]:
+            gb = sum_to_tensor(-g * floor_divide(a.detach(), b.detach()), sb)
+        return ga, gb
+
 
 def remainder(a: Any, b: Any) -> Tensor:
     a, b = _operands(a, b)
