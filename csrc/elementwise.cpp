@@ -182,44 +182,6 @@ void binary_math_forward(const std::string& op, const py::array& a, const py::ar
   }
 }
 
-// out = cond ? a : b (torch.where). cond is bool, a/b float32; each broadcasts to out's shape by
-// NumPy's rules. Rows along the last dim; an operand's stride along it is 0 where it broadcasts.
-void where_forward(const py::array& cond, const py::array& a, const py::array& b, py::array& y) {
-  PE_CHECK(cond.dtype().is(py::dtype::of<bool>()), "cond must be bool, got dtype ",
-           std::string(py::str(cond.dtype())));
-  PE_CHECK(cond.flags() & py::array::c_style, "cond must be C-contiguous");
-  const auto* pc = static_cast<const uint8_t*>(cond.data());
-  const float* pa = pe::in_ptr(a, "a");
-  const float* pb = pe::in_ptr(b, "b");
-  float* py_ = pe::out_ptr(y, "out");
-  const Shape ys = pe::shape_of(y);
-  const Shape sc = broadcast_strides(pe::shape_of(cond), ys, "cond");
-  const Shape sa = broadcast_strides(pe::shape_of(a), ys, "a");
-  const Shape sb = broadcast_strides(pe::shape_of(b), ys, "b");
-  const int64_t n = y.size();
-  if (n == 0) return;
-  const int64_t nd = static_cast<int64_t>(ys.size());
-  const int64_t row = nd ? ys[nd - 1] : 1, rows = n / row;
-  const int64_t lc = nd ? sc[nd - 1] : 0, la = nd ? sa[nd - 1] : 0, lb = nd ? sb[nd - 1] : 0;
-  py::gil_scoped_release nogil;
-#pragma omp parallel for schedule(static) if (n >= kParallelGrain && rows > 1)
-  for (int64_t r = 0; r < rows; ++r) {
-    int64_t rem = r, oc = 0, oa = 0, ob = 0;
-    for (int64_t d = nd - 2; d >= 0; --d) {
-      const int64_t i = rem % ys[d];
-      rem /= ys[d];
-      oc += i * sc[d];
-      oa += i * sa[d];
-      ob += i * sb[d];
-    }
-    const uint8_t* c = pc + oc;
-    const float* av = pa + oa;
-    const float* bv = pb + ob;
-    float* out = py_ + r * row;
-    for (int64_t i = 0; i < row; ++i) out[i] = c[i * lc] ? av[i * la] : bv[i * lb];
-  }
-}
-
 template <UnOp OP>
 PE_MULTIVERSION void unary_loop(const float* __restrict x, float* __restrict y, int64_t n, float alpha) {
   for (int64_t i = 0; i < n; ++i) {
@@ -401,6 +363,60 @@ void math_backward(const std::string& op, const py::array& saved, const py::arra
 #undef PE_CASE
     }
   });
+}
+
+// One row of where: each operand's stride is 0 (broadcast) or 1. The select is written as a
+// blend (no branch: a random mask would mispredict half the time) so the contiguous case
+// vectorises.
+PE_MULTIVERSION void where_row(const uint8_t* __restrict c, int64_t lc, const float* __restrict a,
+                               int64_t la, const float* __restrict b, int64_t lb,
+                               float* __restrict y, int64_t n) {
+  if (lc == 1 && la == 1 && lb == 1) {
+    for (int64_t i = 0; i < n; ++i) y[i] = c[i] ? a[i] : b[i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = c[i * lc] ? a[i * la] : b[i * lb];
+  }
+}
+
+// out = cond ? a : b (torch.where). cond is bool, a/b float32; each broadcasts to out's shape by
+// NumPy's rules. Rows along the last dim (a single long row is split in chunks for the threads).
+void where_forward(const py::array& cond, const py::array& a, const py::array& b, py::array& y) {
+  PE_CHECK(cond.dtype().is(py::dtype::of<bool>()), "cond must be bool, got dtype ",
+           std::string(py::str(cond.dtype())));
+  PE_CHECK(cond.flags() & py::array::c_style, "cond must be C-contiguous");
+  const auto* pc = static_cast<const uint8_t*>(cond.data());
+  const float* pa = pe::in_ptr(a, "a");
+  const float* pb = pe::in_ptr(b, "b");
+  float* py_ = pe::out_ptr(y, "out");
+  const Shape ys = pe::shape_of(y);
+  const Shape sc = broadcast_strides(pe::shape_of(cond), ys, "cond");
+  const Shape sa = broadcast_strides(pe::shape_of(a), ys, "a");
+  const Shape sb = broadcast_strides(pe::shape_of(b), ys, "b");
+  const int64_t n = y.size();
+  if (n == 0) return;
+  const int64_t nd = static_cast<int64_t>(ys.size());
+  const int64_t row = nd ? ys[nd - 1] : 1, rows = n / row;
+  const int64_t lc = nd ? (sc[nd - 1] ? 1 : 0) : 0, la = nd ? (sa[nd - 1] ? 1 : 0) : 0,
+                lb = nd ? (sb[nd - 1] ? 1 : 0) : 0;
+  py::gil_scoped_release nogil;
+  if (rows == 1) {
+    chunked(n, [&](int64_t s, int64_t len) {
+      where_row(pc + s * lc, lc, pa + s * la, la, pb + s * lb, lb, py_ + s, len);
+    });
+    return;
+  }
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t rem = r, oc = 0, oa = 0, ob = 0;
+    for (int64_t d = nd - 2; d >= 0; --d) {
+      const int64_t i = rem % ys[d];
+      rem /= ys[d];
+      oc += i * sc[d];
+      oa += i * sa[d];
+      ob += i * sb[d];
+    }
+    where_row(pc + oc, lc, pa + oa, la, pb + ob, lb, py_ + r * row, row);
+  }
 }
 
 PE_MULTIVERSION void axpby_loop(const float* __restrict x, float* __restrict y, int64_t n, float a,
