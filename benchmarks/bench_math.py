@@ -1,7 +1,6 @@
 """The CPU-only elementwise maps of issue 13 (csrc/elementwise.cpp: math_forward, where_forward):
-clamp (two passes, clamp_min then clamp_max, as ops/math.py runs it), where and sin, outputs
-preallocated, against NumPy and PyTorch. GB/s counts float32 (or bool) streams of N elements:
-clamp 4 (two read+write passes), where 3 floats + 1 byte, sin 2."""
+clamp (clamp_forward, one pass), where and sin, outputs preallocated, against NumPy and PyTorch.
+GB/s counts float32 (or bool) streams of N elements: clamp 2, where 3 floats + 1 byte, sin 2."""
 
 from __future__ import annotations
 
@@ -25,8 +24,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         ta, tb, tc, tout = (torch.from_numpy(v) for v in (a, b, c, out))
 
     def clamp() -> None:
-        _cpu.math_forward("clamp_min", a, y, -0.5)
-        _cpu.math_forward("clamp_max", y, y, 0.5)
+        _cpu.clamp_forward(a, y, -0.5, 0.5)
 
     def clamp_check() -> None:
         clamp()
@@ -48,7 +46,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             check=clamp_check,
             numpy_fn=lambda: np.clip(a, -0.5, 0.5, out=out),
             torch_fn=(lambda: torch.clamp(ta, -0.5, 0.5, out=tout)) if torch else None,
-            nbytes=4 * 4 * n,
+            nbytes=2 * 4 * n,
             repeats=reps,
         ),
         measure(

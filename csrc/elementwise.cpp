@@ -276,7 +276,7 @@ void unary_backward(const std::string& op, const py::array& saved, const py::arr
   });
 }
 
-// The CPU-only maps (MathOp). alpha is the bound of clamp_min/clamp_max. Rounding ops use
+// The CPU-only maps (MathOp); alpha is unused by the current ones. Rounding ops use
 // nearbyint (round half to even, as torch.round); sign(NaN) is 0 as torch.sign gives.
 template <MathOp OP>
 PE_MULTIVERSION void math_loop(const float* __restrict x, float* __restrict y, int64_t n,
@@ -292,14 +292,10 @@ PE_MULTIVERSION void math_loop(const float* __restrict x, float* __restrict y, i
     if constexpr (OP == MathOp::Cos) y[i] = std::cos(v);
     if constexpr (OP == MathOp::Log1p) y[i] = std::log1p(v);
     if constexpr (OP == MathOp::Expm1) y[i] = std::expm1(v);
-    // Comparisons written so that NaN passes through, as torch.clamp does.
-    if constexpr (OP == MathOp::ClampMin) y[i] = v < alpha ? alpha : v;
-    if constexpr (OP == MathOp::ClampMax) y[i] = v > alpha ? alpha : v;
   }
 }
 
-// s is the input x, except for expm1 whose backward uses the output (dy/dx = y + 1). The clamp
-// gradient passes where the bound is not active, boundary included, as in torch.
+// s is the input x, except for expm1 whose backward uses the output (dy/dx = y + 1).
 template <MathOp OP>
 PE_MULTIVERSION void math_grad_loop(const float* __restrict s, const float* __restrict gy,
                                     float* __restrict gx, int64_t n, float alpha) {
@@ -312,8 +308,6 @@ PE_MULTIVERSION void math_grad_loop(const float* __restrict s, const float* __re
     if constexpr (OP == MathOp::Cos) gx[i] = -g * std::sin(v);
     if constexpr (OP == MathOp::Log1p) gx[i] = g / (1.f + v);
     if constexpr (OP == MathOp::Expm1) gx[i] = g * (v + 1.f);
-    if constexpr (OP == MathOp::ClampMin) gx[i] = v >= alpha ? g : 0.f;
-    if constexpr (OP == MathOp::ClampMax) gx[i] = v <= alpha ? g : 0.f;
   }
 }
 
@@ -326,9 +320,7 @@ PE_MULTIVERSION void math_grad_loop(const float* __restrict s, const float* __re
   MACRO(Sin)                 \
   MACRO(Cos)                 \
   MACRO(Log1p)               \
-  MACRO(Expm1)               \
-  MACRO(ClampMin)            \
-  MACRO(ClampMax)
+  MACRO(Expm1)
 
 void math_forward(const std::string& op, const py::array& x, py::array& y, float alpha) {
   const MathOp u = pe::parse_mathop(op);
@@ -362,6 +354,42 @@ void math_backward(const std::string& op, const py::array& saved, const py::arra
       PE_MATH_CASES(PE_CASE)
 #undef PE_CASE
     }
+  });
+}
+
+// torch.clamp in one pass: y = min(max(x, lo), hi), NaN passing through; a one-sided clamp passes
+// -inf or +inf for the missing bound. The gradient flows where lo <= x <= hi (bounds included),
+// as in torch's clamp_backward.
+PE_MULTIVERSION void clamp_loop(const float* __restrict x, float* __restrict y, int64_t n, float lo,
+                                float hi) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i] < lo ? lo : x[i];
+    y[i] = v > hi ? hi : v;
+  }
+}
+
+PE_MULTIVERSION void clamp_grad_loop(const float* __restrict x, const float* __restrict gy,
+                                     float* __restrict gx, int64_t n, float lo, float hi) {
+  for (int64_t i = 0; i < n; ++i) gx[i] = (x[i] >= lo && x[i] <= hi) ? gy[i] : 0.f;
+}
+
+void clamp_forward(const py::array& x, py::array& y, float lo, float hi) {
+  const float* px = pe::in_ptr(x, "x");
+  float* py_ = pe::out_ptr(y, "y");
+  pe::check_same_size(x, y, "x", "y");
+  py::gil_scoped_release nogil;
+  chunked(x.size(), [&](int64_t s, int64_t len) { clamp_loop(px + s, py_ + s, len, lo, hi); });
+}
+
+void clamp_backward(const py::array& x, const py::array& gy, py::array& gx, float lo, float hi) {
+  const float* px = pe::in_ptr(x, "x");
+  const float* pg = pe::in_ptr(gy, "grad_output");
+  float* pgx = pe::out_ptr(gx, "grad_input");
+  pe::check_same_size(x, gy, "x", "grad_output");
+  pe::check_same_size(gy, gx, "grad_output", "grad_input");
+  py::gil_scoped_release nogil;
+  chunked(gy.size(), [&](int64_t s, int64_t len) {
+    clamp_grad_loop(px + s, pg + s, pgx + s, len, lo, hi);
   });
 }
 
@@ -444,6 +472,9 @@ void bind_elementwise(py::module_& m) {
         py::arg("grad_input"), py::arg("alpha") = 0.f);
   m.def("binary_math_forward", &binary_math_forward, py::arg("op"), py::arg("a"), py::arg("b"),
         py::arg("out"), "out = floor_divide/remainder(a, b) with broadcasting (CPU only)");
+  m.def("clamp_forward", &clamp_forward, py::arg("x"), py::arg("y"), py::arg("lo"), py::arg("hi"));
+  m.def("clamp_backward", &clamp_backward, py::arg("x"), py::arg("grad_output"),
+        py::arg("grad_input"), py::arg("lo"), py::arg("hi"));
   m.def("where_forward", &where_forward, py::arg("cond"), py::arg("a"), py::arg("b"),
         py::arg("out"), "out = cond ? a : b with broadcasting (CPU only)");
   m.def("math_forward", &math_forward, py::arg("op"), py::arg("x"), py::arg("y"),

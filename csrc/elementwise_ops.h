@@ -37,9 +37,9 @@ inline UnOp parse_unop(const std::string& op) {
 }
 
 // Elementwise maps that only the CPU implements (csrc/elementwise.cpp: math_forward/math_backward,
-// binary_math_forward). Kept out of UnOp/BinOp so that the CUDA switches stay exhaustive and a cuda
+// binary_math_forward; clamp has its own two-bound kernel). Kept out of UnOp/BinOp so that the CUDA switches stay exhaustive and a cuda
 // tensor gets the device layer's NotImplementedError instead of an unknown-op error.
-enum class MathOp { Sign, Round, Floor, Ceil, Trunc, Sin, Cos, Log1p, Expm1, ClampMin, ClampMax };
+enum class MathOp { Sign, Round, Floor, Ceil, Trunc, Sin, Cos, Log1p, Expm1 };
 
 inline MathOp parse_mathop(const std::string& op) {
   if (op == "sign") return MathOp::Sign;
@@ -51,8 +51,6 @@ inline MathOp parse_mathop(const std::string& op) {
   if (op == "cos") return MathOp::Cos;
   if (op == "log1p") return MathOp::Log1p;
   if (op == "expm1") return MathOp::Expm1;
-  if (op == "clamp_min") return MathOp::ClampMin;
-  if (op == "clamp_max") return MathOp::ClampMax;
   throw std::invalid_argument("unknown math op '" + op + "'");
 }
 

@@ -1,10 +1,11 @@
 """Elementwise math beyond elementwise.py: sign/round/floor/ceil/trunc, sin/cos, log1p/expm1,
 clamp, maximum/minimum, floor division and remainder.
 
-The float32 CPU kernels are ``math_forward``/``math_backward``/``binary_math_forward`` in
-csrc/elementwise.cpp (same broadcasting machinery as add/mul), twinned in
-backend/numpy_ref/elementwise.py; maximum/minimum use the existing ``binary_forward`` ops. These
-maps have no CUDA kernel: on a cuda tensor the device layer raises NotImplementedError.
+The float32 CPU kernels are ``math_forward``/``math_backward``, ``clamp_forward``/
+``clamp_backward`` and ``binary_math_forward`` (same broadcasting machinery as add/mul) in
+csrc/elementwise.cpp, twinned in backend/numpy_ref/elementwise.py; maximum/minimum use the
+existing ``binary_forward`` ops. These maps have no CUDA kernel: on a cuda tensor the device layer
+raises NotImplementedError.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Math(Function):
 
     def backward_graph(self, g):
         (x,) = self.inputs
-        op, a = self.op, self.alpha
+        op = self.op
         if op in _ZERO_GRAD:
             return (g * 0,)
         if op == "sin":
@@ -52,10 +53,7 @@ class Math(Function):
             return (-g * sin(x),)
         if op == "log1p":
             return (g / (x + 1),)
-        if op == "expm1":
-            return (g * x.exp(),)
-        keep = (x.detach() >= a) if op == "clamp_min" else (x.detach() <= a)
-        return (g * keep.to(g.dtype),)
+        return (g * x.exp(),)  # expm1
 
 
 def _math(op: str):
@@ -91,6 +89,29 @@ def round(x: Tensor, decimals: int = 0) -> Tensor:  # noqa: A001
     return _round(x * s) / s
 
 
+class Clamp(Function):
+    """One pass of csrc/elementwise.cpp clamp_forward; a missing bound is passed as -inf/+inf."""
+
+    def forward(self, x, lo: float, hi: float):
+        self.lo, self.hi = lo, hi
+        y = self.be.empty(x.shape, x.dtype)
+        self.k.clamp_forward(x, y, lo, hi)
+        if self.needs_input_grad[0]:
+            self.save_for_backward(x)
+        return y
+
+    def backward(self, g):
+        (x,) = self.saved
+        gx = self.be.empty(g.shape, g.dtype)
+        self.k.clamp_backward(x, g, gx, self.lo, self.hi)
+        return (gx,)
+
+    def backward_graph(self, g):
+        xd = self.inputs[0].detach()
+        keep = (xd >= self.lo).to(g.dtype) * (xd <= self.hi).to(g.dtype)
+        return (g * keep,)
+
+
 def clamp(x: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
     """Clamp into [min, max]; the gradient passes where x is inside, bounds included."""
     if min is None and max is None:
@@ -104,12 +125,9 @@ def clamp(x: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
         return out
     if x.dtype.kind != "f":
         return Tensor(np.clip(x.numpy(), min, max).astype(x.dtype), device=x.device)
-    out = x
-    if min is not None:
-        out = Math.apply(out, op="clamp_min", alpha=float(min))
-    if max is not None:
-        out = Math.apply(out, op="clamp_max", alpha=float(max))
-    return out
+    lo = -np.inf if min is None else float(min)
+    hi = np.inf if max is None else float(max)
+    return Clamp.apply(x, lo=lo, hi=hi)
 
 
 clip = clamp
