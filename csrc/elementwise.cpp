@@ -2,13 +2,16 @@
 // backward, and a fused axpby used by gradient accumulation. float32, any shape, contiguous.
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "common.h"
 #include "elementwise_ops.h"
 
 namespace {
 
+using pe::BinMathOp;
 using pe::BinOp;
+using pe::MathOp;
 using pe::Shape;
 using pe::UnOp;
 using pe::parse_binop;
@@ -17,22 +20,48 @@ using pe::parse_unop;
 // Parallelise only where a pass is long enough to amortise waking the thread team.
 constexpr int64_t kParallelGrain = 1 << 15;
 
-template <BinOp OP>
+// Python's (and torch's) floor division: the quotient rounded toward -inf, computed from fmod as
+// NumPy's npy_divmod does so that it is exact where floor(a / b) would round a / b first.
+inline float floor_divide(float a, float b) {
+  if (b == 0.f) return a / b;
+  const float mod = std::fmod(a, b);
+  float div = (a - mod) / b;
+  if (mod != 0.f && ((b < 0.f) != (mod < 0.f))) div -= 1.f;
+  if (div == 0.f) return std::copysign(0.f, a / b);
+  float fl = std::floor(div);
+  if (div - fl > 0.5f) fl += 1.f;
+  return fl;
+}
+
+// torch.remainder: the result takes the divisor's sign (Python's %), unlike fmod.
+inline float remainder(float a, float b) {
+  float mod = std::fmod(a, b);
+  if (mod != 0.f && ((b < 0.f) != (mod < 0.f))) mod += b;
+  return mod;
+}
+
+// OP is a BinOp (shared with CUDA) or a CPU-only BinMathOp; the broadcast loops below take either.
+template <auto OP>
 inline float apply(float a, float b) {
-  if constexpr (OP == BinOp::Add) return a + b;
-  if constexpr (OP == BinOp::Sub) return a - b;
-  if constexpr (OP == BinOp::Mul) return a * b;
-  if constexpr (OP == BinOp::Div) return a / b;
-  if constexpr (OP == BinOp::Pow) return std::pow(a, b);
-  // NaN propagates as in torch.maximum / torch.minimum.
-  if constexpr (OP == BinOp::Max) return (a != a || a > b) ? a : b;
-  if constexpr (OP == BinOp::Min) return (a != a || a < b) ? a : b;
+  if constexpr (std::is_same_v<decltype(OP), BinMathOp>) {
+    if constexpr (OP == BinMathOp::FloorDiv) return floor_divide(a, b);
+    if constexpr (OP == BinMathOp::Remainder) return remainder(a, b);
+  } else {
+    if constexpr (OP == BinOp::Add) return a + b;
+    if constexpr (OP == BinOp::Sub) return a - b;
+    if constexpr (OP == BinOp::Mul) return a * b;
+    if constexpr (OP == BinOp::Div) return a / b;
+    if constexpr (OP == BinOp::Pow) return std::pow(a, b);
+    // NaN propagates as in torch.maximum / torch.minimum.
+    if constexpr (OP == BinOp::Max) return (a != a || a > b) ? a : b;
+    if constexpr (OP == BinOp::Min) return (a != a || a < b) ? a : b;
+  }
   return 0.f;
 }
 
 // Inner row of a broadcast binary op. sa/sb are 0 (broadcast) or 1 (contiguous); specialised so
 // the common contiguous/scalar rows vectorise.
-template <BinOp OP>
+template <auto OP>
 PE_MULTIVERSION void binary_row(const float* __restrict a, int64_t sa, const float* __restrict b,
                                 int64_t sb, float* __restrict y, int64_t n) {
   if (sa == 1 && sb == 1) {
@@ -66,7 +95,7 @@ Shape broadcast_strides(const Shape& s, const Shape& out, const char* name) {
   return st;
 }
 
-template <BinOp OP>
+template <auto OP>
 void binary_impl(const float* a, const Shape& as, const float* b, const Shape& bs, float* y,
                  const Shape& ys) {
   int64_t n = 1;
@@ -105,7 +134,7 @@ void binary_impl(const float* a, const Shape& as, const float* b, const Shape& b
 }
 
 // A single long row still deserves both cores.
-template <BinOp OP>
+template <auto OP>
 void binary_flat(const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n) {
   constexpr int64_t chunk = 1 << 14;
   const int64_t nchunks = (n + chunk - 1) / chunk;
@@ -116,7 +145,7 @@ void binary_flat(const float* a, int64_t sa, const float* b, int64_t sb, float* 
   }
 }
 
-template <BinOp OP>
+template <auto OP>
 void binary_dispatch(const py::array& a, const py::array& b, py::array& y) {
   const float* pa = pe::in_ptr(a, "a");
   const float* pb = pe::in_ptr(b, "b");
@@ -142,6 +171,14 @@ void binary_forward(const std::string& op, const py::array& a, const py::array& 
     case BinOp::Pow: return binary_dispatch<BinOp::Pow>(a, b, y);
     case BinOp::Max: return binary_dispatch<BinOp::Max>(a, b, y);
     case BinOp::Min: return binary_dispatch<BinOp::Min>(a, b, y);
+  }
+}
+
+void binary_math_forward(const std::string& op, const py::array& a, const py::array& b,
+                         py::array& y) {
+  switch (pe::parse_binmathop(op)) {
+    case BinMathOp::FloorDiv: return binary_dispatch<BinMathOp::FloorDiv>(a, b, y);
+    case BinMathOp::Remainder: return binary_dispatch<BinMathOp::Remainder>(a, b, y);
   }
 }
 
@@ -239,6 +276,177 @@ void unary_backward(const std::string& op, const py::array& saved, const py::arr
   });
 }
 
+// The CPU-only maps (MathOp); alpha is unused by the current ones. Rounding ops use
+// nearbyint (round half to even, as torch.round); sign(NaN) is 0 as torch.sign gives.
+template <MathOp OP>
+PE_MULTIVERSION void math_loop(const float* __restrict x, float* __restrict y, int64_t n,
+                               float alpha) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    if constexpr (OP == MathOp::Sign) y[i] = static_cast<float>((0.f < v) - (v < 0.f));
+    if constexpr (OP == MathOp::Round) y[i] = std::nearbyint(v);
+    if constexpr (OP == MathOp::Floor) y[i] = std::floor(v);
+    if constexpr (OP == MathOp::Ceil) y[i] = std::ceil(v);
+    if constexpr (OP == MathOp::Trunc) y[i] = std::trunc(v);
+    if constexpr (OP == MathOp::Sin) y[i] = std::sin(v);
+    if constexpr (OP == MathOp::Cos) y[i] = std::cos(v);
+    if constexpr (OP == MathOp::Log1p) y[i] = std::log1p(v);
+    if constexpr (OP == MathOp::Expm1) y[i] = std::expm1(v);
+  }
+}
+
+// s is the input x, except for expm1 whose backward uses the output (dy/dx = y + 1).
+template <MathOp OP>
+PE_MULTIVERSION void math_grad_loop(const float* __restrict s, const float* __restrict gy,
+                                    float* __restrict gx, int64_t n, float alpha) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = s[i], g = gy[i];
+    if constexpr (OP == MathOp::Sign || OP == MathOp::Round || OP == MathOp::Floor ||
+                  OP == MathOp::Ceil || OP == MathOp::Trunc)
+      gx[i] = 0.f;
+    if constexpr (OP == MathOp::Sin) gx[i] = g * std::cos(v);
+    if constexpr (OP == MathOp::Cos) gx[i] = -g * std::sin(v);
+    if constexpr (OP == MathOp::Log1p) gx[i] = g / (1.f + v);
+    if constexpr (OP == MathOp::Expm1) gx[i] = g * (v + 1.f);
+  }
+}
+
+#define PE_MATH_CASES(MACRO) \
+  MACRO(Sign)                \
+  MACRO(Round)               \
+  MACRO(Floor)               \
+  MACRO(Ceil)                \
+  MACRO(Trunc)               \
+  MACRO(Sin)                 \
+  MACRO(Cos)                 \
+  MACRO(Log1p)               \
+  MACRO(Expm1)
+
+void math_forward(const std::string& op, const py::array& x, py::array& y, float alpha) {
+  const MathOp u = pe::parse_mathop(op);
+  const float* px = pe::in_ptr(x, "x");
+  float* py_ = pe::out_ptr(y, "y");
+  pe::check_same_size(x, y, "x", "y");
+  py::gil_scoped_release nogil;
+  chunked(x.size(), [&](int64_t s, int64_t len) {
+    switch (u) {
+#define PE_CASE(NAME) \
+  case MathOp::NAME: return math_loop<MathOp::NAME>(px + s, py_ + s, len, alpha);
+      PE_MATH_CASES(PE_CASE)
+#undef PE_CASE
+    }
+  });
+}
+
+void math_backward(const std::string& op, const py::array& saved, const py::array& gy,
+                   py::array& gx, float alpha) {
+  const MathOp u = pe::parse_mathop(op);
+  const float* ps = pe::in_ptr(saved, "saved");
+  const float* pg = pe::in_ptr(gy, "grad_output");
+  float* pgx = pe::out_ptr(gx, "grad_input");
+  pe::check_same_size(saved, gy, "saved", "grad_output");
+  pe::check_same_size(gy, gx, "grad_output", "grad_input");
+  py::gil_scoped_release nogil;
+  chunked(gy.size(), [&](int64_t s, int64_t len) {
+    switch (u) {
+#define PE_CASE(NAME) \
+  case MathOp::NAME: return math_grad_loop<MathOp::NAME>(ps + s, pg + s, pgx + s, len, alpha);
+      PE_MATH_CASES(PE_CASE)
+#undef PE_CASE
+    }
+  });
+}
+
+// torch.clamp in one pass: y = min(max(x, lo), hi), NaN passing through; a one-sided clamp passes
+// -inf or +inf for the missing bound. The gradient flows where lo <= x <= hi (bounds included),
+// as in torch's clamp_backward.
+PE_MULTIVERSION void clamp_loop(const float* __restrict x, float* __restrict y, int64_t n, float lo,
+                                float hi) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i] < lo ? lo : x[i];
+    y[i] = v > hi ? hi : v;
+  }
+}
+
+PE_MULTIVERSION void clamp_grad_loop(const float* __restrict x, const float* __restrict gy,
+                                     float* __restrict gx, int64_t n, float lo, float hi) {
+  for (int64_t i = 0; i < n; ++i) gx[i] = (x[i] >= lo && x[i] <= hi) ? gy[i] : 0.f;
+}
+
+void clamp_forward(const py::array& x, py::array& y, float lo, float hi) {
+  const float* px = pe::in_ptr(x, "x");
+  float* py_ = pe::out_ptr(y, "y");
+  pe::check_same_size(x, y, "x", "y");
+  py::gil_scoped_release nogil;
+  chunked(x.size(), [&](int64_t s, int64_t len) { clamp_loop(px + s, py_ + s, len, lo, hi); });
+}
+
+void clamp_backward(const py::array& x, const py::array& gy, py::array& gx, float lo, float hi) {
+  const float* px = pe::in_ptr(x, "x");
+  const float* pg = pe::in_ptr(gy, "grad_output");
+  float* pgx = pe::out_ptr(gx, "grad_input");
+  pe::check_same_size(x, gy, "x", "grad_output");
+  pe::check_same_size(gy, gx, "grad_output", "grad_input");
+  py::gil_scoped_release nogil;
+  chunked(gy.size(), [&](int64_t s, int64_t len) {
+    clamp_grad_loop(px + s, pg + s, pgx + s, len, lo, hi);
+  });
+}
+
+// One row of where: each operand's stride is 0 (broadcast) or 1. The select is written as a
+// blend (no branch: a random mask would mispredict half the time) so the contiguous case
+// vectorises.
+PE_MULTIVERSION void where_row(const uint8_t* __restrict c, int64_t lc, const float* __restrict a,
+                               int64_t la, const float* __restrict b, int64_t lb,
+                               float* __restrict y, int64_t n) {
+  if (lc == 1 && la == 1 && lb == 1) {
+    for (int64_t i = 0; i < n; ++i) y[i] = c[i] ? a[i] : b[i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = c[i * lc] ? a[i * la] : b[i * lb];
+  }
+}
+
+// out = cond ? a : b (torch.where). cond is bool, a/b float32; each broadcasts to out's shape by
+// NumPy's rules. Rows along the last dim (a single long row is split in chunks for the threads).
+void where_forward(const py::array& cond, const py::array& a, const py::array& b, py::array& y) {
+  PE_CHECK(cond.dtype().is(py::dtype::of<bool>()), "cond must be bool, got dtype ",
+           std::string(py::str(cond.dtype())));
+  PE_CHECK(cond.flags() & py::array::c_style, "cond must be C-contiguous");
+  const auto* pc = static_cast<const uint8_t*>(cond.data());
+  const float* pa = pe::in_ptr(a, "a");
+  const float* pb = pe::in_ptr(b, "b");
+  float* py_ = pe::out_ptr(y, "out");
+  const Shape ys = pe::shape_of(y);
+  const Shape sc = broadcast_strides(pe::shape_of(cond), ys, "cond");
+  const Shape sa = broadcast_strides(pe::shape_of(a), ys, "a");
+  const Shape sb = broadcast_strides(pe::shape_of(b), ys, "b");
+  const int64_t n = y.size();
+  if (n == 0) return;
+  const int64_t nd = static_cast<int64_t>(ys.size());
+  const int64_t row = nd ? ys[nd - 1] : 1, rows = n / row;
+  const int64_t lc = nd ? (sc[nd - 1] ? 1 : 0) : 0, la = nd ? (sa[nd - 1] ? 1 : 0) : 0,
+                lb = nd ? (sb[nd - 1] ? 1 : 0) : 0;
+  py::gil_scoped_release nogil;
+  if (rows == 1) {
+    chunked(n, [&](int64_t s, int64_t len) {
+      where_row(pc + s * lc, lc, pa + s * la, la, pb + s * lb, lb, py_ + s, len);
+    });
+    return;
+  }
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t rem = r, oc = 0, oa = 0, ob = 0;
+    for (int64_t d = nd - 2; d >= 0; --d) {
+      const int64_t i = rem % ys[d];
+      rem /= ys[d];
+      oc += i * sc[d];
+      oa += i * sa[d];
+      ob += i * sb[d];
+    }
+    where_row(pc + oc, lc, pa + oa, la, pb + ob, lb, py_ + r * row, row);
+  }
+}
+
 PE_MULTIVERSION void axpby_loop(const float* __restrict x, float* __restrict y, int64_t n, float a,
                                 float b) {
   for (int64_t i = 0; i < n; ++i) y[i] = a * x[i] + b * y[i];
@@ -261,6 +469,17 @@ void bind_elementwise(py::module_& m) {
   m.def("unary_forward", &unary_forward, py::arg("op"), py::arg("x"), py::arg("y"),
         py::arg("alpha") = 0.f);
   m.def("unary_backward", &unary_backward, py::arg("op"), py::arg("saved"), py::arg("grad_output"),
+        py::arg("grad_input"), py::arg("alpha") = 0.f);
+  m.def("binary_math_forward", &binary_math_forward, py::arg("op"), py::arg("a"), py::arg("b"),
+        py::arg("out"), "out = floor_divide/remainder(a, b) with broadcasting (CPU only)");
+  m.def("clamp_forward", &clamp_forward, py::arg("x"), py::arg("y"), py::arg("lo"), py::arg("hi"));
+  m.def("clamp_backward", &clamp_backward, py::arg("x"), py::arg("grad_output"),
+        py::arg("grad_input"), py::arg("lo"), py::arg("hi"));
+  m.def("where_forward", &where_forward, py::arg("cond"), py::arg("a"), py::arg("b"),
+        py::arg("out"), "out = cond ? a : b with broadcasting (CPU only)");
+  m.def("math_forward", &math_forward, py::arg("op"), py::arg("x"), py::arg("y"),
+        py::arg("alpha") = 0.f);
+  m.def("math_backward", &math_backward, py::arg("op"), py::arg("saved"), py::arg("grad_output"),
         py::arg("grad_input"), py::arg("alpha") = 0.f);
   m.def("axpby", &axpby, py::arg("x"), py::arg("y"), py::arg("a"), py::arg("b"));
 }

@@ -31,6 +31,14 @@ from pyengine.ops.gemm import matmul
 from pyengine.ops.reduce import log_softmax, max, mean, softmax, sum  # noqa: A004
 from pyengine.ops.shape import cat, flatten, permute, reshape, stack, transpose
 from pyengine.serialization import load, save
+from pyengine.creation import empty_like, eye, full_like, linspace, rand_like, randint_like
+from pyengine.ops.index import chunk, cumsum, flip, masked_fill, roll, sort, split, topk, unbind
+from pyengine.ops.index import where
+from pyengine.ops.math import ceil, clamp, clip, cos, expm1, floor, floor_divide, log1p
+from pyengine.ops.math import maximum, minimum, remainder, round, sign, sin, trunc  # noqa: A004
+from pyengine.ops.shape import squeeze, unsqueeze
+from pyengine.ops.stats import all, any, argmax, argmin, min, norm, prod, std, var  # noqa: A004
+from pyengine.tensor import float16, half
 from pyengine.tensor import (
     Tensor,
     bool_,
@@ -124,3 +132,49 @@ __all__ = [
     "zeros_like",
 ]
 __all__ += ["backends"]
+__all__ += [
+    "all",
+    "any",
+    "argmax",
+    "argmin",
+    "ceil",
+    "chunk",
+    "clamp",
+    "clip",
+    "cos",
+    "cumsum",
+    "empty_like",
+    "expm1",
+    "eye",
+    "flip",
+    "float16",
+    "floor",
+    "floor_divide",
+    "full_like",
+    "half",
+    "linspace",
+    "log1p",
+    "masked_fill",
+    "maximum",
+    "min",
+    "minimum",
+    "norm",
+    "prod",
+    "rand_like",
+    "randint_like",
+    "remainder",
+    "roll",
+    "round",
+    "sign",
+    "sin",
+    "sort",
+    "split",
+    "squeeze",
+    "std",
+    "topk",
+    "trunc",
+    "unbind",
+    "unsqueeze",
+    "var",
+    "where",
+]

@@ -14,7 +14,9 @@ import numpy as np
 
 from pyengine import autograd
 from pyengine.backend import Device, backend
+from pyengine.tensor_methods import TensorMethods
 
+float16 = np.dtype("float16")
 float32 = np.dtype("float32")
 float64 = np.dtype("float64")
 int64 = np.dtype("int64")
@@ -23,9 +25,11 @@ uint8 = np.dtype("uint8")
 bool_ = np.dtype("bool")
 float = float32  # noqa: A001 - torch.float alias
 double = float64
+half = float16
 long = int64
 
-_SUPPORTED = (float32, float64, int64, int32, uint8, bool_)
+# float16 is a storage type: ops compute on the NumPy twin (which may upcast internally).
+_SUPPORTED = (float16, float32, float64, int64, int32, uint8, bool_)
 
 
 def _as_dtype(dtype: Any) -> np.dtype:
@@ -34,57 +38,114 @@ def _as_dtype(dtype: Any) -> np.dtype:
     except TypeError:
         raise TypeError(f"unsupported dtype {dtype!r}") from None
     if dt not in _SUPPORTED:
-        raise TypeError(f"unsupported dtype {dt}; pyengine supports float32, float64, int64")
+        raise TypeError(
+            f"unsupported dtype {dt}; pyengine supports float16, float32, float64, int64, int32, "
+            "uint8, bool"
+        )
     return dt
 
 
-class Tensor:
-    __slots__ = ("data", "device", "requires_grad", "grad", "_ctx", "_retains_grad", "__weakref__")
+class Tensor(TensorMethods):
+    # _data is the device array (a NumPy array on the CPU); ``.data`` is PyTorch's detached view.
+    __slots__ = (
+        "_data",
+        "device",
+        "_requires_grad",
+        "grad",
+        "_ctx",
+        "_retains_grad",
+        "_hooks",
+        "__weakref__",
+    )
+    # ndarray <op> Tensor defers to the Tensor's reflected operator, so it returns a Tensor.
+    __array_priority__ = 1000
 
     def __init__(
         self,
-        data: Any,
+        *args: Any,
         dtype: Any = None,
         device: str | Device = "cpu",
         requires_grad: bool = False,
     ) -> None:
+        """``Tensor(data)`` copies data; ``Tensor(2, 3)`` (sizes) makes a zero-filled float32
+        tensor of that shape, as ``torch.Tensor(2, 3)`` does (PyTorch leaves it uninitialised)."""
+        if len(args) == 2 and not _is_int(args[1]) and dtype is None:
+            args, dtype = args[:1], args[1]  # Tensor(data, dtype), kept for older callers
+        if not args:
+            data: Any = np.empty((0,), float32)
+        elif len(args) > 1:
+            if not all(_is_int(a) for a in args):
+                raise TypeError(f"Tensor(*sizes) expects integer sizes, got {args}")
+            if any(a < 0 for a in args):
+                raise ValueError(f"negative dimension in shape {tuple(args)}")
+            data = np.zeros(tuple(builtins.int(a) for a in args), float32)
+        else:
+            data = args[0]
         arr = _to_array(data, dtype)
         dev = Device(device)
-        self.data = backend(dev).from_numpy(arr)
+        self._data = backend(dev).from_numpy(arr)
         self.device = dev
         self.grad: Tensor | None = None
         self._ctx: Any = None
         self._retains_grad = False
-        self.requires_grad = False
+        self._hooks: list[Any] | None = None
+        self._requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
 
     @classmethod
     def _wrap(cls, data: Any, device: Device, requires_grad: bool = False) -> Tensor:
         t = cls.__new__(cls)
-        t.data = data
+        t._data = data
         t.device = device
-        t.requires_grad = requires_grad
+        t._requires_grad = requires_grad
         t.grad = None
         t._ctx = None
         t._retains_grad = False
+        t._hooks = None
         return t
+
+    # ------------------------------------------------------------------ storage
+    @property
+    def data(self) -> Tensor:
+        """A detached tensor sharing this tensor's storage (and its version counter)."""
+        return Tensor._wrap(self._data, self.device)
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        # As in PyTorch: the tensor now uses value's storage; autograd does not see the change.
+        if not isinstance(value, Tensor):
+            raise TypeError(f"data must be assigned a Tensor, got {type(value).__name__}")
+        self._data, self.device = value._data, value.device
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        self.requires_grad_(bool(value))
+
+    @property
+    def _version(self) -> int:
+        """How many in-place changes this tensor's storage has seen (PyTorch's ``_version``)."""
+        return autograd.version_of(self._data)
 
     # ------------------------------------------------------------------ metadata
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.data.shape)
+        return tuple(self._data.shape)
 
     def size(self, dim: int | None = None) -> Any:
         return self.shape if dim is None else self.shape[dim]
 
     @property
     def dtype(self) -> np.dtype:
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def ndim(self) -> int:
-        return len(self.data.shape)
+        return len(self._data.shape)
 
     def dim(self) -> int:
         return self.ndim
@@ -117,7 +178,7 @@ class Tensor:
         if self.device.type != "cpu":
             extra += f", device='{self.device}'"
         if self._ctx is not None:
-            extra += f", grad_fn=<{type(self._ctx).__name__}Backward>"
+            extra += f", grad_fn=<{autograd.node_name(self._ctx)}>"
         elif self.requires_grad:
             extra += ", requires_grad=True"
         return f"tensor({body}{extra})"
@@ -130,21 +191,39 @@ class Tensor:
             )
         if not requires_grad and self._ctx is not None:
             raise RuntimeError("requires_grad can only be turned off on leaf tensors")
-        self.requires_grad = requires_grad
+        self._requires_grad = requires_grad
         return self
 
     def retain_grad(self) -> None:
         self._retains_grad = True
 
-    def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
-        autograd.backward(self, gradient, retain_graph=retain_graph)
+    def register_hook(self, hook: Any) -> Any:
+        """Call ``hook(grad)`` when this tensor's gradient is computed; a non-None return value
+        replaces the gradient. Returns a handle whose ``remove()`` unregisters the hook."""
+        if not self._requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(hook)
+        return autograd.RemovableHandle(self._hooks, hook)
+
+    def backward(
+        self,
+        gradient: Any = None,
+        retain_graph: bool | None = None,
+        create_graph: bool = False,
+        inputs: Any = None,
+    ) -> None:
+        autograd.backward(
+            self, gradient, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs
+        )
 
     def detach(self) -> Tensor:
-        return Tensor._wrap(self.data, self.device)
+        return Tensor._wrap(self._data, self.device)
 
     def detach_(self) -> Tensor:
         self._ctx = None
-        self.requires_grad = False
+        self._requires_grad = False
         return self
 
     # ------------------------------------------------------------------ conversion
@@ -153,7 +232,7 @@ class Tensor:
             raise RuntimeError(
                 "Can't call numpy() on a Tensor that requires grad. Use tensor.detach().numpy()"
             )
-        return backend(self.device).to_numpy(self.data)
+        return backend(self.device).to_numpy(self._data)
 
     def tolist(self) -> Any:
         return self.detach().numpy().tolist()
@@ -210,6 +289,23 @@ class Tensor:
     def long(self) -> Tensor:
         return self.to(int64)
 
+    def int(self) -> Tensor:
+        return self.to(int32)
+
+    def half(self) -> Tensor:
+        return self.to(float16)
+
+    def bool(self) -> Tensor:
+        return self.to(bool_)
+
+    def type(self, dtype: Any = None) -> Any:
+        """``type()`` names the tensor type as PyTorch does; ``type(dtype)`` casts."""
+        if dtype is None:
+            return _TYPE_NAMES.get(self.dtype, f"pyengine.{self.dtype}Tensor")
+        if isinstance(dtype, str) and dtype in _TYPE_FROM_NAME:
+            dtype = _TYPE_FROM_NAME[dtype]
+        return self.to(dtype)
+
     def type_as(self, other: Tensor) -> Tensor:
         return self.to(other.dtype)
 
@@ -222,41 +318,145 @@ class Tensor:
     def is_contiguous(self) -> bool:
         return True
 
-    # ------------------------------------------------------------------ in-place (no autograd)
+    # ------------------------------------------------------------------ in-place
     def _check_inplace(self, name: str) -> None:
-        if autograd.is_grad_enabled() and (self.requires_grad and self._ctx is None):
+        if autograd.is_grad_enabled() and (self._requires_grad and self._ctx is None):
             raise RuntimeError(
                 f"a leaf Variable that requires grad is being used in an in-place operation "
                 f"({name}); wrap it in pyengine.no_grad()"
             )
 
+    def _inplace_op(self, name: str, fn: Any, *others: Any) -> Tensor:
+        """Run ``fn(self, *others)`` out of place, write the result into this tensor's storage and
+        bump its version. When autograd records, the tensor's history is rebased onto the op (as
+        PyTorch does): the node's input is an alias carrying the old history, so gradients flow
+        through the in-place op, and any node that saved the old values sees the new version and
+        refuses to run backward."""
+        self._check_inplace(name)
+        record = self._records(*others)
+        if record:
+            # The op reads a clone: what it saves must not be the storage it is about to
+            # overwrite (only nodes recorded before this op may see the new version).
+            src = Tensor._wrap(self._data, self.device, self._requires_grad)
+            src._ctx = self._ctx
+            out = fn(src.clone() if src._requires_grad else src, *others)
+        else:
+            with autograd.no_grad():
+                out = fn(self.detach(), *others)
+        if out.shape != self.shape:
+            raise RuntimeError(
+                f"in-place {name}: output with shape {self.shape} doesn't match the broadcast "
+                f"shape {out.shape}"
+            )
+        if out.dtype != self.dtype and self.dtype.kind != "f" and out.dtype.kind == "f":
+            raise RuntimeError(
+                f"in-place {name}: result type {out.dtype} can't be cast to the desired output "
+                f"type {self.dtype}"
+            )
+        data = (
+            out._data
+            if out.dtype == self.dtype
+            else backend(self.device).astype(out._data, self.dtype)
+        )
+        if data is not self._data:
+            backend(self.device).setitem(self._data, Ellipsis, data)
+        autograd.bump_version(self._data, name)
+        if record:
+            self._ctx, self._requires_grad = out._ctx, out._requires_grad
+        return self
+
     def zero_(self) -> Tensor:
         return self.fill_(0.0)
 
-    def fill_(self, value: float) -> Tensor:
+    def fill_(self, value: Any) -> Tensor:
         self._check_inplace("fill_")
-        backend(self.device).setitem(self.data, Ellipsis, value)
+        if isinstance(value, Tensor):
+            if value.numel() != 1:
+                raise RuntimeError(
+                    f"fill_ only supports 0-dimension value tensor but got tensor with "
+                    f"{value.ndim} dimensions"
+                )
+            if value._requires_grad:
+                return self._inplace_op(
+                    "fill_", lambda s, v: ops.index.index_put(s, Ellipsis, v.reshape(())), value
+                )
+            value = value.item()
+        if self._records():
+            return self._inplace_op("fill_", lambda s: ops.index.index_put(s, Ellipsis, value))
+        self._write(Ellipsis, value, "fill_")
         return self
 
     def copy_(self, src: Any) -> Tensor:
         self._check_inplace("copy_")
         src = src if isinstance(src, Tensor) else Tensor(src, dtype=self.dtype)
-        if (
-            tuple(src.shape) != self.shape
-            and np.broadcast_shapes(src.shape, self.shape) != self.shape
-        ):
+        try:
+            ok = np.broadcast_shapes(src.shape, self.shape) == self.shape
+        except ValueError:
+            ok = False
+        if not ok:
             raise RuntimeError(f"copy_: cannot copy shape {src.shape} into {self.shape}")
-        be = backend(self.device)
-        data = src.to(self.device).to(self.dtype).data
-        be.setitem(self.data, Ellipsis, data)
+        if self._records(src):
+            return self._inplace_op(
+                "copy_", lambda s, o: ops.index.index_put(s, Ellipsis, o.to(s.device)), src
+            )
+        self._write(Ellipsis, src.to(self.device).to(self.dtype)._data, "copy_")
         return self
 
     def __setitem__(self, index: Any, value: Any) -> None:
         self._check_inplace("__setitem__")
-        be = backend(self.device)
+        if self._records(value):
+            self._inplace_op(
+                "__setitem__",
+                lambda s, v: ops.index.index_put(s, _index_data(index), v),
+                value,
+            )
+            return
         if isinstance(value, Tensor):
-            value = value.to(self.device).to(self.dtype).data
-        be.setitem(self.data, _index_data(index), value)
+            value = value.to(self.device).to(self.dtype)._data
+        elif value is None:
+            raise TypeError("cannot assign None to a tensor element")
+        self._write(_index_data(index), value, "__setitem__")
+
+    def _records(self, *others: Any) -> bool:
+        """Whether an in-place op on self with these operands must be recorded by autograd."""
+        return autograd.is_grad_enabled() and (
+            self._requires_grad or any(isinstance(o, Tensor) and o._requires_grad for o in others)
+        )
+
+    def _write(self, index: Any, values: Any, name: str) -> None:
+        """Unrecorded in-place write (one pass over the selection) plus the version bump."""
+        backend(self.device).setitem(self._data, index, values)
+        autograd.bump_version(self._data, name)
+
+    def add_(self, other: Any, alpha: Any = 1) -> Tensor:
+        return self._inplace_op("add_", lambda s, o: s + (o if alpha == 1 else o * alpha), other)
+
+    def sub_(self, other: Any, alpha: Any = 1) -> Tensor:
+        return self._inplace_op("sub_", lambda s, o: s - (o if alpha == 1 else o * alpha), other)
+
+    def mul_(self, other: Any) -> Tensor:
+        return self._inplace_op("mul_", ops.elementwise.mul, other)
+
+    def div_(self, other: Any) -> Tensor:
+        return self._inplace_op("div_", ops.elementwise.div, other)
+
+    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        return self._inplace_op("clamp_", lambda s: s.clamp(min, max))
+
+    def relu_(self) -> Tensor:
+        return self._inplace_op("relu_", ops.elementwise.relu)
+
+    def __iadd__(self, other: Any) -> Tensor:
+        return self._inplace_op("+=", ops.elementwise.add, other)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return self._inplace_op("-=", ops.elementwise.sub, other)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return self._inplace_op("*=", ops.elementwise.mul, other)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return self._inplace_op("/=", ops.elementwise.div, other)
 
     # ------------------------------------------------------------------ arithmetic
     def __add__(self, other: Any) -> Tensor:
@@ -295,32 +495,11 @@ class Tensor:
     def __matmul__(self, other: Tensor) -> Tensor:
         return ops.gemm.matmul(self, other)
 
-    def __iadd__(self, other: Any) -> Tensor:
-        return self._inplace(ops.elementwise.add(self.detach(), other), "+=")
-
-    def __isub__(self, other: Any) -> Tensor:
-        return self._inplace(ops.elementwise.sub(self.detach(), other), "-=")
-
-    def __imul__(self, other: Any) -> Tensor:
-        return self._inplace(ops.elementwise.mul(self.detach(), other), "*=")
-
-    def __itruediv__(self, other: Any) -> Tensor:
-        return self._inplace(ops.elementwise.div(self.detach(), other), "/=")
-
-    def _inplace(self, result: Tensor, name: str) -> Tensor:
-        self._check_inplace(name)
-        if result.requires_grad:
-            raise RuntimeError(
-                f"in-place {name} with an operand that requires grad is not supported; "
-                "write `x = x op y` instead"
-            )
-        if result.shape != self.shape:
-            raise RuntimeError(f"in-place {name}: result shape {result.shape} != {self.shape}")
-        backend(self.device).setitem(self.data, Ellipsis, result.data)
-        return self
-
     def _compare(self, other: Any, op: Any) -> Tensor:
-        o = other.numpy() if isinstance(other, Tensor) else other
+        # Comparisons are not differentiable: they read the values whatever requires grad.
+        o = other.detach().numpy() if isinstance(other, Tensor) else other
+        if o is None:
+            raise TypeError(f"cannot compare a Tensor with None using {op.__name__}")
         return Tensor(op(self.detach().numpy(), o), device=self.device)
 
     def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
@@ -429,6 +608,27 @@ class Tensor:
         return ops.shape.getitem(self, index)
 
 
+_TYPE_NAMES = {
+    float16: "pyengine.HalfTensor",
+    float32: "pyengine.FloatTensor",
+    float64: "pyengine.DoubleTensor",
+    int64: "pyengine.LongTensor",
+    int32: "pyengine.IntTensor",
+    uint8: "pyengine.ByteTensor",
+    bool_: "pyengine.BoolTensor",
+}
+_TYPE_FROM_NAME = {
+    **{v: k for k, v in _TYPE_NAMES.items()},
+    **{v.replace("pyengine.", "torch."): k for k, v in _TYPE_NAMES.items()},
+}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (builtins.int, np.integer)) and not isinstance(
+        v, (builtins.bool, np.bool_)
+    )
+
+
 def _shape_arg(shape: Sequence[Any]) -> tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
@@ -453,8 +653,6 @@ def _to_array(data: Any, dtype: Any) -> np.ndarray:
         dt = _as_dtype(dtype)
     elif isinstance(data, np.ndarray) or isinstance(data, Tensor):
         dt = arr.dtype
-        if dt == np.float16:
-            dt = float32
     elif arr.dtype.kind == "f":
         dt = float32  # Python floats become float32, PyTorch's default dtype
     elif arr.dtype.kind in "iu":

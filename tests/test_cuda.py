@@ -182,7 +182,7 @@ def test_mixed_device_error(rng):
     from pyengine import _cuda
 
     with pytest.raises(TypeError):
-        _cuda.axpby(np.ones(3, np.float32), a.data, 1.0, 1.0)
+        _cuda.axpby(np.ones(3, np.float32), a._data, 1.0, 1.0)
 
 
 @gpu

@@ -144,10 +144,10 @@ def test_linear_skips_unneeded_gradients(rng):
     "sa,sb",
     [
         ((3, 4), (5, 6)),
-        ((3,), (3,)),
+        ((3,), (4,)),
         ((2, 3, 4), (3, 4, 5)),
-        ((2, 3, 4), (4, 5)),
-        ((3, 4), (2, 4, 5)),
+        ((2, 3, 4), (5, 6)),
+        ((3, 4), (2, 5, 6)),
     ],
 )
 def test_matmul_shape_errors_name_shapes(sa, sb):

@@ -129,7 +129,7 @@ def test_creation_functions():
     assert pe.zeros_like(pe.ones(2, 2)).tolist() == [[0.0, 0.0], [0.0, 0.0]]
     assert pe.tensor([1, 2]).dtype == pe.int64
     assert pe.tensor([True]).dtype == pe.bool_
-    assert pe.tensor(np.ones(2, np.float16)).dtype == pe.float32
+    assert pe.tensor(np.ones(2, np.float16)).dtype == pe.float16  # float16 storage
     assert pe.tensor(np.ones(2, np.float64)).dtype == pe.float64
     pe.manual_seed(3)
     a = pe.randn(5).tolist()

@@ -20,12 +20,13 @@ class Parameter(Tensor):
 
     def __init__(self, data: Tensor | None = None, requires_grad: bool = True) -> None:
         src = data if data is not None else Tensor(np.empty((0,), np.float32))
-        self.data = src.data
+        self._data = src._data
         self.device = src.device
         self.grad = None
         self._ctx = None
         self._retains_grad = False
-        self.requires_grad = False
+        self._hooks = None
+        self._requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
 
@@ -178,7 +179,7 @@ class Module:
             for p in m._parameters.values():
                 if p is not None:
                     moved = p.detach().to(*args, **kwargs)
-                    p.data, p.device = moved.data, moved.device
+                    p._data, p.device = moved._data, moved.device
             for n, b in m._buffers.items():
                 if b is not None:
                     m._buffers[n] = b.to(*args, **kwargs)

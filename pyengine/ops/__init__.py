@@ -5,9 +5,12 @@ from pyengine.ops import (  # noqa: F401
     conv,
     elementwise,
     gemm,
+    index,
+    math,
     norm,
     pool,
     reduce,
     resample,
     shape,
+    stats,
 )

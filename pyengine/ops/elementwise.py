@@ -17,6 +17,13 @@ def _binary(ctx: Any, op: str, a: Any, b: Any) -> Any:
     return out
 
 
+def _sum_to_t(ctx: Any, g: Tensor, i: int) -> Tensor | None:
+    """Tensor-level sum_to for ``backward_graph`` (create_graph=True)."""
+    from pyengine.ops.index import sum_to_tensor
+
+    return sum_to_tensor(g, ctx.shapes[i]) if ctx.needs_input_grad[i] else None
+
+
 class Add(Function):
     def forward(self, a, b):
         self.shapes = (a.shape, b.shape)
@@ -28,6 +35,9 @@ class Add(Function):
             sum_to(self, g, sa) if self.needs_input_grad[0] else None,
             sum_to(self, g, sb) if self.needs_input_grad[1] else None,
         )
+
+    def backward_graph(self, g):
+        return _sum_to_t(self, g, 0), _sum_to_t(self, g, 1)
 
 
 class Sub(Function):
@@ -44,6 +54,9 @@ class Sub(Function):
             gb = sum_to(self, n, sb)
         return (sum_to(self, g, sa) if self.needs_input_grad[0] else None, gb)
 
+    def backward_graph(self, g):
+        return _sum_to_t(self, g, 0), _sum_to_t(self, -g, 1)
+
 
 class Mul(Function):
     def forward(self, a, b):
@@ -58,6 +71,10 @@ class Mul(Function):
         ga = sum_to(self, _binary(self, "mul", g, b), sa) if self.needs_input_grad[0] else None
         gb = sum_to(self, _binary(self, "mul", g, a), sb) if self.needs_input_grad[1] else None
         return ga, gb
+
+    def backward_graph(self, g):
+        a, b = self.inputs
+        return _sum_to_t(self, g * b, 0), _sum_to_t(self, g * a, 1)
 
 
 class Div(Function):
@@ -80,6 +97,10 @@ class Div(Function):
             gb = sum_to(self, t, sb)
         return ga, gb
 
+    def backward_graph(self, g):
+        a, b = self.inputs
+        return _sum_to_t(self, g / b, 0), _sum_to_t(self, -g * a / (b * b), 1)
+
 
 class PowScalar(Function):
     def forward(self, x, exponent: float):
@@ -95,6 +116,11 @@ class PowScalar(Function):
         gx = self.be.empty(g.shape, g.dtype)
         self.k.unary_backward("pow", x, g, gx, self.exponent)
         return (gx,)
+
+    def backward_graph(self, g):
+        (x,) = self.inputs
+        e = self.exponent
+        return (g * e * x ** (e - 1) if e != 1 else g,)
 
 
 class Pow(Function):
@@ -121,6 +147,12 @@ class Pow(Function):
             gb = sum_to(self, _binary(self, "mul", g, t), sb)
         return ga, gb
 
+    def backward_graph(self, g):
+        a, b = self.inputs
+        ga = _sum_to_t(self, g * b * a ** (b - 1), 0) if self.needs_input_grad[0] else None
+        gb = _sum_to_t(self, g * a**b * a.log(), 1) if self.needs_input_grad[1] else None
+        return ga, gb
+
 
 # Ops whose backward needs the output y rather than the input x.
 _SAVES_OUTPUT = {"relu", "sigmoid", "tanh", "exp", "sqrt"}
@@ -141,6 +173,36 @@ class Unary(Function):
         self.k.unary_backward(self.op, s, g, gx, self.alpha)
         return (gx,)
 
+    def backward_graph(self, g):
+        (x,) = self.inputs
+        op, a = self.op, self.alpha
+        if op in ("relu", "leaky_relu", "abs"):
+            # Piecewise-linear: the local slope is a constant of x, not differentiated further.
+            xd = x.detach()
+            if op == "relu":
+                slope = (xd > 0).to(g.dtype)
+            elif op == "leaky_relu":
+                pos = (xd > 0).to(g.dtype)
+                slope = pos + (1 - pos) * a
+            else:
+                slope = (xd > 0).to(g.dtype) - (xd < 0).to(g.dtype)
+            return (g * slope,)
+        if op == "sigmoid":
+            s = x.sigmoid()
+            return (g * s * (1 - s),)
+        if op == "tanh":
+            t = x.tanh()
+            return (g * (1 - t * t),)
+        if op == "exp":
+            return (g * x.exp(),)
+        if op == "log":
+            return (g / x,)
+        if op == "sqrt":
+            return (g * 0.5 / x.sqrt(),)
+        if op == "neg":
+            return (-g,)
+        raise RuntimeError(f"{op} does not support double backward")
+
 
 def _operands(a: Any, b: Any) -> tuple[Tensor, Tensor]:
     """Promote a Python/NumPy scalar operand to a 0-d tensor of the other operand's kind."""
@@ -153,6 +215,16 @@ def _operands(a: Any, b: Any) -> tuple[Tensor, Tensor]:
             b = b.to(a.dtype)
         elif b.dtype.kind == "f" and a.dtype.kind != "f":
             a = a.to(b.dtype)
+        elif a.dtype.kind == "f" and b.dtype.kind == "f":
+            # PyTorch's promotion: the wider float wins, except that a 0-d tensor (a wrapped
+            # Python scalar) takes the other operand's dtype.
+            if a.ndim == 0 and b.ndim > 0:
+                a = a.to(b.dtype)
+            elif b.ndim == 0 and a.ndim > 0:
+                b = b.to(a.dtype)
+            else:
+                wide = np.promote_types(a.dtype, b.dtype)
+                a, b = a.to(wide), b.to(wide)
     return a, b
 
 
@@ -166,7 +238,7 @@ def _scalar_like(v: Any, other: Tensor) -> Tensor:
     dtype = other.dtype if other.dtype.kind == "f" else None
     t = Tensor(v, dtype=dtype)
     if other.device.type != "cpu":
-        return Tensor._wrap(backend(other.device).from_numpy(t.data), other.device)
+        return Tensor._wrap(backend(other.device).from_numpy(t._data), other.device)
     return t
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from pyengine.autograd import Function
 from pyengine.ops._util import require_tensor
 from pyengine.tensor import Tensor
@@ -35,6 +37,12 @@ class MatMul(Function):
                 self.k.gemm(ai, gi, out, trans_a=True)
         return ga, gb
 
+    def backward_graph(self, g):
+        a, b = self.inputs
+        ga = g @ b.transpose(-1, -2) if self.needs_input_grad[0] else None
+        gb = a.transpose(-1, -2) @ g if self.needs_input_grad[1] else None
+        return ga, gb
+
 
 def _batches(x, y, z):
     if x.ndim == 2:
@@ -43,15 +51,45 @@ def _batches(x, y, z):
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """torch.matmul: 1-D operands are promoted to a row/column and the added dim removed; the
+    leading (batch) dims broadcast. ``(..., M, K) @ (K, N)`` runs as one (B*M, K) GEMM."""
     require_tensor(a, "input", "matmul")
     require_tensor(b, "other", "matmul")
-    if a.ndim not in (2, 3) or b.ndim != a.ndim:
+    if a.ndim == 0 or b.ndim == 0:
         raise ValueError(
-            f"matmul supports (M,K)@(K,N) and (B,M,K)@(B,K,N); got shapes {a.shape} and {b.shape}"
+            f"both arguments to matmul need to be at least 1D, but they are {a.ndim}D and {b.ndim}D"
         )
-    if a.shape[-1] != b.shape[-2] or (a.ndim == 3 and a.shape[0] != b.shape[0]):
-        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned")
-    return MatMul.apply(a, b)
+    if a.dtype != b.dtype and a.dtype.kind == "f" and b.dtype.kind == "f":
+        wide = np.promote_types(a.dtype, b.dtype)
+        a, b = a.to(wide), b.to(wide)
+    va, vb = a.ndim == 1, b.ndim == 1
+    a2 = a.unsqueeze(0) if va else a
+    b2 = b.unsqueeze(-1) if vb else b
+    if a2.shape[-1] != b2.shape[-2]:
+        raise ValueError(
+            f"mat1 and mat2 shapes cannot be multiplied ({a.shape} and {b.shape}): inner "
+            f"dimensions {a2.shape[-1]} and {b2.shape[-2]} differ"
+        )
+    M, K, N = a2.shape[-2], a2.shape[-1], b2.shape[-1]
+    if b2.ndim == 2:
+        lead = a2.shape[:-2]
+        out = MatMul.apply(a2.reshape(-1, K) if a2.ndim != 2 else a2, b2)
+        out = out.reshape(*lead, M, N) if a2.ndim != 2 else out
+    else:
+        try:
+            batch = tuple(np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]))
+        except ValueError:
+            raise ValueError(
+                f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast"
+            ) from None
+        ae = a2 if a2.shape[:-2] == batch else a2.expand(*batch, M, K)
+        be = b2 if b2.shape[:-2] == batch else b2.expand(*batch, K, N)
+        out = MatMul.apply(ae.reshape(-1, M, K), be.reshape(-1, K, N)).reshape(*batch, M, N)
+    if va:
+        out = out.squeeze(-2)
+    if vb:
+        out = out.squeeze(-1)
+    return out
 
 
 class Linear(Function):
@@ -81,6 +119,15 @@ class Linear(Function):
             gb = self.be.empty((1, g.shape[1]), g.dtype)
             self.k.sum_reduce(g, gb)
             gb = self.be.reshape(gb, (g.shape[1],))
+        return gx, gw, gb
+
+    def backward_graph(self, g):
+        x, w = self.inputs[0], self.inputs[1]
+        gx = g @ w if self.needs_input_grad[0] else None
+        gw = g.transpose(0, 1) @ x if self.needs_input_grad[1] else None
+        gb = None
+        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+            gb = g.sum(0)
         return gx, gw, gb
 
 

@@ -48,6 +48,10 @@ class Sum(Function):
         self.k.binary_forward("mul", g, self.be.scalar(self.scale, g.dtype), gx)
         return (gx,)
 
+    def backward_graph(self, g):
+        gx = g.reshape(self.kshape).expand(self.in_shape)
+        return (gx * self.scale if self.scale != 1.0 else gx,)
+
 
 def sum(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:  # noqa: A001
     dims = _dims(dim, x.ndim)
@@ -92,6 +96,15 @@ class Max(Function):
         self.k.max_reduce_backward(self.be.reshape(g, kshape), indices, gx, outer, D, inner)
         return (gx,)
 
+    def backward_graph(self, g):
+        # g routed to the arg-max: g (broadcast along the reduced dim) times a one-hot mask.
+        (indices,) = self.saved
+        shape, outer, D, inner, kshape = self.geom
+        idx = self.be.to_numpy(indices).reshape(outer, 1, inner)
+        onehot = (np.arange(D).reshape(1, D, 1) == idx).reshape(shape).astype(g.dtype)
+        mask = Tensor._wrap(self.be.from_numpy(onehot), g.device)
+        return (g.reshape(kshape) * mask,)
+
 
 def max(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:  # noqa: A001
     if x.numel() == 0:
@@ -113,6 +126,7 @@ def max(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:  # noq
 
 class Softmax(Function):
     def forward(self, x, dim: int, log: bool):
+        self.dim = dim
         self.geom = (*_outer_d_inner(x.shape, dim), log)
         y = self.be.empty(x.shape, x.dtype)
         self.k.softmax_forward(x, y, *self.geom)
@@ -125,6 +139,15 @@ class Softmax(Function):
         gx = self.be.empty(g.shape, g.dtype)
         self.k.softmax_backward(y, g, gx, *self.geom)
         return (gx,)
+
+    def backward_graph(self, g):
+        (x,) = self.inputs
+        outer, D, inner, log = self.geom
+        dim = self.dim
+        if log:
+            return (g - x.log_softmax(dim).exp() * g.sum(dim, keepdim=True),)
+        y = x.softmax(dim)
+        return (y * (g - (g * y).sum(dim, keepdim=True)),)
 
 
 def _check_softmax_input(x: Any, op: str) -> None:
@@ -159,6 +182,15 @@ class NLL(Function):
         self.k.nll_backward(g, target, gx)
         return gx, None
 
+    def backward_graph(self, g):
+        from pyengine.ops.index import index_put
+
+        (target,) = self.saved
+        n = self.shape[0]
+        zeros = Tensor._wrap(self.be.full(self.shape, 0.0, g.dtype), g.device)
+        rows = np.arange(n)
+        return index_put(zeros, (rows, self.be.to_numpy(target)), -g), None
+
 
 def nll(logp: Tensor, target: Tensor) -> Tensor:
     require_tensor(logp, "input", "nll_loss")
@@ -174,3 +206,6 @@ def nll(logp: Tensor, target: Tensor) -> Tensor:
     if target.dtype != np.int64:
         target = target.long()
     return NLL.apply(logp, target)
+
+
+SortResult = namedtuple("SortResult", ["values", "indices"])

@@ -21,6 +21,9 @@ class Reshape(Function):
     def backward(self, g):
         return (self.be.reshape(g, self.in_shape),)
 
+    def backward_graph(self, g):
+        return (g.reshape(self.in_shape),)
+
 
 def reshape(x: Tensor, shape: tuple[int, ...]) -> Tensor:
     n = x.numel()
@@ -53,13 +56,13 @@ def unsqueeze(x: Tensor, dim: int) -> Tensor:
     return reshape(x, x.shape[:d] + (1,) + x.shape[d:])
 
 
-def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
+def squeeze(x: Tensor, dim: int | Sequence[int] | None = None) -> Tensor:
+    """Drop size-1 dims: all of them, one, or a tuple of dims (others are left as they are)."""
     if dim is None:
         return reshape(x, tuple(s for s in x.shape if s != 1))
-    d = normalize_dim(dim, x.ndim)
-    if x.shape[d] != 1:
-        return x
-    return reshape(x, x.shape[:d] + x.shape[d + 1 :])
+    dims = {normalize_dim(d, x.ndim) for d in ((dim,) if isinstance(dim, int) else dim)}
+    shape = tuple(s for i, s in enumerate(x.shape) if not (i in dims and s == 1))
+    return x if shape == x.shape else reshape(x, shape)
 
 
 class Permute(Function):
@@ -69,6 +72,9 @@ class Permute(Function):
 
     def backward(self, g):
         return (self.be.permute(g, self.inverse),)
+
+    def backward_graph(self, g):
+        return (g.permute(*(int(i) for i in self.inverse)),)
 
 
 def permute(x: Tensor, dims: Sequence[int]) -> Tensor:
@@ -100,6 +106,11 @@ class Expand(Function):
         from pyengine.ops._util import sum_to
 
         return (sum_to(self, g, self.in_shape),)
+
+    def backward_graph(self, g):
+        from pyengine.ops.index import sum_to_tensor
+
+        return (sum_to_tensor(g, self.in_shape),)
 
 
 def expand(x: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -141,11 +152,30 @@ class GetItem(Function):
         self.be.index_add(gx, self.index, g)
         return (gx,)
 
+    def backward_graph(self, g):
+        return (IndexAddZeros.apply(g, shape=self.in_shape, index=self.index),)
+
+
+class IndexAddZeros(Function):
+    """zeros(shape) with g added at index: GetItem's backward as a node (double backward)."""
+
+    def forward(self, g, shape: tuple[int, ...], index: Any):
+        self.index = index
+        gx = self.be.full(shape, 0.0, g.dtype)
+        self.be.index_add(gx, index, g)
+        return gx
+
+    def backward(self, gg):
+        return (self.be.getitem(gg, self.index),)
+
+    def backward_graph(self, gg):
+        return (gg[self.index],)
+
 
 def getitem(x: Tensor, index: Any) -> Tensor:
     index = _check_index(index, x.shape)
     if x.dtype.kind != "f":
-        return Tensor._wrap(backend(x.device).getitem(x.data, index), x.device)
+        return Tensor._wrap(backend(x.device).getitem(x._data, index), x.device)
     return GetItem.apply(x, index=index)
 
 
@@ -160,6 +190,14 @@ class Cat(Function):
         for size, need in zip(self.sizes, self.needs_input_grad):
             sl = (slice(None),) * self.dim + (slice(start, start + size),)
             out.append(self.be.getitem(g, sl) if need else None)
+            start += size
+        return tuple(out)
+
+    def backward_graph(self, g):
+        out, start = [], 0
+        for size, need in zip(self.sizes, self.needs_input_grad):
+            sl = (slice(None),) * self.dim + (slice(start, start + size),)
+            out.append(g[sl] if need else None)
             start += size
         return tuple(out)
 
@@ -182,7 +220,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
             )
     if ref.dtype.kind != "f":
         be = backend(ref.device)
-        return Tensor._wrap(be.cat([t.data for t in tensors], d), ref.device)
+        return Tensor._wrap(be.cat([t._data for t in tensors], d), ref.device)
     return Cat.apply(*tensors, dim=d)
 
 
@@ -209,11 +247,14 @@ class Cast(Function):
     def backward(self, g):
         return (self.be.astype(g, self.in_dtype),)
 
+    def backward_graph(self, g):
+        return (g.to(self.in_dtype),)
+
 
 def cast(x: Tensor, dtype: np.dtype) -> Tensor:
     if x.dtype.kind == "f" and np.dtype(dtype).kind == "f":
         return Cast.apply(x, dtype=dtype)
-    return Tensor._wrap(backend(x.device).astype(x.data, dtype), x.device)
+    return Tensor._wrap(backend(x.device).astype(x._data, dtype), x.device)
 
 
 class ToDevice(Function):
@@ -246,6 +287,9 @@ class Clone(Function):
         return self.be.copy(x)
 
     def backward(self, g):
+        return (g,)
+
+    def backward_graph(self, g):
         return (g,)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from pyengine.autograd import bump_version
 from pyengine.backend import backend
 from pyengine.tensor import Tensor
 
@@ -37,6 +38,8 @@ class Optimizer:
         for g in self.param_groups:
             for p in g["params"]:
                 if p.grad is not None:
+                    # The step rewrites p in place: a graph that saved p must refuse backward.
+                    bump_version(p._data, f"{type(self).__name__}.step")
                     yield g, p, self.state.setdefault(id(p), {})
 
     def state_dict(self) -> dict[str, Any]:
@@ -114,9 +117,9 @@ class SGD(Optimizer):
             buf = st.get("momentum_buffer", p)
             k = backend(p.device).kernels(p.dtype)
             k.sgd_step(
-                p.data,
-                p.grad.data,
-                buf.data,
+                p._data,
+                p.grad._data,
+                buf._data,
                 g["lr"],
                 g["momentum"],
                 g["dampening"],
@@ -151,10 +154,10 @@ class Adam(Optimizer):
             b1, b2 = g["betas"]
             k = backend(p.device).kernels(p.dtype)
             k.adam_step(
-                p.data,
-                p.grad.data,
-                st["exp_avg"].data,
-                st["exp_avg_sq"].data,
+                p._data,
+                p.grad._data,
+                st["exp_avg"]._data,
+                st["exp_avg_sq"]._data,
                 g["lr"],
                 b1,
                 b2,

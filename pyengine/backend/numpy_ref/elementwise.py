@@ -2,7 +2,18 @@
 
 import numpy as np
 
-__all__ = ["binary_forward", "unary_forward", "unary_backward", "axpby"]
+__all__ = [
+    "axpby",
+    "binary_forward",
+    "binary_math_forward",
+    "clamp_backward",
+    "clamp_forward",
+    "math_backward",
+    "math_forward",
+    "unary_backward",
+    "unary_forward",
+    "where_forward",
+]
 
 _BINARY = {
     "add": np.add,
@@ -10,6 +21,8 @@ _BINARY = {
     "mul": np.multiply,
     "div": np.divide,
     "pow": np.power,
+    "maximum": np.maximum,
+    "minimum": np.minimum,
 }
 
 
@@ -58,3 +71,55 @@ def unary_backward(op, saved, grad_output, grad_input, alpha=0.0):
 
 def axpby(x, y, a, b):
     y[...] = a * x + b * y
+
+
+def binary_math_forward(op, a, b, out):
+    # np.floor_divide / np.remainder use the same fmod-based rule as the C++ kernel.
+    with np.errstate(all="ignore"):
+        out[...] = {"floor_divide": np.floor_divide, "remainder": np.remainder}[op](a, b)
+
+
+def math_forward(op, x, y, alpha=0.0):
+    with np.errstate(all="ignore"):
+        y[...] = {
+            # torch.sign(NaN) is 0, np.sign(NaN) NaN: compare like the C++ kernel.
+            "sign": lambda: (x > 0).astype(x.dtype) - (x < 0).astype(x.dtype),
+            "round": lambda: np.round(x),
+            "floor": lambda: np.floor(x),
+            "ceil": lambda: np.ceil(x),
+            "trunc": lambda: np.trunc(x),
+            "sin": lambda: np.sin(x),
+            "cos": lambda: np.cos(x),
+            "log1p": lambda: np.log1p(x),
+            "expm1": lambda: np.expm1(x),
+        }[op]()
+
+
+def math_backward(op, saved, grad_output, grad_input, alpha=0.0):
+    s, g = saved, grad_output
+    with np.errstate(all="ignore"):
+        grad_input[...] = {
+            "sign": lambda: np.zeros_like(g),
+            "round": lambda: np.zeros_like(g),
+            "floor": lambda: np.zeros_like(g),
+            "ceil": lambda: np.zeros_like(g),
+            "trunc": lambda: np.zeros_like(g),
+            "sin": lambda: g * np.cos(s),
+            "cos": lambda: -g * np.sin(s),
+            "log1p": lambda: g / (1 + s),
+            "expm1": lambda: g * (s + 1),
+        }[op]()
+
+
+def where_forward(cond, a, b, out):
+    out[...] = np.where(cond, a, b)
+
+
+def clamp_forward(x, y, lo, hi):
+    # Written as the C++ kernel's comparisons so that NaN passes through.
+    v = np.where(x < lo, lo, x)
+    y[...] = np.where(v > hi, hi, v)
+
+
+def clamp_backward(x, grad_output, grad_input, lo, hi):
+    grad_input[...] = np.where((x >= lo) & (x <= hi), grad_output, 0)
