@@ -10,6 +10,8 @@ _BINARY = {
     "mul": np.multiply,
     "div": np.divide,
     "pow": np.power,
+    "maximum": np.maximum,
+    "minimum": np.minimum,
 }
 
 
