@@ -124,3 +124,13 @@ __all__ = [
     "zeros_like",
 ]
 __all__ += ["backends"]
+
+
+def __getattr__(name: str):
+    # pyengine.utils (utils.data imports the image datasets) loads on first use, keeping
+    # `import pyengine` light.
+    if name == "utils":
+        import importlib
+
+        return importlib.import_module("pyengine.utils")
+    raise AttributeError(f"module 'pyengine' has no attribute {name!r}")

@@ -57,8 +57,9 @@ def test_bce_with_logits_against_torch(torch, rng, reduction, pos_weight):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("param", [1.0, 0.3, 0.0])
 def test_smooth_l1_and_huber_against_torch(torch, rng, reduction, param):
-    x, t = rng.standard_normal((3, 7)).astype(np.float32), rng.standard_normal((3, 7)).astype(
-        np.float32
+    x, t = (
+        rng.standard_normal((3, 7)).astype(np.float32),
+        rng.standard_normal((3, 7)).astype(np.float32),
     )
     torch_check(
         torch,

@@ -15,10 +15,18 @@ import pyengine.nn.functional as F
 def test_embedding_against_torch(torch, rng):
     w = rng.standard_normal((10, 4)).astype(np.float32)
     idx = np.array([[1, 3, 3], [0, 9, -1]], np.int64)
-    torch_check(torch, lambda w, i: F.embedding(i, w), [w, idx % 10],
-                lambda w, i: torch.nn.functional.embedding(i, w))
-    torch_check(torch, lambda w, i: F.embedding(i, w, padding_idx=3), [w, idx % 10],
-                lambda w, i: torch.nn.functional.embedding(i, w, padding_idx=3))
+    torch_check(
+        torch,
+        lambda w, i: F.embedding(i, w),
+        [w, idx % 10],
+        lambda w, i: torch.nn.functional.embedding(i, w),
+    )
+    torch_check(
+        torch,
+        lambda w, i: F.embedding(i, w, padding_idx=3),
+        [w, idx % 10],
+        lambda w, i: torch.nn.functional.embedding(i, w, padding_idx=3),
+    )
     check_op(lambda w, i: F.embedding(i, w, padding_idx=0), [w.astype(np.float64), idx % 10])
     pe.manual_seed(0)
     m = nn.Embedding(10, 4, padding_idx=2)
@@ -74,8 +82,12 @@ def test_containers_and_identity():
 
 @pytest.mark.parametrize(
     "kw",
-    [dict(scale_factor=2), dict(size=(5, 7)), dict(scale_factor=2, mode="bilinear"),
-     dict(scale_factor=1.5, mode="bilinear", align_corners=True)],
+    [
+        dict(scale_factor=2),
+        dict(size=(5, 7)),
+        dict(scale_factor=2, mode="bilinear"),
+        dict(scale_factor=1.5, mode="bilinear", align_corners=True),
+    ],
 )
 def test_upsample_against_torch(torch, rng, kw):
     x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
@@ -83,7 +95,9 @@ def test_upsample_against_torch(torch, rng, kw):
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular", "zeros"])
-@pytest.mark.parametrize("kw", [dict(padding=1), dict(padding=(2, 1), stride=2), dict(padding="same", dilation=2)])
+@pytest.mark.parametrize(
+    "kw", [dict(padding=1), dict(padding=(2, 1), stride=2), dict(padding="same", dilation=2)]
+)
 def test_conv2d_padding_modes_against_torch(torch, rng, mode, kw):
     ours = nn.Conv2d(3, 4, 3, padding_mode=mode, **kw)
     ref = torch.nn.Conv2d(3, 4, 3, padding_mode=mode, **kw)
@@ -95,8 +109,12 @@ def test_conv2d_padding_modes_against_torch(torch, rng, mode, kw):
 
 def test_pad_circular(torch, rng):
     x = rng.standard_normal((2, 3, 4, 5))
-    torch_check(torch, lambda x: F.pad(x, (1, 2, 3, 0), mode="circular"), [x.astype(np.float32)],
-                lambda x: torch.nn.functional.pad(x, (1, 2, 3, 0), mode="circular"))
+    torch_check(
+        torch,
+        lambda x: F.pad(x, (1, 2, 3, 0), mode="circular"),
+        [x.astype(np.float32)],
+        lambda x: torch.nn.functional.pad(x, (1, 2, 3, 0), mode="circular"),
+    )
     xs = pe.tensor(x[:1, :1], dtype=pe.float64, requires_grad=True)
     assert pe.autograd.gradcheck(lambda x: F.pad(x, (2, 1, 1, 1), mode="circular"), [xs])
     with pytest.raises(ValueError, match="wrapping"):
@@ -106,14 +124,18 @@ def test_pad_circular(torch, rng):
 
 
 def _with_grads(lib, rng, scale):
-    ps = [lib.tensor(rng.standard_normal(s).astype(np.float32), requires_grad=True)
-          for s in [(3, 4), (5,), (2, 2, 2)]]
+    ps = [
+        lib.tensor(rng.standard_normal(s).astype(np.float32), requires_grad=True)
+        for s in [(3, 4), (5,), (2, 2, 2)]
+    ]
     for p in ps:
         p.grad = lib.tensor(rng.standard_normal(p.shape).astype(np.float32) * scale)
     return ps
 
 
-@pytest.mark.parametrize("max_norm,norm_type", [(1.0, 2.0), (100.0, 2.0), (0.5, 1.0), (0.5, float("inf")), (2.0, 3.0)])
+@pytest.mark.parametrize(
+    "max_norm,norm_type", [(1.0, 2.0), (100.0, 2.0), (0.5, 1.0), (0.5, float("inf")), (2.0, 3.0)]
+)
 def test_clip_grad_norm_against_torch(torch, max_norm, norm_type):
     ours = _with_grads(pe, np.random.default_rng(0), 3.0)
     ref = _with_grads(torch, np.random.default_rng(0), 3.0)

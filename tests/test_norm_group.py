@@ -10,7 +10,13 @@ import pyengine as pe
 import pyengine.nn as nn
 import pyengine.nn.functional as F
 
-GROUP_CASES = [((4, 6, 5, 6), 3), ((2, 4, 3), 4), ((3, 8), 2), ((1, 6, 4, 4), 1), ((2, 64, 32, 32), 8)]
+GROUP_CASES = [
+    ((4, 6, 5, 6), 3),
+    ((2, 4, 3), 4),
+    ((3, 8), 2),
+    ((1, 6, 4, 4), 1),
+    ((2, 64, 32, 32), 8),
+]
 LAYER_CASES = [((4, 6, 5), (5,)), ((3, 4, 5, 6), (5, 6)), ((7, 3), (7, 3)), ((4, 8192), (8192,))]
 
 
@@ -86,7 +92,9 @@ def test_instance_norm2d_module_against_torch(torch, rng, affine, track):
     if affine:
         w, b = rng.standard_normal(3).astype(np.float32), rng.standard_normal(3).astype(np.float32)
         ours.load_state_dict({**ours.state_dict(), "weight": w, "bias": b})
-        ref.load_state_dict({**ref.state_dict(), "weight": torch.tensor(w), "bias": torch.tensor(b)})
+        ref.load_state_dict(
+            {**ref.state_dict(), "weight": torch.tensor(w), "bias": torch.tensor(b)}
+        )
     assert list(ours.state_dict()) == list(ref.state_dict())
     for _ in range(2):
         x = _x(rng, (4, 3, 5, 6)).astype(np.float32)
@@ -112,7 +120,10 @@ def test_instance_norm2d_module_against_torch(torch, rng, affine, track):
 def test_modules_against_torch(torch, rng, make, shape):
     ours, ref = make(nn), make(torch.nn)
     assert list(ours.state_dict()) == list(ref.state_dict())
-    sd = {k: rng.standard_normal(tuple(v.shape)).astype(np.float32) for k, v in ref.state_dict().items()}
+    sd = {
+        k: rng.standard_normal(tuple(v.shape)).astype(np.float32)
+        for k, v in ref.state_dict().items()
+    }
     ours.load_state_dict(sd)
     ref.load_state_dict({k: torch.tensor(v) for k, v in sd.items()})
     x = _x(rng, shape).astype(np.float32)
@@ -143,8 +154,9 @@ def test_errors(rng):
     with pytest.raises(ValueError, match="num_groups must divide"):
         _cpu.groupnorm_forward(x.numpy(), None, None, y, m, m.copy(), 4, 1e-5)
     with pytest.raises(ValueError, match="save_mean"):
-        _cpu.layernorm_forward(np.ones((2, 3), np.float32), None, None, np.ones((2, 3), np.float32),
-                               m, m, 1e-5)
+        _cpu.layernorm_forward(
+            np.ones((2, 3), np.float32), None, None, np.ones((2, 3), np.float32), m, m, 1e-5
+        )
 
 
 def test_constant_rows_and_only_requested_grads():

@@ -118,7 +118,9 @@ class OneCycleLR(_Scheduler):
         super().__init__(optimizer)
         if total_steps is None:
             if epochs is None or steps_per_epoch is None:
-                raise ValueError("You must define either total_steps OR (epochs AND steps_per_epoch)")
+                raise ValueError(
+                    "You must define either total_steps OR (epochs AND steps_per_epoch)"
+                )
             if epochs <= 0 or steps_per_epoch <= 0:
                 raise ValueError(
                     f"Expected positive integer epochs and steps_per_epoch, but got {epochs}, "
@@ -150,7 +152,9 @@ class OneCycleLR(_Scheduler):
         self.cycle_momentum = cycle_momentum
         self.use_beta1 = "betas" in optimizer.defaults
         if cycle_momentum and not self.use_beta1 and "momentum" not in optimizer.defaults:
-            raise ValueError("optimizer must support momentum or beta1 with `cycle_momentum` option enabled")
+            raise ValueError(
+                "optimizer must support momentum or beta1 with `cycle_momentum` option enabled"
+            )
         for g, mx, bm, mm in zip(
             groups,
             _per_group(max_lr, groups, "max_lr"),

@@ -68,7 +68,9 @@ def activation_backward(op, x, grad_output, grad_input, alpha=0.0, beta=0.0):
     g = grad_output
     with np.errstate(all="ignore"):
         if op == "gelu":
-            d = 0.5 * (1 + erf(x / math.sqrt(2))) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+            d = 0.5 * (1 + erf(x / math.sqrt(2))) + x * np.exp(-0.5 * x * x) / math.sqrt(
+                2 * math.pi
+            )
         elif op == "gelu_tanh":
             t = np.tanh(_SQRT2_PI * (x + _GELU_C * x**3))
             d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT2_PI * (1 + 3 * _GELU_C * x * x)
