@@ -50,7 +50,7 @@ def test_against_torch(torch, rng, name, call):
         lambda x: call(F, x),
         [x],
         lambda x: call(torch.nn.functional, x),
-        atol=2e-6,
+        atol=5e-6,  # gelu_tanh's gradient near x = -5: tanh rounds to -1 in one of the two
         rtol=1e-5,
     )
 
