@@ -244,13 +244,23 @@ PE_MULTIVERSION void row_affine_grad_input(const float* __restrict dy, const flo
   }
 }
 
-// gw += dy * (x - m) * inv, gb += dy (double accumulators of one thread).
+// gw += dy * (x - m) * inv, gb += dy into one thread's float partials (vectorised); every
+// kFlushRows rows they are added into its double totals, so long columns keep their accuracy.
+constexpr int64_t kFlushRows = 64;
+
 PE_MULTIVERSION void row_param_grads(const float* __restrict dy, const float* __restrict x,
-                                     int64_t n, float m, float inv, double* __restrict gw,
-                                     double* __restrict gb) {
+                                     int64_t n, float m, float inv, float* __restrict gw,
+                                     float* __restrict gb) {
   for (int64_t i = 0; i < n; ++i) {
-    gw[i] += static_cast<double>(dy[i] * (x[i] - m) * inv);
-    gb[i] += static_cast<double>(dy[i]);
+    gw[i] += dy[i] * (x[i] - m) * inv;
+    gb[i] += dy[i];
+  }
+}
+
+PE_MULTIVERSION void flush_partials(float* __restrict f, double* __restrict d, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    d[i] += f[i];
+    f[i] = 0.f;
   }
 }
 
@@ -281,6 +291,8 @@ void layernorm_backward(const py::array& grad_output, const py::array& x,
 #pragma omp parallel if (parallel)
   {
     double* mine = params ? part.data() + omp_get_thread_num() * 2 * K : nullptr;
+    std::vector<float> acc(params ? 2 * K : 0, 0.f);
+    int64_t pending = 0;
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < M; ++r) {
       const float* g = pg + r * K;
@@ -293,8 +305,14 @@ void layernorm_backward(const py::array& grad_output, const py::array& x,
                               static_cast<float>(-inv * inv * inv * B / K),
                               static_cast<float>(-inv * A / K));
       }
-      if (params) row_param_grads(g, xr, K, pm[r], pi[r], mine, mine + K);
+      if (!params) continue;
+      row_param_grads(g, xr, K, pm[r], pi[r], acc.data(), acc.data() + K);
+      if (++pending == kFlushRows) {
+        flush_partials(acc.data(), mine, 2 * K);
+        pending = 0;
+      }
     }
+    if (params) flush_partials(acc.data(), mine, 2 * K);
   }
   for (int64_t k = 0; k < K && params; ++k) {
     double w = 0.0, b = 0.0;
