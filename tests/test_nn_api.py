@@ -169,3 +169,21 @@ def test_clip_grad_value_and_vectors(torch):
     p.grad = pe.tensor([float("nan"), 1.0])
     with pytest.raises(RuntimeError, match="non-finite"):
         pe.nn.utils.clip_grad_norm_([p], 1.0, error_if_nonfinite=True)
+
+
+def test_log_softmax_unflatten_nll_against_torch(torch, rng):
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    torch_check(torch, nn.LogSoftmax(dim=1), [x], torch.nn.LogSoftmax(dim=1))
+    torch_check(torch, nn.Unflatten(1, (2, 3)), [x], torch.nn.Unflatten(1, (2, 3)))
+    target = np.array([0, 5, 2, 2])
+    for red in ("mean", "sum", "none"):
+        torch_check(
+            torch,
+            lambda x, t, red=red: nn.NLLLoss(reduction=red)(F.log_softmax(x, 1), t),
+            [x, target],
+            lambda x, t, red=red: torch.nn.NLLLoss(reduction=red)(
+                torch.nn.functional.log_softmax(x, 1), t
+            ),
+        )
+    with pytest.raises(NotImplementedError, match="weight"):
+        nn.NLLLoss(weight=pe.ones(6))

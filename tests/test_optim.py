@@ -296,3 +296,27 @@ def test_new_scheduler_errors():
         s.step()
     with pytest.raises(ValueError, match="Factor"):
         ReduceLROnPlateau(opt, factor=1.5)
+
+
+@pytest.mark.parametrize(
+    "sched,kwargs",
+    [
+        ("ExponentialLR", dict(gamma=0.8)),
+        ("LinearLR", dict()),
+        ("LinearLR", dict(start_factor=0.5, end_factor=0.1, total_iters=4)),
+    ],
+)
+def test_exponential_and_linear_lr_match_torch(torch, sched, kwargs):
+    ours = _sched_run(
+        pe,
+        lambda L, p: _two_groups(L, p),
+        lambda L, o: getattr(L.optim.lr_scheduler, sched)(o, **kwargs),
+        8,
+    )
+    ref = _sched_run(
+        torch,
+        lambda L, p: _two_groups(L, p),
+        lambda L, o: getattr(torch.optim.lr_scheduler, sched)(o, **kwargs),
+        8,
+    )
+    np.testing.assert_allclose(ours[0], ref[0], rtol=1e-9)

@@ -80,3 +80,15 @@ def test_subset_random_split_and_errors():
         DataLoader(ds, batch_size=2, batch_sampler=[[0]])
     with pytest.raises(NotImplementedError):
         Dataset()[0]
+
+
+def test_concat_dataset(torch):
+    from pyengine.utils.data import ConcatDataset
+
+    parts = [list(range(3)), list(range(10, 12)), [], list(range(20, 24))]
+    ours, ref = ConcatDataset(parts), torch.utils.data.ConcatDataset(parts)
+    assert len(ours) == len(ref) == 9
+    assert [ours[i] for i in range(-9, 9)] == [ref[i] for i in range(-9, 9)]
+    assert ours.cumulative_sizes == ref.cumulative_sizes
+    with pytest.raises(IndexError):
+        ours[9]

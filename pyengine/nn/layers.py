@@ -216,6 +216,37 @@ class Softmax(Module):
         return F.softmax(x, self.dim)
 
 
+class LogSoftmax(Module):
+    def __init__(self, dim: int | None = None) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.dim is None:
+            raise ValueError(
+                "LogSoftmax needs an explicit dim (torch's implicit choice is deprecated)"
+            )
+        return F.log_softmax(x, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Unflatten(Module):
+    """Expand dim ``dim`` into ``unflattened_size``."""
+
+    def __init__(self, dim: int, unflattened_size: tuple[int, ...]) -> None:
+        super().__init__()
+        self.dim, self.unflattened_size = dim, tuple(int(s) for s in unflattened_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        d = self.dim % x.ndim
+        return x.reshape(*x.shape[:d], *self.unflattened_size, *x.shape[d + 1 :])
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
 class Flatten(Module):
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
@@ -256,6 +287,22 @@ class MSELoss(Module):
 class L1Loss(MSELoss):
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.l1_loss(input, target, self.reduction)
+
+
+class NLLLoss(MSELoss):
+    """Negative log-likelihood of (N, C) log-probabilities; class weights and ignore_index are not
+    supported (F.nll_loss has neither)."""
+
+    def __init__(
+        self, weight: Tensor | None = None, ignore_index: int = -100, reduction: str = "mean"
+    ) -> None:
+        if weight is not None:
+            raise NotImplementedError("NLLLoss(weight=...) is not supported")
+        super().__init__(reduction)
+        self.ignore_index = ignore_index
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return F.nll_loss(input, target, self.reduction)
 
 
 class CrossEntropyLoss(MSELoss):

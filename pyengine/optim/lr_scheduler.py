@@ -272,3 +272,40 @@ class ReduceLROnPlateau:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+
+
+class ExponentialLR(_Scheduler):
+    """lr = base_lr * gamma ** epoch."""
+
+    def __init__(self, optimizer: Optimizer, gamma: float) -> None:
+        super().__init__(optimizer)
+        self.gamma = gamma
+
+    def get_lr(self) -> list[float]:
+        return [b * self.gamma**self.last_epoch for b in self.base_lrs]
+
+
+class LinearLR(_Scheduler):
+    """The factor on base_lr moves linearly from start_factor to end_factor over total_iters
+    epochs, then stays; the start factor is applied at construction, as in torch."""
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        start_factor: float = 1.0 / 3,
+        end_factor: float = 1.0,
+        total_iters: int = 5,
+    ) -> None:
+        if not 0 < start_factor <= 1 or not 0 <= end_factor <= 1:
+            raise ValueError(
+                "Starting multiplicative factor expected to be greater than 0 and less or equal "
+                "to 1; ending factor between 0 and 1."
+            )
+        super().__init__(optimizer)
+        self.start_factor, self.end_factor, self.total_iters = start_factor, end_factor, total_iters
+        _apply(self)
+
+    def get_lr(self) -> list[float]:
+        t = min(self.last_epoch, self.total_iters) / self.total_iters if self.total_iters else 1.0
+        f = self.start_factor + (self.end_factor - self.start_factor) * t
+        return [b * f for b in self.base_lrs]
