@@ -1,4 +1,4 @@
-"""Activations of csrc/activation.cpp (gelu, gelu tanh, silu, elu, softplus, prelu), forward +
+"""Activations of csrc/activation.cpp (gelu, gelu tanh, silu, elu, softplus, mish, prelu), forward +
 backward as a training step runs them: pyengine through F.* and autograd, against the NumPy twin
 (forward + backward kernels in float32; its gelu calls math.erf per element, so that row measures
 the twin, not a tuned NumPy) and PyTorch autograd. Checked against the float64 twin first.
@@ -26,6 +26,7 @@ CASES = [
     ("silu", lambda F, x: F.silu(x), ("silu", 0.0, 0.0)),
     ("elu", lambda F, x: F.elu(x), ("elu", 1.0, 0.0)),
     ("softplus", lambda F, x: F.softplus(x), ("softplus", 1.0, 20.0)),
+    ("mish", lambda F, x: F.mish(x), ("mish", 0.0, 0.0)),
 ]
 
 

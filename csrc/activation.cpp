@@ -1,4 +1,5 @@
-// Activation kernels with parameters: GELU (erf and tanh forms), ELU, SiLU, Softplus, PReLU, and
+// Activation kernels with parameters: GELU (erf and tanh forms), ELU, SiLU, Softplus, Mish,
+// Hardtanh (and ReLU6), PReLU, and
 // the elementwise maps the losses compose from (smooth L1 and Huber of a difference, the log
 // clamped at -100 that binary cross-entropy uses). x, y, gy, gx: float32, contiguous, any shape.
 // The backward takes the input x: every gradient here is a cheap function of x, and x is alive in
@@ -13,7 +14,7 @@
 
 namespace {
 
-enum class Act { Gelu, GeluTanh, Elu, Silu, Softplus, SmoothL1, Huber, LogClamped };
+enum class Act { Gelu, GeluTanh, Elu, Silu, Softplus, Mish, Hardtanh, SmoothL1, Huber, LogClamped };
 
 Act parse_act(const std::string& op) {
   if (op == "gelu") return Act::Gelu;
@@ -21,6 +22,8 @@ Act parse_act(const std::string& op) {
   if (op == "elu") return Act::Elu;
   if (op == "silu") return Act::Silu;
   if (op == "softplus") return Act::Softplus;
+  if (op == "mish") return Act::Mish;
+  if (op == "hardtanh") return Act::Hardtanh;
   if (op == "smooth_l1") return Act::SmoothL1;
   if (op == "huber") return Act::Huber;
   if (op == "log_clamped") return Act::LogClamped;
@@ -108,8 +111,8 @@ PE_INLINE float fast_tanh(float u) {
   return 1.f - 2.f / (fast_exp(2.f * u) + 1.f);
 }
 
-// alpha/beta: elu alpha; softplus beta (alpha) and threshold (beta); smooth_l1 beta and huber
-// delta (alpha).
+// alpha/beta: elu alpha; softplus beta (alpha) and threshold (beta); hardtanh min (alpha) and max
+// (beta); smooth_l1 beta and huber delta (alpha).
 template <Act OP>
 PE_MULTIVERSION void act_loop(const float* __restrict x, float* __restrict y, int64_t n,
                               float alpha, float beta) {
@@ -133,6 +136,11 @@ PE_MULTIVERSION void act_loop(const float* __restrict x, float* __restrict y, in
       const float bv = alpha * v;
       y[i] = bv > beta ? v : ((bv > 0.f ? bv : 0.f) + fast_log1p(fast_exp(-std::fabs(bv)))) / alpha;
     }
+    // x tanh(softplus(x)); softplus written stably as in Softplus.
+    if constexpr (OP == Act::Mish)
+      y[i] = v * fast_tanh((v > 0.f ? v : 0.f) + fast_log1p(fast_exp(-std::fabs(v))));
+    // Selects that keep NaN (torch's hardtanh propagates it).
+    if constexpr (OP == Act::Hardtanh) y[i] = v < alpha ? alpha : (v > beta ? beta : v);
     if constexpr (OP == Act::SmoothL1) {
       const float a = std::fabs(v);
       y[i] = a < alpha ? 0.5f * v * v / alpha : a - 0.5f * alpha;
@@ -169,6 +177,13 @@ PE_MULTIVERSION void act_grad_loop(const float* __restrict x, const float* __res
     }
     if constexpr (OP == Act::Softplus)
       gx[i] = alpha * v > beta ? g : g / (1.f + fast_exp(-alpha * v));
+    if constexpr (OP == Act::Mish) {
+      const float sp = (v > 0.f ? v : 0.f) + fast_log1p(fast_exp(-std::fabs(v)));
+      const float t = fast_tanh(sp), s = 1.f / (1.f + fast_exp(-v));
+      gx[i] = g * (t + v * (1.f - t * t) * s);
+    }
+    // Zero at and beyond the bounds, as torch's hardtanh_backward.
+    if constexpr (OP == Act::Hardtanh) gx[i] = (v <= alpha || v >= beta) ? 0.f : g;
     // beta == 0 is L1: sign(v), 0 at 0.
     if constexpr (OP == Act::SmoothL1)
       gx[i] = std::fabs(v) < alpha ? g * v / alpha : (v > 0.f ? g : (v < 0.f ? -g : 0.f));
@@ -192,6 +207,8 @@ void chunked(int64_t n, F&& f) {
   MACRO(Elu)                \
   MACRO(Silu)               \
   MACRO(Softplus)           \
+  MACRO(Mish)               \
+  MACRO(Hardtanh)           \
   MACRO(SmoothL1)           \
   MACRO(Huber)              \
   MACRO(LogClamped)

@@ -68,7 +68,8 @@ SECTIONS: list[tuple[str, str, str, list[str]]] = [
         "nn.functional",
         "torch.nn.functional",
         "pyengine.nn.functional",
-        """relu leaky_relu gelu elu silu softplus prelu sigmoid tanh softmax log_softmax linear
+        """relu leaky_relu gelu elu silu softplus prelu mish hardtanh relu6 sigmoid tanh softmax
+        log_softmax linear
         conv2d conv_transpose2d max_pool2d avg_pool2d adaptive_avg_pool2d batch_norm layer_norm
         group_norm instance_norm dropout dropout2d interpolate pad one_hot embedding mse_loss
         l1_loss cross_entropy nll_loss binary_cross_entropy binary_cross_entropy_with_logits
@@ -139,9 +140,6 @@ REASONS: dict[str, str] = {
     "einsum": "needs a general contraction kernel; matmul covers the course's uses",
     "Conv1d": "pyengine's conv kernels are 2-D; a (N, C, L) input is Conv2d with a 1-row image",
     "AdaptiveMaxPool2d": _LATER,
-    "ReLU6": _LATER,
-    "Mish": _LATER,
-    "Hardtanh": _LATER,
     "KLDivLoss": _LATER,
     "kl_div": _LATER,
     "normalize": _LATER,

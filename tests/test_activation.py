@@ -23,6 +23,9 @@ CASES = [
     ("softplus", lambda F, x: F.softplus(x)),
     ("softplus_beta", lambda F, x: F.softplus(x, beta=2.0, threshold=3.0)),
     ("softplus_neg_beta", lambda F, x: F.softplus(x, beta=-0.5)),
+    ("mish", lambda F, x: F.mish(x)),
+    ("hardtanh", lambda F, x: F.hardtanh(x, -2.0, 3.0)),
+    ("relu6", lambda F, x: F.relu6(x)),
 ]
 
 
@@ -78,6 +81,11 @@ def test_edge_values():
     g = F.gelu(pe.tensor([-10.0, 0.0, 10.0])).tolist()
     assert g == [pytest.approx(0.0, abs=1e-20), 0.0, 10.0]
     assert np.isnan(F.silu(pe.tensor([float("nan")])).item())
+    assert np.isnan(F.relu6(pe.tensor([float("nan")])).item())
+    # Hardtanh's gradient is zero at the bounds, as torch's.
+    h = pe.tensor([-1.0, 0.0, 1.0], requires_grad=True)
+    F.hardtanh(h).sum().backward()
+    assert h.grad.tolist() == [0.0, 1.0, 0.0]
 
 
 def test_errors(rng):
@@ -90,6 +98,8 @@ def test_errors(rng):
         F.prelu(x, pe.ones(2))
     with pytest.raises(TypeError, match="floating"):
         F.silu(pe.tensor([1, 2]))
+    with pytest.raises(ValueError, match="max_val"):
+        F.hardtanh(x, 1.0, -1.0)
     with pytest.raises(ValueError, match="unknown activation"):
         pe.backend.numpy_ref.activation_forward("swish", np.ones(2), np.ones(2))
 
@@ -103,6 +113,9 @@ def test_errors(rng):
         lambda nn: nn.SiLU(),
         lambda nn: nn.Softplus(beta=1.5, threshold=4.0),
         lambda nn: nn.PReLU(3, init=0.1),
+        lambda nn: nn.Mish(),
+        lambda nn: nn.Hardtanh(-0.5, 2.0),
+        lambda nn: nn.ReLU6(),
     ],
 )
 def test_modules_against_torch(torch, rng, make):

@@ -1,4 +1,5 @@
-"""Activations with parameters (csrc/activation.cpp): gelu, elu, silu, softplus, prelu, and the
+"""Activations with parameters (csrc/activation.cpp): gelu, elu, silu, softplus, mish, hardtanh,
+relu6, prelu, and the
 elementwise maps the losses compose from (smooth L1, Huber, the clamped log of BCE)."""
 
 from __future__ import annotations
@@ -73,6 +74,22 @@ def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tenso
     if beta == 0:
         raise ValueError("softplus: beta must be non-zero")
     return activation(input, "softplus", beta, threshold)
+
+
+def mish(input: Tensor, inplace: bool = False) -> Tensor:
+    return activation(input, "mish")
+
+
+def hardtanh(
+    input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False
+) -> Tensor:
+    if max_val < min_val:
+        raise ValueError("max_val must be greater than or equal to min_val")
+    return activation(input, "hardtanh", min_val, max_val)
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    return hardtanh(input, 0.0, 6.0)
 
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:

@@ -51,6 +51,10 @@ def activation_forward(op, x, y, alpha=0.0, beta=0.0):
             y[...] = x * _sigmoid(x)
         elif op == "softplus":
             y[...] = _softplus(x, alpha, beta)
+        elif op == "mish":
+            y[...] = x * np.tanh(_softplus(x, 1.0, np.inf))
+        elif op == "hardtanh":
+            y[...] = np.where(x < alpha, alpha, np.where(x > beta, beta, x))
         elif op == "smooth_l1":
             a = np.abs(x)
             y[...] = np.where(a < alpha, 0.5 * x * x / (alpha or 1), a - 0.5 * alpha)
@@ -81,6 +85,11 @@ def activation_backward(op, x, grad_output, grad_input, alpha=0.0, beta=0.0):
             d = s * (1 + x * (1 - s))
         elif op == "softplus":
             d = np.where(alpha * x > beta, 1.0, _sigmoid(alpha * x))
+        elif op == "mish":
+            t = np.tanh(_softplus(x, 1.0, np.inf))
+            d = t + x * (1 - t * t) * _sigmoid(x)
+        elif op == "hardtanh":
+            d = np.where((x <= alpha) | (x >= beta), 0.0, 1.0)
         elif op == "smooth_l1":
             d = np.where(np.abs(x) < alpha, x / (alpha or 1), np.sign(x))
         elif op == "huber":
