@@ -1,5 +1,6 @@
 """Batch norm training step (forward + backward w.r.t. input, weight, bias): pyengine's C++
-kernels (called directly, and through F.batch_norm + autograd) against the NumPy twin and PyTorch.
+kernels (called directly, and through F.batch_norm + autograd) against the NumPy twin and PyTorch;
+in ``run`` also group, instance and layer norm steps (``bench_per_sample``).
 
 "kernels" reuses its output arrays; "kernels + alloc", F.batch_norm, NumPy and PyTorch allocate
 theirs each step, as training does. GB/s counts the minimum traffic of a fused implementation,
@@ -121,11 +122,97 @@ def bench_shape(shape: tuple[int, ...], repeats: int) -> list[tuple[str, float, 
     return rows
 
 
+# Per-sample normalisations (csrc/norm_group.cpp): name, pyengine/torch call on F, the input's
+# shape from an (N, C, H, W) one (layer norm normalises the channels of (N*H*W, C) rows).
+PER_SAMPLE = [
+    ("group_norm G=8", lambda F, x, w, b: F.group_norm(x, 8, w, b), lambda s: s),
+    ("instance_norm", lambda F, x, w, b: F.instance_norm(x, weight=w, bias=b), lambda s: s),
+    (
+        "layer_norm (rows of C)",
+        lambda F, x, w, b: F.layer_norm(x, (x.shape[-1],), w, b),
+        lambda s: (s[0] * s[2] * s[3], s[1]),
+    ),
+]
+
+
+def bench_per_sample(shape: tuple[int, ...], repeats: int) -> list[dict]:
+    """F.group_norm / instance_norm / layer_norm forward + backward (input, weight, bias) through
+    autograd, against the NumPy twin's kernels and torch autograd; 5 tensors of traffic as above."""
+    from benchmarks.harness import check_close, measure
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, call, shape_of in PER_SAMPLE:
+        s = shape_of(shape)
+        C = s[-1] if "layer" in name else s[1]
+        x = rng.standard_normal(s, dtype=np.float32) * 2 + 1
+        g = rng.standard_normal(s, dtype=np.float32)
+        w, b = (rng.standard_normal(C, dtype=np.float32) for _ in range(2))
+        ts = [pe.tensor(a, requires_grad=True) for a in (x, w, b)]
+        refs = [pe.tensor(a.astype(np.float64), requires_grad=True) for a in (x, w, b)]
+        call(F, *refs).backward(pe.tensor(g.astype(np.float64)))
+
+        pg = pe.tensor(g)
+
+        def step(call=call, ts=ts, pg=pg) -> list:
+            for t in ts:
+                t.grad = None
+            y = call(F, *ts)
+            y.backward(pg)
+            return [y.detach()] + [t.grad for t in ts]
+
+        def check(step=step, refs=refs, call=call, name=name) -> None:
+            got = step()
+            with pe.no_grad():
+                y64 = call(F, *[pe.tensor(r.detach().numpy()) for r in refs])
+            for i, (a, r) in enumerate(zip(got, [y64] + [t.grad for t in refs])):
+                check_close(f"{name} output {i}", a.numpy(), r.numpy())
+
+        def twin(name=name, x=x, w=w, b=b, C=C, g=g) -> None:
+            y, gx = np.empty_like(x), np.empty_like(x)
+            gw, gb = np.empty_like(w), np.empty_like(b)
+            if "layer" in name:
+                m, i = np.empty(x.shape[0], x.dtype), np.empty(x.shape[0], x.dtype)
+                numpy_ref.layernorm_forward(x, w, b, y, m, i, 1e-5)
+                numpy_ref.layernorm_backward(g, x, m, i, w, gx, gw, gb)
+            else:
+                G = 8 if "group" in name else C
+                m, i = (np.empty((x.shape[0], G), x.dtype) for _ in range(2))
+                numpy_ref.groupnorm_forward(x, w, b, y, m, i, G, 1e-5)
+                numpy_ref.groupnorm_backward(g, x, m, i, w, gx, gw, gb, G)
+
+        t = None
+        if torch is not None:
+            tts = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+            tg = torch.from_numpy(g)
+
+            def t(call=call, tts=tts, tg=tg) -> None:
+                for v in tts:
+                    v.grad = None
+                call(torch.nn.functional, *tts).backward(tg)
+
+        rows.append(
+            measure(
+                f"{name} fwd+bwd",
+                s,
+                step,
+                check=check,
+                numpy_fn=twin,
+                torch_fn=t,
+                nbytes=5 * 4 * x.size,
+                repeats=repeats,
+            )
+        )
+    return rows
+
+
 def run(quick: bool) -> list[dict]:
     """Rows for ``python -m benchmarks`` (protocol in harness.py); bench_shape checks first."""
     from benchmarks.harness import row
 
     out = []
+    for shape in SHAPES[:1] if quick else SHAPES[:2]:
+        out += bench_per_sample(shape, 5 if quick else 15)
     for shape in SHAPES[:1] if quick else SHAPES:
         times = {name: t * 1e3 for name, t, _ in bench_shape(shape, 5 if quick else 20)}
         for name in ("pyengine kernels", "pyengine F.batch_norm"):

@@ -121,3 +121,5 @@ void bind_pool(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_resample(py::module_& m);
 void bind_optim(py::module_& m);
+void bind_norm_group(py::module_& m);
+void bind_activation(py::module_& m);

@@ -36,4 +36,6 @@ PYBIND11_MODULE(_cpu, m) {
   bind_norm(m);
   bind_resample(m);
   bind_optim(m);
+  bind_norm_group(m);
+  bind_activation(m);
 }

@@ -178,3 +178,13 @@ __all__ += [
     "var",
     "where",
 ]
+
+
+def __getattr__(name: str):
+    # pyengine.utils (utils.data imports the image datasets) loads on first use, keeping
+    # `import pyengine` light.
+    if name == "utils":
+        import importlib
+
+        return importlib.import_module("pyengine.utils")
+    raise AttributeError(f"module 'pyengine' has no attribute {name!r}")

@@ -175,7 +175,7 @@ def test_upsample_module():
         (lambda x: F.pad(x, (1, 1, 1)), ValueError, "divisible by 2"),
         (lambda x: F.pad(x, (1, 1, 1, 1, 1, 1)), ValueError, "2 or 4"),
         (lambda x: F.pad(x, (-3, -2)), RuntimeError, "negative output"),
-        (lambda x: F.pad(x, (1, 1), mode="circular"), NotImplementedError, "circular"),
+        (lambda x: F.pad(x, (5, 1), mode="circular"), ValueError, "wrapping"),
         (lambda x: F.pad(x, (1, 1, 1, 1), mode="reflect", value=1.0), ValueError, "value"),
         (lambda x: F.pad(x.reshape(16), (1, 1)), ValueError, "3-D or 4-D"),
     ],

@@ -8,18 +8,25 @@ come back in order, and each batch's content depends only on (seed, epoch), neve
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from pyengine.creation import from_numpy
+from pyengine.ops.shape import stack
+from pyengine.tensor import Tensor
 
 
 def default_collate(samples: Sequence[Any]) -> Any:
-    """Stack samples (arrays, or tuples of arrays) along a new first axis into pyengine tensors."""
+    """Stack samples (tensors, arrays, numbers, or tuples/dicts of them) along a new first axis
+    into pyengine tensors, as torch's default_collate."""
     first = samples[0]
+    if isinstance(first, Tensor):
+        return stack(list(samples))
+    if isinstance(first, Mapping):
+        return {k: default_collate([s[k] for s in samples]) for k in first}
     if isinstance(first, (tuple, list)):
         return tuple(default_collate([s[k] for s in samples]) for k in range(len(first)))
     if isinstance(first, np.ndarray):

@@ -52,3 +52,25 @@ __all__ = [
     "init",
 ]
 __all__ += ["AdaptiveAvgPool2d", "AvgPool2d", "MaxPool2d", "Upsample"]
+
+# Added for issue 13: activations, normalisations, losses, containers, embedding, nn.utils.
+from pyengine.nn import utils  # noqa: E402
+from pyengine.nn.activation import (  # noqa: E402
+    ELU,
+    GELU,
+    Hardtanh,
+    Mish,
+    PReLU,
+    ReLU6,
+    SiLU,
+    Softplus,
+)
+from pyengine.nn.layers import LogSoftmax, ModuleDict, NLLLoss, Unflatten  # noqa: E402
+from pyengine.nn.loss import BCELoss, BCEWithLogitsLoss, HuberLoss, SmoothL1Loss  # noqa: E402
+from pyengine.nn.normalization import GroupNorm, InstanceNorm2d, LayerNorm  # noqa: E402
+from pyengine.nn.sparse import Embedding  # noqa: E402
+
+__all__ += ["ELU", "GELU", "PReLU", "SiLU", "Softplus", "ModuleDict", "Embedding", "utils"]
+__all__ += ["LogSoftmax", "NLLLoss", "Unflatten", "Hardtanh", "Mish", "ReLU6"]
+__all__ += ["BCELoss", "BCEWithLogitsLoss", "HuberLoss", "SmoothL1Loss"]
+__all__ += ["GroupNorm", "InstanceNorm2d", "LayerNorm"]

@@ -42,8 +42,8 @@ class _ConvNd(Module):
                 f"padding_mode must be one of {list(_PADDING_MODES)}, but got "
                 f"padding_mode='{padding_mode}'"
             )
-        if padding_mode != "zeros":
-            raise NotImplementedError(f"padding_mode='{padding_mode}' is not supported yet")
+        if padding_mode != "zeros" and transposed:
+            raise ValueError('Only "zeros" padding mode is supported for ConvTranspose2d')
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = _pair(stride, "stride")
@@ -121,9 +121,34 @@ class Conv2d(_ConvNd):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.padding_mode == "zeros":
+            return F.conv2d(
+                x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+            )
+        # As torch: pad explicitly with the mode (reflect/replicate kernels, circular composed),
+        # then convolve without padding.
         return F.conv2d(
-            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+            F.pad(x, self._reversed_padding, mode=self.padding_mode),
+            self.weight,
+            self.bias,
+            self.stride,
+            0,
+            self.dilation,
+            self.groups,
         )
+
+    @property
+    def _reversed_padding(self) -> tuple[int, int, int, int]:
+        if self.padding == "valid":
+            return (0, 0, 0, 0)
+        if self.padding == "same":
+            pads = []
+            for d in (1, 0):
+                total = self.dilation[d] * (self.kernel_size[d] - 1)
+                pads += [total // 2, total - total // 2]
+            return tuple(pads)
+        ph, pw = self.padding
+        return (pw, pw, ph, ph)
 
 
 class ConvTranspose2d(_ConvNd):

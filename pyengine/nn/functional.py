@@ -97,3 +97,29 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     if input.ndim != 4:
         raise ValueError(f"dropout2d expects an (N, C, H, W) input, got {input.shape}")
     return _dropout(input, p, training, input.shape[:2] + (1, 1))
+
+
+# Activations, normalisations, losses and index ops added for issue 13.
+from pyengine.ops.activation import (  # noqa: E402
+    elu,
+    gelu,
+    hardtanh,
+    mish,
+    prelu,
+    relu6,
+    silu,
+    softplus,
+)
+from pyengine.ops.embedding import embedding, one_hot  # noqa: E402
+from pyengine.ops.loss import (  # noqa: E402
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    huber_loss,
+    smooth_l1_loss,
+)
+from pyengine.ops.norm import group_norm, instance_norm, layer_norm  # noqa: E402
+
+__all__ += ["elu", "gelu", "prelu", "silu", "softplus", "embedding", "one_hot"]
+__all__ += ["hardtanh", "mish", "relu6"]
+__all__ += ["binary_cross_entropy", "binary_cross_entropy_with_logits", "huber_loss"]
+__all__ += ["smooth_l1_loss", "group_norm", "instance_norm", "layer_norm"]

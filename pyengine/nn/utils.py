@@ -99,4 +99,12 @@ def fuse_conv_bn_sequential(module: Module) -> Module:
     return module
 
 
+from pyengine.nn.clip_grad import (  # noqa: E402
+    clip_grad_norm_,
+    clip_grad_value_,
+    parameters_to_vector,
+    vector_to_parameters,
+)
+
 __all__ = ["fuse_conv_bn", "fuse_conv_bn_sequential", "fuse_conv_bn_weights"]
+__all__ += ["clip_grad_norm_", "clip_grad_value_", "parameters_to_vector", "vector_to_parameters"]

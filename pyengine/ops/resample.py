@@ -1,5 +1,6 @@
 """Resampling ops (csrc/resample.cpp): interpolate (nearest, bilinear) and pad (constant,
-reflect, replicate), with PyTorch's coordinate conventions and argument errors."""
+reflect, replicate; circular composed from slices and cat), with PyTorch's coordinate conventions
+and argument errors."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pyengine.autograd import Function
 from pyengine.tensor import Tensor
 
 _MODES = ("nearest", "bilinear")
-_PAD_MODES = ("constant", "reflect", "replicate")
+_PAD_MODES = ("constant", "reflect", "replicate", "circular")
 
 
 class Upsample(Function):
@@ -167,5 +168,35 @@ def pad(
         raise ValueError(
             f"pad: replicate padding needs a non-empty input, got {tuple(input.shape)}"
         )
-    y = Pad2d.apply(x, p, mode, 0.0 if value is None else float(value), (N, C, OH, OW))
+    if mode == "circular":
+        y = _circular(x, p)
+    else:
+        y = Pad2d.apply(x, p, mode, 0.0 if value is None else float(value), (N, C, OH, OW))
     return y.squeeze(0) if input.ndim == 3 else y
+
+
+def _circular(x: Tensor, p: tuple[int, ...]) -> Tensor:
+    """Wrap-around padding as slices and a cat per dim (a copy of the border strips; its backward
+    is the slices' scatter-add), so it needs no kernel of its own."""
+    from pyengine.ops.shape import cat
+
+    for (lo, hi), dim in (((p[0], p[1]), 3), ((p[2], p[3]), 2)):
+        n = x.shape[dim]
+        if lo < 0 or hi < 0 or lo > n or hi > n:
+            raise ValueError(
+                f"pad: circular padding ({lo}, {hi}) must be non-negative and at most the input "
+                f"size {n} (padding value causes wrapping around more than once otherwise)"
+            )
+        if lo == hi == 0:
+            continue
+        sl = [slice(None)] * 4
+        parts = []
+        if lo:
+            sl[dim] = slice(n - lo, n)
+            parts.append(x[tuple(sl)])
+        parts.append(x)
+        if hi:
+            sl[dim] = slice(0, hi)
+            parts.append(x[tuple(sl)])
+        x = cat(parts, dim)
+    return x

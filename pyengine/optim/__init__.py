@@ -1,4 +1,5 @@
-"""Optimisers (SGD, Adam) with fused per-parameter update kernels (csrc/optim.cpp)."""
+"""Optimisers (SGD, Adam, AdamW, RMSprop) with fused per-parameter update kernels
+(csrc/optim.cpp)."""
 
 from __future__ import annotations
 
@@ -130,6 +131,8 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
+    _kernel = "adam_step"
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -153,7 +156,7 @@ class Adam(Optimizer):
             st["step"] += 1
             b1, b2 = g["betas"]
             k = backend(p.device).kernels(p.dtype)
-            k.adam_step(
+            getattr(k, self._kernel)(
                 p._data,
                 p.grad._data,
                 st["exp_avg"]._data,
@@ -164,6 +167,86 @@ class Adam(Optimizer):
                 g["eps"],
                 g["weight_decay"],
                 st["step"],
+            )
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: p *= 1 - lr * weight_decay before the Adam update."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+    ) -> None:
+        if amsgrad:
+            raise NotImplementedError("AdamW(amsgrad=True) is not supported")
+        if weight_decay < 0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+    _kernel = "adamw_step"
+
+
+class RMSprop(Optimizer):
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+    ) -> None:
+        for name, v in (
+            ("learning rate", lr),
+            ("epsilon value", eps),
+            ("momentum value", momentum),
+            ("weight_decay value", weight_decay),
+            ("alpha value", alpha),
+        ):
+            if v < 0:
+                raise ValueError(f"Invalid {name}: {v}")
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                alpha=alpha,
+                eps=eps,
+                weight_decay=weight_decay,
+                momentum=momentum,
+                centered=centered,
+            ),
+        )
+
+    def step(self) -> None:
+        for g, p, st in self._params_with_grad():
+            if "step" not in st:
+                st["step"] = 0
+                st["square_avg"] = _zeros_like(p)
+            # Created on first use, also when a scheduler turns momentum on later.
+            if g["momentum"] > 0 and "momentum_buffer" not in st:
+                st["momentum_buffer"] = _zeros_like(p)
+            if g["centered"] and "grad_avg" not in st:
+                st["grad_avg"] = _zeros_like(p)
+            st["step"] += 1
+            k = backend(p.device).kernels(p.dtype)
+            k.rmsprop_step(
+                p._data,
+                p.grad._data,
+                st["square_avg"]._data,
+                st.get("grad_avg", p)._data,
+                st.get("momentum_buffer", p)._data,
+                g["lr"],
+                g["alpha"],
+                g["eps"],
+                g["weight_decay"],
+                g["momentum"],
+                g["centered"],
             )
 
 

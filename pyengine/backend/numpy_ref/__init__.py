@@ -4,6 +4,7 @@ the float64 path of gradient checks, and the benchmark baseline. One file per op
 as in ``csrc/``.
 """
 
+from pyengine.backend.numpy_ref.activation import *  # noqa: F401,F403
 from pyengine.backend.numpy_ref.conv import *  # noqa: F401,F403
 from pyengine.backend.numpy_ref.elementwise import *  # noqa: F401,F403
 from pyengine.backend.numpy_ref.gemm import *  # noqa: F401,F403

@@ -1,8 +1,17 @@
-"""NumPy twins of csrc/norm.cpp: batch normalisation over dim 1 of x (N, C, *)."""
+"""NumPy twins of csrc/norm.cpp (batch normalisation over dim 1 of x (N, C, *)) and
+csrc/norm_group.cpp (group/instance norm per sample and group, layer norm per row)."""
 
 import numpy as np
 
-__all__ = ["batchnorm_forward_train", "batchnorm_forward_eval", "batchnorm_backward"]
+__all__ = [
+    "batchnorm_forward_train",
+    "batchnorm_forward_eval",
+    "batchnorm_backward",
+    "groupnorm_forward",
+    "groupnorm_backward",
+    "layernorm_forward",
+    "layernorm_backward",
+]
 
 
 def _chan(a, C):
@@ -79,3 +88,88 @@ def batchnorm_backward(
         else:
             r = _chan(k, C) * g
         grad_input[...] = r.reshape(grad_input.shape)
+
+
+def _groups(x, groups):
+    N, C = x.shape[:2]
+    if groups < 1 or C % groups:
+        raise ValueError(f"num_groups must divide the {C} channels, got {groups}")
+    return x.reshape(N, groups, -1)
+
+
+def _rows_stats(v, eps):
+    """Mean and invstd over the last axis (biased variance, two passes)."""
+    mean = v.mean(axis=-1) if v.shape[-1] else np.zeros(v.shape[:-1], v.dtype)
+    d = v - mean[..., None]
+    var = (d * d).mean(axis=-1) if v.shape[-1] else np.zeros(v.shape[:-1], v.dtype)
+    return mean, 1.0 / np.sqrt(var + eps), d
+
+
+def groupnorm_forward(x, weight, bias, y, save_mean, save_invstd, groups, eps):
+    v = _groups(x, groups)
+    mean, invstd, d = _rows_stats(v, eps)
+    save_mean[...] = mean
+    save_invstd[...] = invstd
+    xhat = (d * invstd[..., None]).reshape(_view(x).shape)
+    C = x.shape[1]
+    if weight is not None:
+        xhat = xhat * _chan(weight, C)
+    if bias is not None:
+        xhat = xhat + _chan(bias, C)
+    y[...] = xhat.reshape(y.shape)
+
+
+def groupnorm_backward(
+    grad_output, x, save_mean, save_invstd, weight, grad_input, grad_weight, grad_bias, groups
+):
+    N, C = x.shape[:2]
+    g3 = _view(grad_output)
+    xhat = ((_groups(x, groups) - save_mean[..., None]) * save_invstd[..., None]).reshape(
+        _view(x).shape
+    )
+    if grad_weight is not None:
+        grad_weight[...] = (g3 * xhat).sum(axis=(0, 2))
+    if grad_bias is not None:
+        grad_bias[...] = g3.sum(axis=(0, 2))
+    if grad_input is not None:
+        dxh = g3 if weight is None else g3 * _chan(weight, C)
+        dxh = dxh.reshape(N, groups, -1)
+        xh = xhat.reshape(N, groups, -1)
+        L = max(dxh.shape[-1], 1)
+        r = save_invstd[..., None] * (
+            dxh
+            - dxh.sum(axis=-1, keepdims=True) / L
+            - xh * (dxh * xh).sum(axis=-1, keepdims=True) / L
+        )
+        grad_input[...] = r.reshape(grad_input.shape)
+
+
+def layernorm_forward(x, weight, bias, y, save_mean, save_invstd, eps):
+    mean, invstd, d = _rows_stats(x, eps)
+    save_mean[...] = mean
+    save_invstd[...] = invstd
+    r = d * invstd[:, None]
+    if weight is not None:
+        r = r * weight
+    if bias is not None:
+        r = r + bias
+    y[...] = r
+
+
+def layernorm_backward(
+    grad_output, x, save_mean, save_invstd, weight, grad_input, grad_weight, grad_bias
+):
+    xhat = (x - save_mean[:, None]) * save_invstd[:, None]
+    g = grad_output
+    if grad_weight is not None:
+        grad_weight[...] = (g * xhat).sum(axis=0)
+    if grad_bias is not None:
+        grad_bias[...] = g.sum(axis=0)
+    if grad_input is not None:
+        dxh = g if weight is None else g * weight
+        K = max(x.shape[1], 1)
+        grad_input[...] = save_invstd[:, None] * (
+            dxh
+            - dxh.sum(axis=1, keepdims=True) / K
+            - xhat * (dxh * xhat).sum(axis=1, keepdims=True) / K
+        )

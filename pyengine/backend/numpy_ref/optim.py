@@ -2,7 +2,7 @@
 
 import numpy as np
 
-__all__ = ["adam_step", "sgd_step"]
+__all__ = ["adam_step", "adamw_step", "rmsprop_step", "sgd_step"]
 
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step):
@@ -21,3 +21,35 @@ def sgd_step(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, 
         buf[...] = g if first else momentum * buf + (1 - dampening) * g
         g = g + momentum * buf if nesterov else buf
     param[...] = param - lr * g
+
+
+def adamw_step(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step):
+    param[...] = param * (1 - lr * weight_decay)
+    adam_step(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, 0.0, step)
+
+
+def rmsprop_step(
+    param,
+    grad,
+    square_avg,
+    grad_avg,
+    momentum_buffer,
+    lr,
+    alpha,
+    eps,
+    weight_decay,
+    momentum,
+    centered,
+):
+    g = grad + weight_decay * param if weight_decay else grad
+    square_avg[...] = alpha * square_avg + (1 - alpha) * g * g
+    var = square_avg
+    if centered:
+        grad_avg[...] = grad_avg + (1 - alpha) * (g - grad_avg)
+        var = square_avg - grad_avg * grad_avg
+    avg = np.sqrt(var) + eps
+    if momentum > 0:
+        momentum_buffer[...] = momentum * momentum_buffer + g / avg
+        param[...] = param - lr * momentum_buffer
+    else:
+        param[...] = param - lr * g / avg

@@ -1,0 +1,6 @@
+"""``pyengine.utils``: ``pyengine.utils.data`` (Dataset, TensorDataset, DataLoader) as in
+torch.utils."""
+
+from pyengine.utils import data
+
+__all__ = ["data"]
