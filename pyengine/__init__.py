@@ -124,3 +124,10 @@ __all__ = [
     "zeros_like",
 ]
 __all__ += ["backends"]
+
+from pyengine.backends import (  # noqa: E402
+    are_deterministic_algorithms_enabled,
+    use_deterministic_algorithms,
+)
+
+__all__ += ["are_deterministic_algorithms_enabled", "use_deterministic_algorithms"]
