@@ -27,6 +27,7 @@ from pyengine.cli.common import (
     positive_int,
     read_folder,
     read_images,
+    seed_everything,
 )
 
 
@@ -42,6 +43,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     check_sigma(args.sigma)
     check_device(args.device)
     out = check_out_dir(args.out)
+    seed_everything(args.seed)
     if args.clean and len(args.clean) != len(args.images):
         raise UserError(f"got {len(args.images)} images but {len(args.clean)} --clean references")
     model, _ = load_model(args.model, args.device)
@@ -121,6 +123,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_device(args.device)
     model, arch = load_model(args.model, args.device)
     check_tile(args.tile, model)
+    seed_everything(0)  # the protocol's noise has its own generator; this fixes the algorithms
     folder = read_folder(args.set, image_channels(model))
     rows = evaluate_set(model, folder, args.sigma, args.tile, args.device)
     width = max(len(r[0]) for r in rows + [("image",)])
