@@ -39,6 +39,22 @@ def test_use_deterministic_algorithms_switch(monkeypatch):
         pe.use_deterministic_algorithms(1)
 
 
+def test_cuda_atomic_backward_alerts_in_deterministic_mode():
+    pe.use_deterministic_algorithms(True)
+    try:
+        pe.backends.alert_not_deterministic("max_pool2d backward", pe.device("cpu"))
+        with pytest.raises(RuntimeError, match="max_pool2d backward on CUDA"):
+            pe.backends.alert_not_deterministic("max_pool2d backward", pe.device("cuda"))
+        pe.use_deterministic_algorithms(True, warn_only=True)
+        with pytest.warns(UserWarning, match="atomicAdd"):
+            pe.backends.alert_not_deterministic("max_pool2d backward", pe.device("cuda"))
+        x = pe.randn(1, 2, 4, 4, requires_grad=True)
+        F.max_pool2d(x, 2).sum().backward()  # the CPU kernels are deterministic
+    finally:
+        pe.use_deterministic_algorithms(False)
+    pe.backends.alert_not_deterministic("max_pool2d backward", pe.device("cuda"))
+
+
 def test_full_sum_is_the_same_for_every_thread_count():
     x = pe.from_numpy(np.random.default_rng(0).standard_normal(1 << 20).astype(np.float32))
     old = pe.get_num_threads()
