@@ -82,14 +82,25 @@ void sum_reduce(const py::array& x, py::array& out) {
     // several, across the chunks of one long sum (a full reduction) otherwise.
     constexpr int64_t chunk = 1 << 14;
     const int64_t nch = (inner + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) if (n >= (1 << 15) && nk > 1)
+    auto chunk_sum = [&](int64_t o, int64_t t) {
+      const int64_t r = t / nch, c = (t % nch) * chunk;
+      return sum_floats(px + kept[o] + red[r] + c, std::min(chunk, inner - c));
+    };
+    if (nk == 1) {
+      // The chunks' sums are added in chunk order, not by an OpenMP reduction (which combines
+      // the threads' partials in arrival order): the same bits on every run and thread count.
+      std::vector<double> part(nr * nch);
+#pragma omp parallel for schedule(static) if (n >= (1 << 15))
+      for (int64_t t = 0; t < nr * nch; ++t) part[t] = chunk_sum(0, t);
+      double acc = 0.0;
+      for (double v : part) acc += v;
+      po[0] = static_cast<float>(acc);
+      return;
+    }
+#pragma omp parallel for schedule(static) if (n >= (1 << 15))
     for (int64_t o = 0; o < nk; ++o) {
       double acc = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : acc) if (n >= (1 << 15) && nk == 1)
-      for (int64_t t = 0; t < nr * nch; ++t) {
-        const int64_t r = t / nch, c = (t % nch) * chunk;
-        acc += sum_floats(px + kept[o] + red[r] + c, std::min(chunk, inner - c));
-      }
+      for (int64_t t = 0; t < nr * nch; ++t) acc += chunk_sum(o, t);
       po[o] = static_cast<float>(acc);
     }
   } else {

@@ -57,6 +57,16 @@ def _flatten(obj: Any, prefix: str, arrays: dict[str, np.ndarray], kinds: dict[s
         raise TypeError(f"save: cannot store a value of type {type(obj).__name__} at '{prefix}'")
 
 
+def mkstemp_umask(directory: str | os.PathLike, suffix: str = "") -> tuple[int, str]:
+    """``tempfile.mkstemp`` for an atomic write (temp file + ``os.replace``) whose result gets the
+    mode a plain ``open`` would give it (0666 less the umask) rather than mkstemp's 0600."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    return fd, tmp
+
+
 def save(obj: Any, path: str | os.PathLike) -> None:
     """Write a (nested) dict of tensors, arrays and numbers atomically to ``path``."""
     if not isinstance(obj, dict):
@@ -68,7 +78,7 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+    fd, tmp = mkstemp_umask(directory, ".npz")
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)

@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pyengine",
         description="pyengine: train and run image CNNs on hand-written C++/CUDA kernels.",
     )
+    from pyengine import __version__
+
+    parser.add_argument("--version", action="version", version=f"pyengine {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     train = sub.add_parser("train", help="train a model (see `pyengine train -h`)")
     train_sub = train.add_subparsers(dest="model", metavar="MODEL", parser_class=_Parser)
@@ -56,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         target = args.command and parser._subparsers._group_actions[0].choices.get(args.command)
         (target or parser).print_help()
         return 2
+    from pyengine import backends
+
+    # Commands switch deterministic algorithms on for their run; callers in the same process
+    # (tests, notebooks) get their own setting back.
+    deterministic = backends.are_deterministic_algorithms_enabled()
     try:
         return int(args.func(args) or 0)
     except UserError as e:
@@ -64,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    finally:
+        backends.use_deterministic_algorithms(deterministic)
 
 
 if __name__ == "__main__":

@@ -277,14 +277,18 @@ def _common(p: argparse.ArgumentParser, out: str, epochs: int, lr: float, hidden
     p.add_argument("--out", default=out, help="output folder")
 
 
-def _positive(args: argparse.Namespace) -> None:
+def _check(args: argparse.Namespace) -> None:
+    """Every input checked before any work: sizes, a finite learning rate, the output folder;
+    then the run is seeded and deterministic."""
     from pyengine.cli import UserError
+    from pyengine.cli.common import check_finite, check_out_dir, seed_everything
 
     for name in ("epochs", "batch", "hidden"):
         if getattr(args, name) <= 0:
             raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
-    if args.lr <= 0:
-        raise UserError(f"--lr must be positive, got {args.lr}")
+    check_finite("--lr", args.lr, positive=True)
+    check_out_dir(args.out)
+    seed_everything(args.seed)
 
 
 # name -> (runner, help, description, (out, epochs, lr, hidden) defaults)
@@ -317,4 +321,4 @@ def register(sub: Any, train_sub: Any) -> None:
     for name, (runner, help_, description, defaults) in _MODELS.items():
         p = train_sub.add_parser(name, help=help_, description=description)
         _common(p, *defaults)
-        p.set_defaults(func=lambda a, run=runner: (_positive(a), run(a))[1])
+        p.set_defaults(func=lambda a, run=runner: (_check(a), run(a))[1])

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from pyengine.serialization import mkstemp_umask
 
 
 def _pyplot():
@@ -20,7 +21,7 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=path.parent)
+    fd, tmp = mkstemp_umask(path.parent, ".png")
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=100, format="png")

@@ -17,7 +17,9 @@ import numpy as np
 from pyengine.cli import UserError
 from pyengine.cli.common import (
     check_device,
+    check_out_dir,
     check_sigma,
+    check_tile,
     clipped_psnr,
     clipped_ssim,
     image_channels,
@@ -25,23 +27,38 @@ from pyengine.cli.common import (
     positive_int,
     read_folder,
     read_images,
+    seed_everything,
 )
 
 
 # ---------------------------------------------------------------------------- denoise
 def cmd_denoise(args: argparse.Namespace) -> int:
+    import sys
+
+    from pyengine.cli.progress import progress
     from pyengine.data import save_image
+    from pyengine.data.io import convert_channels
     from pyengine.data.transforms import add_gaussian_noise
-    from pyengine.models import denoise_array
 
     check_sigma(args.sigma)
     check_device(args.device)
+    out = check_out_dir(args.out)
+    seed_everything(args.seed)
     if args.clean and len(args.clean) != len(args.images):
         raise UserError(f"got {len(args.images)} images but {len(args.clean)} --clean references")
     model, _ = load_model(args.model, args.device)
+    check_tile(args.tile, model)
     c = image_channels(model)
-    images = read_images(args.images, c)
-    refs = read_images(args.clean, c) if args.clean else [None] * len(images)
+    # Colour images stay colour: a grey model denoises each channel, a colour model a grey
+    # image's repeated channel.
+    images = [convert_channels(a, max(c, a.shape[0])) for a in read_images(args.images, None)]
+    for path, img in zip(args.images, images):
+        if img.shape[0] != c:
+            print(
+                f"{path}: colour image, each of its channels denoised separately", file=sys.stderr
+            )
+    refs = read_images(args.clean, None) if args.clean else [None] * len(images)
+    refs = [r if r is None else convert_channels(r, img.shape[0]) for r, img in zip(refs, images)]
     if args.sigma is not None:
         refs = [r if r is not None else img for r, img in zip(refs, images)]
     for path, img, ref in zip(args.images, images, refs):
@@ -50,23 +67,32 @@ def cmd_denoise(args: argparse.Namespace) -> int:
                 f"'{path}' is {img.shape[1]}x{img.shape[2]} but its clean reference "
                 f"is {ref.shape[1]}x{ref.shape[2]}"
             )
-    out = Path(args.out)
     rng = np.random.default_rng(args.seed)
-    for path, img, ref in zip(args.images, images, refs):
-        noisy = img if args.sigma is None else add_gaussian_noise(img, args.sigma, rng)
-        den = denoise_array(model, noisy, tile=args.tile, device=args.device)
-        stem = Path(path).stem
-        save_image(out / f"{stem}_denoised.png", den)
-        line = f"{path}: {out / (stem + '_denoised.png')}"
-        if args.sigma is not None:
-            save_image(out / f"{stem}_noisy.png", noisy)
-        if ref is not None:
-            line += (
-                f"  PSNR noisy {clipped_psnr(noisy, ref):.2f} dB -> denoised "
-                f"{clipped_psnr(den, ref):.2f} dB"
-            )
-        print(line)
+    with progress(len(images), "denoise", unit="image") as bar:
+        for path, img, ref in zip(args.images, images, refs):
+            noisy = img if args.sigma is None else add_gaussian_noise(img, args.sigma, rng)
+            den = _denoise_channels(model, c, noisy, args.tile, args.device)
+            stem = Path(path).stem
+            save_image(out / f"{stem}_denoised.png", den)
+            line = f"{path}: {out / (stem + '_denoised.png')}"
+            if args.sigma is not None:
+                save_image(out / f"{stem}_noisy.png", noisy)
+            if ref is not None:
+                line += (
+                    f"  PSNR noisy {clipped_psnr(noisy, ref):.2f} dB -> denoised "
+                    f"{clipped_psnr(den, ref):.2f} dB"
+                )
+            bar.write(line, file=sys.stdout)
+            bar.update(1)
     return 0
+
+
+def _denoise_channels(model: Any, c: int, noisy: np.ndarray, tile: int, device: str) -> np.ndarray:
+    from pyengine.models import denoise_array
+
+    if noisy.shape[0] == c:
+        return denoise_array(model, noisy, tile=tile, device=device)
+    return np.concatenate([denoise_array(model, ch[None], tile, device) for ch in noisy])
 
 
 # ---------------------------------------------------------------------------- eval
@@ -75,17 +101,20 @@ def evaluate_set(
 ) -> list[tuple[str, float, float, float]]:
     """The reference protocol of shared/data/README.md: ``np.random.seed(0)`` once, images in
     sorted order, float64 noise, unclipped float32 noisy input, PSNR of the clipped output."""
+    from pyengine.cli.progress import progress
     from pyengine.data import protocol_noise
     from pyengine.models import denoise_array
 
     state = np.random.RandomState(0)
     rows = []
-    for name, clean in zip(folder.names(), folder.load_all()):
-        noisy = protocol_noise(clean, sigma, state)
-        den = denoise_array(model, noisy, tile=tile, device=device)
-        rows.append(
-            (name, clipped_psnr(noisy, clean), clipped_psnr(den, clean), clipped_ssim(den, clean))
-        )
+    names = folder.names()
+    with progress(len(names), "eval", unit="image") as bar:
+        for name, clean in zip(names, folder.load_all()):
+            noisy = protocol_noise(clean, sigma, state)
+            den = denoise_array(model, noisy, tile=tile, device=device)
+            psnr_noisy, psnr = clipped_psnr(noisy, clean), clipped_psnr(den, clean)
+            rows.append((name, psnr_noisy, psnr, clipped_ssim(den, clean)))
+            bar.update(1)
     return rows
 
 
@@ -93,6 +122,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_sigma(args.sigma)
     check_device(args.device)
     model, arch = load_model(args.model, args.device)
+    check_tile(args.tile, model)
+    seed_everything(0)  # the protocol's noise has its own generator; this fixes the algorithms
     folder = read_folder(args.set, image_channels(model))
     rows = evaluate_set(model, folder, args.sigma, args.tile, args.device)
     width = max(len(r[0]) for r in rows + [("image",)])
@@ -117,7 +148,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _train_parser(train_sub: Any, name: str, help_text: str) -> None:
-    from pyengine.cli.restore_train import DEFAULTS, cmd_train
+    from pyengine.cli.restore_train import DEFAULTS, RUN_KEYS, cmd_train
 
     d = DEFAULTS[name]
     p = train_sub.add_parser(name, help=help_text, description=help_text)
@@ -156,7 +187,24 @@ def _train_parser(train_sub: Any, name: str, help_text: str) -> None:
     p.add_argument("--lr-gamma", type=float, default=0.1, help="learning-rate decay factor")
     p.add_argument("--out", help=f"run folder (default: a new runs/{name}[-N])")
     p.add_argument("--resume", action="store_true", help="continue from --out's last checkpoint")
-    p.add_argument("--seed", type=int, default=0, help="random seed (data, noise, init)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed (data, noise, init); the run is bit-reproducible for a seed and thread "
+        "count",
+    )
+    p.add_argument(
+        "--benchmark",
+        action="store_true",
+        help="choose conv algorithms by timing: can be faster, but runs are no longer "
+        "bit-identical from one process to the next",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="train even when the model's estimated memory exceeds the available memory",
+    )
     p.add_argument("--workers", type=int, default=2, help="data-loading threads")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     if name == "unet":
@@ -166,7 +214,7 @@ def _train_parser(train_sub: Any, name: str, help_text: str) -> None:
             default="transpose",
             help="upsampling: transpose conv or upsample + conv",
         )
-    p.set_defaults(func=cmd_train, arch=name)
+    p.set_defaults(func=cmd_train, arch=name, run_defaults={k: p.get_default(k) for k in RUN_KEYS})
 
 
 def register(sub: Any, train_sub: Any) -> None:
@@ -205,7 +253,9 @@ def register(sub: Any, train_sub: Any) -> None:
     )
     p.add_argument("--model", required=True, help="checkpoint.npz from `train`, or a DnCNN .npz")
     p.add_argument("--set", required=True, help="folder of clean test images")
-    p.add_argument("--sigma", type=float, default=25.0)
+    p.add_argument(
+        "--sigma", type=float, default=25.0, help="noise level added to each image, 0..255 units"
+    )
     _common(p)
     p.set_defaults(func=cmd_eval)
     add_dip_parser(sub)

@@ -15,10 +15,23 @@ from pathlib import Path
 import numpy as np
 
 from pyengine.cli import UserError
-from pyengine.cli.common import check_device, check_sigma, clipped_psnr, positive_int, read_images
+from pyengine.cli.common import (
+    check_device,
+    check_finite,
+    check_loss,
+    check_out_dir,
+    check_sigma,
+    clipped_psnr,
+    min_image_side,
+    positive_int,
+    read_images,
+    seed_everything,
+)
 
 
 def cmd_dip(args: argparse.Namespace) -> int:
+    import sys
+
     import pyengine as pe
     import pyengine.nn.functional as F
     from pyengine.cli import plots
@@ -27,28 +40,44 @@ def cmd_dip(args: argparse.Namespace) -> int:
     from pyengine.models import UNet
 
     check_sigma(args.sigma)
+    check_finite("--lr", args.lr, positive=True)
+    check_finite("--input-noise", args.input_noise)
+    if args.input_noise < 0:
+        raise UserError(f"--input-noise must be >= 0, got {args.input_noise:g}")
+    if args.depth < 0:
+        raise UserError(f"--depth must be >= 0, got {args.depth}")
     check_device(args.device)
+    out = check_out_dir(args.out)
     c = 3 if args.rgb else 1
+    (img,) = read_images([args.image], None)
+    if img.shape[0] == 3 and c == 1:
+        print(
+            f"{args.image}: colour image converted to grey (--rgb processes it in colour)",
+            file=sys.stderr,
+        )
     (img,) = read_images([args.image], c)
     if args.crop:
         h, w = img.shape[1:]
         i, j = max(0, (h - args.crop) // 2), max(0, (w - args.crop) // 2)
         img = np.ascontiguousarray(img[:, i : i + args.crop, j : j + args.crop])
-    if args.lr <= 0:
-        raise UserError(f"--lr must be positive, got {args.lr}")
+    side = min_image_side("unet", args.depth)
+    if min(img.shape[1:]) < side:
+        raise UserError(
+            f"'{args.image}' is {img.shape[2]}x{img.shape[1]} (after --crop): a U-Net of --depth "
+            f"{args.depth} needs at least {side}x{side} pixels (or a smaller --depth)"
+        )
     rng = np.random.default_rng(args.seed)
     if args.sigma > 0:
         noisy, clean = add_gaussian_noise(img, args.sigma, rng), img
     else:
         noisy, clean = img, None
-    pe.manual_seed(args.seed)
+    seed_everything(args.seed)
     net = UNet(args.code, c, depth=args.depth, base=args.channels, up="upsample").to(args.device)
     h, w = noisy.shape[1:]
     code = pe.from_numpy((rng.random((1, args.code, h, w)) * 0.1).astype(np.float32))
     target = pe.from_numpy(noisy[None].copy())
     code, target = code.to(args.device), target.to(args.device)
     opt = pe.optim.Adam(net.parameters(), lr=args.lr)
-    out = Path(args.out)
     iters, curve = [], []
     best, best_psnr, best_img = 0, -np.inf, None
     t0 = time.perf_counter()
@@ -60,6 +89,7 @@ def cmd_dip(args: argparse.Namespace) -> int:
             inp = code + pe.from_numpy(jitter).to(args.device)
         y = F.sigmoid(net(inp))
         loss = F.mse_loss(y, target)
+        check_loss(float(loss.item()), f"iteration {it}")
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -88,7 +118,11 @@ def add_dip_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "dip",
         help="deep image prior: denoise one image without training data",
-        description=__doc__.split("\n\n")[0],
+        description="Deep image prior denoising (Ulyanov et al., CVPR 2018): fit an hourglass "
+        "U-Net that maps a fixed random code to the one noisy image. Its output passes a PSNR "
+        "peak before it fits the noise; with a clean reference (--sigma > 0) the best iterate is "
+        "kept, otherwise the last. Writes the result, the noisy input and a PSNR-vs-iteration "
+        "curve to --out.",
     )
     p.add_argument("image", metavar="IMAGE")
     p.add_argument(
@@ -97,21 +131,23 @@ def add_dip_parser(sub: argparse._SubParsersAction) -> None:
         default=25.0,
         help="add noise of this level to IMAGE first (0: IMAGE is already noisy)",
     )
-    p.add_argument("--iters", type=positive_int, default=3000)
-    p.add_argument("--lr", type=float, default=0.001)
+    p.add_argument("--iters", type=positive_int, default=3000, help="optimisation steps")
+    p.add_argument("--lr", type=float, default=0.001, help="Adam learning rate")
     p.add_argument(
         "--input-noise",
         type=float,
         default=1 / 30,
-        help="std of the per-step perturbation of the random code (0: none)",
+        help="std of the per-step perturbation of the random code (0: none; default: 1/30)",
     )
     p.add_argument("--depth", type=int, default=4, help="U-Net levels")
     p.add_argument("--channels", type=positive_int, default=16, help="U-Net base width")
     p.add_argument("--code", type=positive_int, default=32, help="channels of the random input")
     p.add_argument("--crop", type=positive_int, help="center-crop IMAGE to this size first")
     p.add_argument("--rgb", action="store_true", help="process as a color image")
-    p.add_argument("--log-every", type=positive_int, default=25)
+    p.add_argument(
+        "--log-every", type=positive_int, default=25, help="iterations between PSNR evaluations"
+    )
     p.add_argument("--out", default="dip", help="output folder (default: dip/)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0, help="random seed (code, noise, init)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=cmd_dip)

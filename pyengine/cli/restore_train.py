@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,19 @@ from pyengine.cli import UserError
 from pyengine.cli.common import (
     CHECKPOINT_FORMAT,
     check_device,
-    check_sigma,
+    check_finite,
+    check_loss,
+    check_out_dir,
+    check_train_sigma,
+    check_training_memory,
+    clean_stale_tmp,
     clipped_psnr,
     clipped_ssim,
     read_checkpoint,
     read_folder,
+    seed_everything,
 )
+from pyengine.serialization import mkstemp_umask
 
 # The no-argument run is the README's main job: a small DnCNN that clearly beats the noisy input
 # on the bundled images in a few minutes on 2 CPU cores.
@@ -90,7 +96,7 @@ def _build(args: argparse.Namespace):
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    fd, tmp = mkstemp_umask(path.parent)
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(tmp, path)
@@ -111,24 +117,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pyengine.data import DataLoader, PatchDataset, bundled_images, protocol_noise
     from pyengine.models import build_model
 
-    check_sigma(args.sigma, *(args.sigma_range or ()))
     check_device(args.device)
-    if args.sigma_range is not None and args.sigma_range[0] > args.sigma_range[1]:
-        raise UserError(f"--sigma-range LO HI needs LO <= HI, got {args.sigma_range}")
-    out = _out_dir(args)
+    out = check_out_dir(_out_dir(args))
     ckpt = None
     if args.resume:
         if not (out / CHECKPOINT).is_file():
             raise UserError(f"--resume: '{out}' has no {CHECKPOINT}")
         ckpt = read_checkpoint(out / CHECKPOINT, args.arch)
-        for k, v in json.loads(ckpt["args"]).items():
-            setattr(args, k, v)
+        _resume_settings(args, json.loads(ckpt["args"]))
     elif (out / CHECKPOINT).exists():
         raise UserError(f"'{out}' already holds a checkpoint: pass --resume, or another --out")
-    if args.lr <= 0 or args.lr_gamma <= 0:
-        raise UserError(f"--lr and --lr-gamma must be positive, got {args.lr}, {args.lr_gamma}")
+    check_train_sigma(args.sigma, args.sigma_range)
+    check_finite("--lr", args.lr, positive=True)
+    check_finite("--lr-gamma", args.lr_gamma, positive=True)
     if args.workers < 0:
         raise UserError(f"--workers must be >= 0, got {args.workers}")
+    size = check_training_memory(
+        args.arch,
+        args.depth,
+        args.channels,
+        3 if args.rgb else 1,
+        args.batch,
+        args.patch,
+        args.force,
+        getattr(args, "up", "transpose"),
+    )
+    clean_stale_tmp(out)
 
     c = 3 if args.rgb else 1
     train = read_folder(args.data, c) if args.data else bundled_images("train", c)
@@ -150,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     val_noisy = [protocol_noise(v, val_sigma, state) for v in val_clean]
     noisy_psnr = float(np.mean([clipped_psnr(n, v) for n, v in zip(val_noisy, val_clean)]))
 
-    pe.manual_seed(args.seed)
+    seed_everything(args.seed, deterministic=not args.benchmark)
     model = _build(args) if ckpt is None else build_model(args.arch, json.loads(ckpt["config"]))
     model.to(args.device)
     opt = pe.optim.Adam(model.parameters(), lr=args.lr)
@@ -175,12 +189,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     run_args = {k: getattr(args, k, None) for k in RUN_KEYS}
     print(
-        f"training {args.arch} ({model.num_parameters():,} parameters) on "
-        f"{args.data or 'bundled images'} -> {out}; validation noisy PSNR {noisy_psnr:.2f} dB"
+        f"training {args.arch} ({size}) on {args.data or 'bundled images'} -> {out}; "
+        f"validation noisy PSNR {noisy_psnr:.2f} dB"
     )
     for epoch in range(start, args.epochs):
         t0 = time.perf_counter()
-        loss = _train_epoch(model, opt, loader, epoch, args)
+        kept = f"; {out / CHECKPOINT} keeps epoch {epoch}" if epoch else ""
+        loss = _train_epoch(model, opt, loader, epoch, args, kept)
         history["loss"].extend(loss)
         sched.step()
         psnr, ssim, den = _validate(model, val_clean, val_noisy, args.device)
@@ -212,7 +227,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_epoch(model: Any, opt: Any, loader: Any, epoch: int, args: argparse.Namespace) -> list:
+def _resume_settings(args: argparse.Namespace, saved: dict[str, Any]) -> None:
+    """--resume continues the run as it was started: its settings come from the checkpoint. An
+    option given now with another value than the checkpoint's is refused rather than ignored."""
+    defaults = args.run_defaults
+    conflicts = []
+    for k, v in saved.items():
+        now = getattr(args, k, None)
+        now = list(now) if isinstance(now, tuple) else now
+        if k in defaults and now != defaults[k] and now != v:
+            conflicts.append(f"--{k.replace('_', '-')} {now} (checkpoint: {v})")
+    if conflicts:
+        raise UserError(
+            "--resume continues a run with the settings in its checkpoint; these differ: "
+            + ", ".join(conflicts)
+            + " (drop them, or start a new run with another --out)"
+        )
+    for k, v in saved.items():
+        setattr(args, k, v)
+
+
+def _train_epoch(
+    model: Any, opt: Any, loader: Any, epoch: int, args: argparse.Namespace, kept: str
+) -> list:
     import pyengine.nn.functional as F
     from pyengine.cli.progress import progress
 
@@ -230,6 +267,7 @@ def _train_epoch(model: Any, opt: Any, loader: Any, epoch: int, args: argparse.N
             loss.backward()
             opt.step()
             losses.append(float(loss.item()))
+            check_loss(losses[-1], f"epoch {epoch + 1}, step {len(losses)}", kept)
             bar.update(args.batch)
             bar.set_postfix(loss=f"{losses[-1]:.2e}", refresh=False)
     return losses

@@ -8,11 +8,12 @@ one channel; RGB (and palette or alpha images, converted) is three. ``channels``
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from pyengine.serialization import mkstemp_umask
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -99,7 +100,7 @@ def save_image(path: str | os.PathLike, a: np.ndarray) -> None:
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ImageError(f"unknown image file extension '{path.suffix}' for '{path}'")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    fd, tmp = mkstemp_umask(path.parent, path.suffix)
     try:
         with os.fdopen(fd, "wb") as f:
             Image.fromarray(to_uint8(a)).save(f, format=fmt)

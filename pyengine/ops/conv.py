@@ -7,7 +7,8 @@ torch raises), compute output sizes with torch's formulas, and pick a kernel alg
 ``"auto"`` picks per pass (forward, input gradient, weight gradient): with
 ``pyengine.backends.conv_benchmark`` on (the default), the first call of a pass on a new shape
 times both algorithms on the real operands and caches the faster, as cudnn.benchmark does; off,
-or where both algorithms are one kernel (the float64 NumPy twin, other devices), a heuristic.
+or where both algorithms are one kernel (the float64 NumPy twin, other devices), or under
+``pyengine.use_deterministic_algorithms(True)`` (timings differ between processes), a heuristic.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def _run(ctx: Any, pass_: str, kernel: Callable[[str], None]) -> None:
     # Tuning is for the compiled CPU kernels: float64 and the NumPy twin run one reference kernel
     # under both names, and CUDA launches are asynchronous (a host timer would not see them).
     cpu = ctx.device.type == "cpu" and ctx.k is getattr(ctx.be, "native", None)
-    if not (backends.conv_benchmark and cpu):
+    if not (backends.conv_benchmark_enabled() and cpu):
         return kernel(_heuristic(ctx, pass_))
     from pyengine import get_num_threads
 

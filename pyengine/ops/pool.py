@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from pyengine import backends
 from pyengine.autograd import Function
 from pyengine.tensor import Tensor
 
@@ -102,6 +103,7 @@ class MaxPool2d(Function):
     def backward(self, g):
         (idx,) = self.saved
         gx = self.be.empty(self.xshape, g.dtype)
+        backends.alert_not_deterministic("max_pool2d backward", self.device)
         self.k.maxpool2d_backward(g, idx, gx)
         return (gx,)
 
@@ -143,6 +145,7 @@ class AvgPool2d(Function):
 
     def backward(self, g):
         gx = self.be.empty(self.xshape, g.dtype)
+        backends.alert_not_deterministic("avg_pool2d backward", self.device)
         self.k.avgpool2d_backward(g, gx, *self.params)
         return (gx,)
 
@@ -187,6 +190,7 @@ class AdaptiveAvgPool2d(Function):
 
     def backward(self, g):
         gx = self.be.empty(self.xshape, g.dtype)
+        backends.alert_not_deterministic("adaptive_avg_pool2d backward", self.device)
         self.k.adaptive_avgpool2d_backward(g, gx)
         return (gx,)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from pyengine import backends
 from pyengine.autograd import Function
 from pyengine.tensor import Tensor
 
@@ -32,6 +33,7 @@ class Upsample(Function):
 
     def backward(self, g):
         gx = self.be.empty(self.xshape, g.dtype)
+        backends.alert_not_deterministic(f"upsample_{self.mode}2d backward", self.device)
         getattr(self.k, f"upsample_{self.mode}2d_backward")(g, gx, *self.params)
         return (gx,)
 
