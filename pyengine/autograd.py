@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -259,6 +260,37 @@ def _accumulate_leaf(t: Any, g: Any, may_take: bool = True) -> None:
     else:
         k = backend(t.device).kernels(t.grad.dtype)
         k.axpby(g, t.grad.data, 1.0, 1.0)
+    for hook in list(_post_accumulate_grad_hooks.get(id(t), {}).values()):
+        hook(t)
+
+
+# id(leaf) -> {handle id: hook}; an entry goes when its tensor is collected (Tensor has
+# __slots__ and no hash, so the registry is keyed by id and cleaned by weakref.finalize).
+_post_accumulate_grad_hooks: dict[int, dict[int, Callable[[Any], None]]] = {}
+
+
+class RemovableHandle:
+    def __init__(self, hooks: dict[int, Any]) -> None:
+        self.hooks, self.id = hooks, id(self)
+
+    def remove(self) -> None:
+        self.hooks.pop(self.id, None)
+
+
+def register_post_accumulate_grad_hook(t: Any, hook: Callable[[Any], None]) -> RemovableHandle:
+    """Call ``hook(t)`` each time a backward has finished accumulating into leaf ``t``'s
+    ``.grad`` (PyTorch's ``Tensor.register_post_accumulate_grad_hook``)."""
+    if not t.requires_grad or t._ctx is not None:
+        raise RuntimeError(
+            "post accumulate grad hooks can only be registered on leaf tensors that require grad"
+        )
+    key = id(t)
+    if key not in _post_accumulate_grad_hooks:
+        _post_accumulate_grad_hooks[key] = {}
+        weakref.finalize(t, _post_accumulate_grad_hooks.pop, key, None)
+    handle = RemovableHandle(_post_accumulate_grad_hooks[key])
+    handle.hooks[handle.id] = hook
+    return handle
 
 
 def gradcheck(

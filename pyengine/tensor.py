@@ -139,6 +139,9 @@ class Tensor:
     def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
         autograd.backward(self, gradient, retain_graph=retain_graph)
 
+    def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
+        return autograd.register_post_accumulate_grad_hook(self, hook)
+
     def detach(self) -> Tensor:
         return Tensor._wrap(self.data, self.device)
 

@@ -52,3 +52,8 @@ __all__ = [
     "init",
 ]
 __all__ += ["AdaptiveAvgPool2d", "AvgPool2d", "MaxPool2d", "Upsample"]
+
+from pyengine.nn import parallel  # noqa: E402  (DistributedDataParallel; imports no MPI)
+from pyengine.nn.sync_batchnorm import SyncBatchNorm  # noqa: E402
+
+__all__ += ["SyncBatchNorm", "parallel"]
