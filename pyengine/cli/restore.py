@@ -218,6 +218,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _train_parser(train_sub: Any, name: str, help_text: str) -> None:
+    from pyengine.cli import distributed
     from pyengine.cli.restore_train import DEFAULTS, cmd_train
 
     d = DEFAULTS[name]
@@ -267,6 +268,7 @@ def _train_parser(train_sub: Any, name: str, help_text: str) -> None:
             default="transpose",
             help="upsampling: transpose conv or upsample + conv",
         )
+    distributed.add_arguments(p)
     p.set_defaults(func=cmd_train, arch=name)
 
 

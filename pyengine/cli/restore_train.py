@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pyengine.cli import UserError
+from pyengine.cli import UserError, distributed
 from pyengine.cli.restore import (
     CHECKPOINT_FORMAT,
     check_device,
@@ -106,6 +106,7 @@ def _validate(model: Any, clean: list[np.ndarray], noisy: list[np.ndarray], devi
     return psnr, ssim, den[0]
 
 
+@distributed.command
 def cmd_train(args: argparse.Namespace) -> int:
     import pyengine as pe
     from pyengine.data import DataLoader, PatchDataset, bundled_images, protocol_noise
@@ -115,7 +116,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_device(args.device)
     if args.sigma_range is not None and args.sigma_range[0] > args.sigma_range[1]:
         raise UserError(f"--sigma-range LO HI needs LO <= HI, got {args.sigma_range}")
-    out = _out_dir(args)
+    launch = args.launch
+    out = launch.bcast(_out_dir(args))  # rank 0's choice of run folder
     ckpt = None
     if args.resume:
         if not (out / CHECKPOINT).is_file():
@@ -171,8 +173,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"{out}: already trained {start} epochs (ask for more with --epochs)")
             return 0
     loader = DataLoader(
-        dataset, args.batch, seed=args.seed, num_workers=args.workers, drop_last=True
+        dataset,
+        launch.per_rank(args.batch),
+        seed=args.seed,
+        num_workers=args.workers,
+        drop_last=True,
+        sampler=launch.sampler(dataset),
     )
+    net = launch.wrap(model, args.sync_bn)
     run_args = {k: getattr(args, k, None) for k in RUN_KEYS}
     print(
         f"training {args.arch} ({model.num_parameters():,} parameters) on "
@@ -180,9 +188,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     for epoch in range(start, args.epochs):
         t0 = time.perf_counter()
-        loss = _train_epoch(model, opt, loader, epoch, args)
+        loss = _train_epoch(net, opt, loader, epoch, args)
         history["loss"].extend(loss)
         sched.step()
+        if not launch.is_main:  # rank 0 alone validates, checkpoints and reports
+            continue
         psnr, ssim, den = _validate(model, val_clean, val_noisy, args.device)
         history["val_psnr"].append(psnr)
         history["val_ssim"].append(ssim)
@@ -229,8 +239,8 @@ def _train_epoch(model: Any, opt: Any, loader: Any, epoch: int, args: argparse.N
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss.item()))
-            bar.update(args.batch)
+            losses.append(args.launch.mean(float(loss.item())))
+            bar.update(args.batch)  # the global batch: the bar shows patches/s over all ranks
             bar.set_postfix(loss=f"{losses[-1]:.2e}", refresh=False)
     return losses
 

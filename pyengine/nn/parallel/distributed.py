@@ -111,7 +111,9 @@ class DistributedDataParallel(Module):
             group = open_.setdefault(dt, [])
             group.append(p)
             size[dt] = size.get(dt, 0) + p.numel() * dt.itemsize
-            cap = FIRST_BUCKET_BYTES if not buckets else cap_mb * 1024 * 1024
+            cap = cap_mb * 1024 * 1024
+            if not buckets:
+                cap = min(cap, FIRST_BUCKET_BYTES)
             if size[dt] >= cap:
                 buckets.append(_Bucket(group, dt))
                 open_[dt], size[dt] = [], 0
