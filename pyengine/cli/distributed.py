@@ -124,9 +124,10 @@ def _start(args: Any) -> Launch:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         pe.set_num_threads(max(1, (cores or 1) // on_node))
     if launch.is_main:
+        library = MPI.Get_library_version().splitlines()[0]
         print(
             f"distributed: {launch.world} processes ({on_node} on this node) x "
-            f"{pe.get_num_threads()} thread(s) each, MPI: {MPI.Get_library_version().splitlines()[0]}",
+            f"{pe.get_num_threads()} thread(s) each, MPI: {library}",
             flush=True,
         )
     else:
