@@ -172,8 +172,9 @@ class Work:
         limit = group.timeout if timeout is None else float(timeout)
         start = time.monotonic()
         pause = 0.0
-        # MPI progresses a non-blocking call only inside MPI calls, so poll: spin briefly for
-        # the common fast case, then back off to a few ms between polls.
+        # MPI progresses a non-blocking call only inside MPI calls, so poll: yield the core for
+        # the first millisecond (the peer may need it: ranks can outnumber cores), then sleep,
+        # backing off to 1 ms between polls, rather than spin as a blocking MPI_Wait would.
         while not self.is_completed():
             elapsed = time.monotonic() - start
             if elapsed > limit:
@@ -182,8 +183,10 @@ class Work:
                     f"timed out after {limit:g} s: another rank has died, is stuck, or called "
                     "a different collective"
                 )
-            if elapsed > 1e-3:
-                pause = min(max(pause * 2, 1e-5), 5e-3)
+            if elapsed < 1e-3:
+                os.sched_yield()
+            else:
+                pause = min(max(pause * 2, 2e-5), 1e-3)
                 time.sleep(pause)
         return True
 
