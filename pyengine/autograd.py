@@ -173,8 +173,15 @@ def _toposort(root: Any) -> list[Any]:
         stack.append((t, True))
         ctx = t._ctx
         if ctx is not None:
-            for inp in ctx.inputs:
-                if inp is not None and hasattr(inp, "_ctx") and id(inp) not in seen:
+            # Leaf inputs go on the stack first so that they come off last: each then follows
+            # its last consumer in the backward order instead of waiting for the end of the
+            # pass, and its gradient is final (post-accumulate hooks fire, DDP starts sending
+            # it) while the rest of backward runs. Reversed, so a layer's bias comes before its
+            # weight: reverse registration order, DDP's bucket order.
+            inputs = [i for i in ctx.inputs if i is not None and hasattr(i, "_ctx")]
+            leaves = [i for i in inputs if i._ctx is None]
+            for inp in leaves[::-1] + [i for i in inputs if i._ctx is not None]:
+                if id(inp) not in seen:
                     stack.append((inp, False))
     return order
 

@@ -155,6 +155,23 @@ def no_sync_accumulates(rank: int, world: int) -> None:
         assert not np.allclose(g0, p.grad.numpy())  # no_sync really skipped the all-reduce
 
 
+def buckets_start_during_backward(rank: int, world: int) -> None:
+    """Buckets hold the parameters in reverse registration order, and each starts its all-reduce
+    as soon as its gradients are in, before backward reaches the first layers."""
+    local = conv_net(False)
+    params = list(local.parameters())
+    model = DDP(local, bucket_cap_mb=1e-6)  # one bucket per parameter
+    assert [b.params[0] for b in model._buckets] == params[::-1]
+    launched = []
+    for p in params:
+        p.register_post_accumulate_grad_hook(lambda p: launched.append(model._next))
+    x, y = _data(0, 4)
+    F.cross_entropy(model(pe.from_numpy(x)), pe.from_numpy(y)).backward()
+    # DDP's hook runs first: after the k-th gradient, k buckets have started
+    assert launched == list(range(1, len(params) + 1)), launched
+    assert all(b.work is not None and b.work.done for b in model._buckets)
+
+
 class TwoHeads(nn.Module):
     def __init__(self) -> None:
         super().__init__()

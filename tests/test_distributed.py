@@ -54,7 +54,13 @@ def worker(name: str, *extra: str) -> subprocess.CompletedProcess:
 @needs_mpi
 @pytest.mark.parametrize(
     "scenario",
-    ["collectives", "ddp_matches_one_process", "no_sync_accumulates", "unused_parameters"],
+    [
+        "collectives",
+        "ddp_matches_one_process",
+        "buckets_start_during_backward",
+        "no_sync_accumulates",
+        "unused_parameters",
+    ],
 )
 def test_two_ranks(scenario):
     r = worker(scenario)
@@ -195,3 +201,15 @@ def test_sync_batchnorm_alone_is_batchnorm(rng):
     ref.load_state_dict(model[1].state_dict())
     x = pe.from_numpy(rng.standard_normal((3, 4, 5, 5)).astype(np.float32))
     np.testing.assert_allclose(model[1](x).detach().numpy(), ref(x).detach().numpy(), rtol=1e-6)
+
+
+def test_leaf_gradients_are_final_right_after_their_layer():
+    # backward reaches each parameter straight after its layer (last layer first, bias before
+    # weight), not at the end of the pass: what lets DDP send gradients while backward runs
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    names = {id(p): n for n, p in model.named_parameters()}
+    order = []
+    for p in model.parameters():
+        p.register_post_accumulate_grad_hook(lambda t: order.append(names[id(t)]))
+    model(pe.randn(5, 3)).sum().backward()
+    assert order == ["2.bias", "2.weight", "0.bias", "0.weight"]
