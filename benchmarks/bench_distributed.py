@@ -7,10 +7,14 @@ that load on a shared machine hits both alike, and prints medians:
 * patches/s of a training step (forward, MSE, backward, Adam) at the global batch ``--batch``
   (40x40 patches), split evenly over the processes;
 * the blocking all-reduce time of the model's whole gradient (0.56 M float32), and of a range of
-  sizes, for the latency + bandwidth fit used by docs/distributed.md;
-* the fraction of that all-reduce hidden behind backward: a DDP step against the same step under
-  ``no_sync()`` (identical compute, no communication), hidden = 1 - (t_sync - t_nosync) / t_ar;
-  and the time DDP's reducer still blocked at the end of backward.
+  sizes;
+* how much of it backward hides: "wait ms" is how long DDP's reducer still blocked at the end of
+  backward (this includes waiting for the slower rank), "done early" the share of gradient bytes
+  whose all-reduce had completed before then, "hidden" = 1 - wait / all-reduce, and "(diff)" =
+  1 - (t_sync - t_nosync) / all-reduce from the step times with and without ``no_sync()``
+  (identical compute; only meaningful when step times are steady);
+* the scaling model of docs/distributed.md from the measured compute time per sample (or from
+  given inputs: ``--model-only MS_PER_SAMPLE HIDDEN BATCH_PER_RANK``).
 """
 
 from __future__ import annotations
@@ -68,10 +72,11 @@ def worker(args: argparse.Namespace) -> None:
 
     for _ in range(2):
         step()
-    t_sync, t_nosync, waits = [], [], []
+    t_sync, t_nosync, waits, overlapped = [], [], [], []
     for _ in range(args.steps):
         t_sync.append(_median_time(step, 1))
         waits.append(net.comm_wait_s)
+        overlapped.append(net.comm_overlapped_bytes / (4 * model.num_parameters()))
         t_nosync.append(_median_time(step_no_sync, 1))
     n = model.num_parameters()
     grad = np.zeros(n, np.float32)
@@ -81,7 +86,9 @@ def worker(args: argparse.Namespace) -> None:
         a = np.zeros(s, np.float32)
         sizes[s] = _median_time(lambda a=a: dist.iallreduce_array(a).wait(), 20)
     # Every rank reports its medians; rank 0 prints the slowest rank's (the step's pace).
-    mine = np.array([np.median(t_sync), np.median(t_nosync), np.median(waits), t_ar], np.float64)
+    mine = np.array(
+        [np.median(t_sync), np.median(t_nosync), np.median(waits), t_ar, -np.median(overlapped)]
+    )
     dist.iallreduce_array(mine, dist.ReduceOp.MAX).wait()
     if rank == 0:
         result = {
@@ -95,6 +102,7 @@ def worker(args: argparse.Namespace) -> None:
             "t_nosync": mine[1],
             "comm_wait": mine[2],
             "t_allreduce": mine[3],
+            "c_overlapped": -mine[4],  # the least overlap over the ranks
             "allreduce_by_size": sizes,
         }
         print("RESULT " + json.dumps(result), flush=True)
@@ -176,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"DnCNN-17, global batch {args.batch} of 40x40, Adam; medians of {args.rounds} launches")
     print(
         f"{'config':<34}{'step ms':>9}{'patches/s':>11}{'no-comm ms':>12}{'all-reduce ms':>15}"
-        f"{'wait ms':>9}{'hidden':>8}{'(diff)':>8}"
+        f"{'wait ms':>9}{'done early':>11}{'hidden':>8}{'(diff)':>8}"
     )
     model_inputs = None
     for (world, threads, cap), rs in runs.items():
@@ -191,7 +199,8 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"{name:<34}{med['t_sync'] * 1e3:>9.1f}{args.batch / med['t_sync']:>11.1f}"
             f"{med['t_nosync'] * 1e3:>12.1f}{med['t_allreduce'] * 1e3:>15.2f}"
-            f"{med['comm_wait'] * 1e3:>9.2f}{hidden_wait:>8.0%}{hidden_diff:>8.0%}"
+            f"{med['comm_wait'] * 1e3:>9.2f}{med['c_overlapped']:>11.0%}{hidden_wait:>8.0%}"
+            f"{hidden_diff:>8.0%}"
         )
         if model_inputs is None:
             per_sample = med["t_nosync"] / (args.batch // world)

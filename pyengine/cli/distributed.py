@@ -68,6 +68,8 @@ class Launch:
             return model
         from pyengine import nn
 
+        if any(p.device.type != "cpu" for p in model.parameters()):
+            raise UserError("distributed training over MPI runs on the CPU: use --device cpu")
         if sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return nn.parallel.DistributedDataParallel(model)

@@ -99,7 +99,10 @@ class DistributedDataParallel(Module):
         self._used_work: dist.Work | None = None
         self._unused: list[Any] = []
         self._reset()
-        self.comm_wait_s = 0.0  # time the last reduction blocked backward waiting for transfers
+        # The last reduction: time backward blocked at its end waiting for transfers (and for
+        # slower ranks), and gradient bytes whose all-reduce had finished before that.
+        self.comm_wait_s = 0.0
+        self.comm_overlapped_bytes = 0
 
     @staticmethod
     def _make_buckets(params: list[Any], cap_mb: float) -> list[_Bucket]:
@@ -200,6 +203,9 @@ class DistributedDataParallel(Module):
 
     def _finish(self) -> None:
         t0 = time.perf_counter()
+        self.comm_overlapped_bytes = sum(
+            b.flat.nbytes for b in self._buckets if b.work.is_completed()
+        )
         for b in self._buckets:
             b.work.wait()
         if self._used_work is not None:
