@@ -1,8 +1,10 @@
 """Run under ``mpiexec -n 2`` by tests/test_distributed.py: ``python distributed_worker.py NAME``
 runs scenario NAME on every rank and prints ``rank R ok`` when its checks pass."""
 
+import gc
 import sys
 import time
+import weakref
 
 import numpy as np
 
@@ -130,6 +132,10 @@ def ddp_matches_one_process(rank: int, world: int) -> None:
                         err_msg=f"{name} {opt_name} cap {cap} sync_bn {sync_bn}",
                     )
                 assert list(model.state_dict())[0].startswith("module.")
+                gone = weakref.ref(model)
+                del model
+                gc.collect()
+                assert gone() is None  # the gradient hooks do not keep the wrapper alive
 
 
 def no_sync_accumulates(rank: int, world: int) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -93,7 +94,16 @@ class DistributedDataParallel(Module):
         self._where = {id(p): (b, i) for b in self._buckets for i, p in enumerate(b.params)}
         self._index = {id(p): k for k, p in enumerate(params)}
         self._ready: set[int] = set()
-        self._handles = [p.register_post_accumulate_grad_hook(self._grad_ready) for p in params]
+        # The hooks live in autograd's registry for as long as the parameters: they reach this
+        # object through a weak reference, so a dropped DDP wrapper is not kept alive by them.
+        ref = weakref.ref(self)
+
+        def hook(p: Any) -> None:
+            ddp = ref()
+            if ddp is not None:
+                ddp._grad_ready(p)
+
+        self._handles = [p.register_post_accumulate_grad_hook(hook) for p in params]
         self._sync_now = False
         self._used: np.ndarray | None = None
         self._used_work: dist.Work | None = None
