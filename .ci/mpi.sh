@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI, distributed: install the `mpi` extra's packages (mpi4py and the MPICH wheel, as pinned in
 # pyproject.toml) into the CI venv without rebuilding pyengine, then run the tests that launch
-# `mpiexec -n 2` (tests/test_distributed.py). About 45 s on the 2-core machine.
+# `mpiexec -n 2` (tests/test_distributed.py). 62 s on the 2-core machine at load ~20 (49 s of tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
