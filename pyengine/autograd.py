@@ -259,8 +259,15 @@ def _toposort(roots: Sequence[Any]) -> list[Any]:
         stack.append((t, True))
         ctx = t._ctx
         if ctx is not None and ctx.inputs is not None:
-            for inp in ctx.inputs:
-                if inp is not None and hasattr(inp, "_ctx") and id(inp) not in seen:
+            # Leaf inputs go on the stack first so that they come off last: each then follows
+            # its last consumer in the backward order instead of waiting for the end of the
+            # pass, and its gradient is final (post-accumulate hooks fire, DDP starts sending
+            # it) while the rest of backward runs. Reversed, so a layer's bias comes before its
+            # weight: reverse registration order, DDP's bucket order.
+            inputs = [i for i in ctx.inputs if i is not None and hasattr(i, "_ctx")]
+            leaves = [i for i in inputs if i._ctx is None]
+            for inp in leaves[::-1] + [i for i in inputs if i._ctx is not None]:
+                if id(inp) not in seen:
                     stack.append((inp, False))
     return order
 
@@ -480,6 +487,28 @@ def _accumulate_leaf(t: Any, g: Any, may_take: bool = True, as_tensor: bool = Fa
     else:
         k = backend(t.device).kernels(t.grad.dtype)
         k.axpby(g, t.grad._data, 1.0, 1.0)
+    for hook in list(_post_accumulate_grad_hooks.get(id(t), ())):
+        hook(t)
+
+
+# id(leaf) -> its hooks; an entry goes when its tensor is collected (Tensor has __slots__ and no
+# hash, so the registry is keyed by id and cleaned by weakref.finalize).
+_post_accumulate_grad_hooks: dict[int, list[Callable[[Any], None]]] = {}
+
+
+def register_post_accumulate_grad_hook(t: Any, hook: Callable[[Any], None]) -> RemovableHandle:
+    """Call ``hook(t)`` each time a backward has finished accumulating into leaf ``t``'s
+    ``.grad`` (PyTorch's ``Tensor.register_post_accumulate_grad_hook``)."""
+    if not t.requires_grad or t._ctx is not None:
+        raise RuntimeError(
+            "post accumulate grad hooks can only be registered on leaf tensors that require grad"
+        )
+    key = id(t)
+    if key not in _post_accumulate_grad_hooks:
+        _post_accumulate_grad_hooks[key] = []
+        weakref.finalize(t, _post_accumulate_grad_hooks.pop, key, None)
+    _post_accumulate_grad_hooks[key].append(hook)
+    return RemovableHandle(_post_accumulate_grad_hooks[key], hook)
 
 
 def gradcheck(

@@ -218,6 +218,9 @@ class Tensor(TensorMethods):
             self, gradient, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs
         )
 
+    def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
+        return autograd.register_post_accumulate_grad_hook(self, hook)
+
     def detach(self) -> Tensor:
         return Tensor._wrap(self._data, self.device)
 

@@ -14,6 +14,7 @@ import numpy as np
 import pyengine as pe
 import pyengine.nn.functional as F
 from pyengine import nn
+from pyengine.cli import distributed
 from pyengine.cli.progress import progress
 
 
@@ -230,12 +231,15 @@ def save_filters_grid(tiles: np.ndarray, path: str, title: str, cols: int = 8) -
     plt.close(fig)
 
 
+@distributed.command
 def run_cnn(args: argparse.Namespace) -> int:
+    launch = args.launch
     os.makedirs(args.out, exist_ok=True)
     pe.manual_seed(args.seed)
     xtr, xte, ytr, yte = load_digits_split(args.seed)
     xtr, xte = xtr.reshape(-1, 1, 8, 8), xte.reshape(-1, 1, 8, 8)
     model = small_vgg(args.hidden)
+    net = launch.wrap(model, args.sync_bn)
     opt = pe.optim.Adam(model.parameters(), lr=args.lr)
     steps = args.epochs * ((len(xtr) + args.batch - 1) // args.batch)
     sched = pe.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
@@ -245,8 +249,10 @@ def run_cnn(args: argparse.Namespace) -> int:
         for _ in range(args.epochs):
             total = 0.0
             for idx in batches(len(xtr), args.batch, rng):
-                xb = pe.from_numpy(shift_augment(xtr[idx], rng))
-                loss = F.cross_entropy(model(xb), pe.from_numpy(ytr[idx]))
+                # every rank draws the whole batch (the generators stay in step), uses its share
+                mine = np.arange(len(idx))[launch.rank :: launch.world]
+                xb = pe.from_numpy(shift_augment(xtr[idx], rng)[mine])
+                loss = F.cross_entropy(net(xb), pe.from_numpy(ytr[idx[mine]]))
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -257,6 +263,8 @@ def run_cnn(args: argparse.Namespace) -> int:
             bar.update(1)
     acc = accuracy(model, xte, yte)
     elapsed = time.perf_counter() - t0
+    if not launch.is_main:
+        return 0
     pe.save(model.state_dict(), os.path.join(args.out, "cnn.npz"))
     save_filters_grid(
         model[0].weight.detach().numpy()[:, 0],
@@ -321,4 +329,6 @@ def register(sub: Any, train_sub: Any) -> None:
     for name, (runner, help_, description, defaults) in _MODELS.items():
         p = train_sub.add_parser(name, help=help_, description=description)
         _common(p, *defaults)
+        if name == "cnn":
+            distributed.add_arguments(p)
         p.set_defaults(func=lambda a, run=runner: (_check(a), run(a))[1])

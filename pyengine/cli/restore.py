@@ -148,6 +148,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _train_parser(train_sub: Any, name: str, help_text: str) -> None:
+    from pyengine.cli import distributed
     from pyengine.cli.restore_train import DEFAULTS, RUN_KEYS, cmd_train
 
     d = DEFAULTS[name]
@@ -214,6 +215,7 @@ def _train_parser(train_sub: Any, name: str, help_text: str) -> None:
             default="transpose",
             help="upsampling: transpose conv or upsample + conv",
         )
+    distributed.add_arguments(p)
     p.set_defaults(func=cmd_train, arch=name, run_defaults={k: p.get_default(k) for k in RUN_KEYS})
 
 

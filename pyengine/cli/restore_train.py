@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pyengine.cli import UserError
+from pyengine.cli import UserError, distributed
 from pyengine.cli.common import (
     CHECKPOINT_FORMAT,
     check_device,
@@ -112,13 +112,15 @@ def _validate(model: Any, clean: list[np.ndarray], noisy: list[np.ndarray], devi
     return psnr, ssim, den[0]
 
 
+@distributed.command
 def cmd_train(args: argparse.Namespace) -> int:
     import pyengine as pe
     from pyengine.data import DataLoader, PatchDataset, bundled_images, protocol_noise
     from pyengine.models import build_model
 
     check_device(args.device)
-    out = check_out_dir(_out_dir(args))
+    launch = args.launch
+    out = launch.bcast(check_out_dir(_out_dir(args)))  # rank 0's choice of run folder
     ckpt = None
     if args.resume:
         if not (out / CHECKPOINT).is_file():
@@ -185,8 +187,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"{out}: already trained {start} epochs (ask for more with --epochs)")
             return 0
     loader = DataLoader(
-        dataset, args.batch, seed=args.seed, num_workers=args.workers, drop_last=True
+        dataset,
+        launch.per_rank(args.batch),
+        seed=args.seed,
+        num_workers=args.workers,
+        drop_last=True,
+        sampler=launch.sampler(dataset),
     )
+    net = launch.wrap(model, args.sync_bn)
     run_args = {k: getattr(args, k, None) for k in RUN_KEYS}
     print(
         f"training {args.arch} ({size}) on {args.data or 'bundled images'} -> {out}; "
@@ -195,9 +203,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     for epoch in range(start, args.epochs):
         t0 = time.perf_counter()
         kept = f"; {out / CHECKPOINT} keeps epoch {epoch}" if epoch else ""
-        loss = _train_epoch(model, opt, loader, epoch, args, kept)
+        loss = _train_epoch(net, opt, loader, epoch, args, kept)
         history["loss"].extend(loss)
         sched.step()
+        if not launch.is_main:  # rank 0 alone validates, checkpoints and reports
+            continue
         psnr, ssim, den = _validate(model, val_clean, val_noisy, args.device)
         history["val_psnr"].append(psnr)
         history["val_ssim"].append(ssim)
@@ -266,9 +276,9 @@ def _train_epoch(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss.item()))
+            losses.append(args.launch.mean(float(loss.item())))
             check_loss(losses[-1], f"epoch {epoch + 1}, step {len(losses)}", kept)
-            bar.update(args.batch)
+            bar.update(args.batch)  # the global batch: the bar shows patches/s over all ranks
             bar.set_postfix(loss=f"{losses[-1]:.2e}", refresh=False)
     return losses
 

@@ -18,6 +18,7 @@ from pyengine.data.io import (
     to_uint8,
 )
 from pyengine.data.loader import DataLoader, default_collate
+from pyengine.data.sampler import DistributedSampler
 from pyengine.data.transforms import (
     add_gaussian_noise,
     dihedral,
@@ -30,6 +31,7 @@ __all__ = [
     "BUNDLED_TRAIN",
     "BUNDLED_VAL",
     "DataLoader",
+    "DistributedSampler",
     "IMAGE_EXTENSIONS",
     "ImageError",
     "ImageFolder",

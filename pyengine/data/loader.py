@@ -41,8 +41,9 @@ class DataLoader:
 
     ``shuffle`` permutes the indices with a generator seeded by ``(seed, epoch)``. Each ``iter()``
     is one epoch and advances the epoch counter; ``set_epoch(e)`` sets the next epoch (for resuming)
-    and is forwarded to the dataset when it has a ``set_epoch``. ``num_workers`` > 0 builds up to
-    ``num_workers * prefetch`` batches ahead in threads.
+    and is forwarded to the dataset and the ``sampler`` when they have a ``set_epoch``.
+    ``sampler`` (e.g. a ``DistributedSampler``) chooses the indices instead of ``shuffle``.
+    ``num_workers`` > 0 builds up to ``num_workers * prefetch`` batches ahead in threads.
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class DataLoader:
         drop_last: bool = False,
         collate_fn: Callable[[Sequence[Any]], Any] | None = None,
         prefetch: int = 2,
+        sampler: Any = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
@@ -65,22 +67,26 @@ class DataLoader:
         self.dataset, self.batch_size, self.shuffle, self.seed = dataset, batch_size, shuffle, seed
         self.num_workers, self.drop_last, self.prefetch = num_workers, drop_last, prefetch
         self.collate_fn = collate_fn or default_collate
+        if sampler is not None and shuffle:
+            raise ValueError("sampler option is mutually exclusive with shuffle")
+        self.sampler = sampler
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset if self.sampler is None else self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def _batches(self, epoch: int) -> list[np.ndarray]:
         n = len(self.dataset)
-        order = (
-            np.random.default_rng((self.seed, epoch)).permutation(n)
-            if self.shuffle
-            else np.arange(n)
-        )
+        if self.sampler is not None:
+            order = np.fromiter(self.sampler, np.int64)
+        elif self.shuffle:
+            order = np.random.default_rng((self.seed, epoch)).permutation(n)
+        else:
+            order = np.arange(n)
         return [
             order[i : i + self.batch_size]
             for i in range(0, len(self) * self.batch_size, self.batch_size)
@@ -92,8 +98,9 @@ class DataLoader:
     def __iter__(self) -> Iterator[Any]:
         epoch = self.epoch
         self.epoch += 1
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
+        for source in (self.dataset, self.sampler):
+            if hasattr(source, "set_epoch"):
+                source.set_epoch(epoch)
         batches = self._batches(epoch)
         if self.num_workers == 0:
             return (self._make(b) for b in batches)

@@ -74,3 +74,7 @@ __all__ += ["ELU", "GELU", "PReLU", "SiLU", "Softplus", "ModuleDict", "Embedding
 __all__ += ["LogSoftmax", "NLLLoss", "Unflatten", "Hardtanh", "Mish", "ReLU6"]
 __all__ += ["BCELoss", "BCEWithLogitsLoss", "HuberLoss", "SmoothL1Loss"]
 __all__ += ["GroupNorm", "InstanceNorm2d", "LayerNorm"]
+from pyengine.nn import parallel  # noqa: E402  (DistributedDataParallel; imports no MPI)
+from pyengine.nn.sync_batchnorm import SyncBatchNorm  # noqa: E402
+
+__all__ += ["SyncBatchNorm", "parallel"]
