@@ -31,6 +31,13 @@ namespace pe {
       throw std::runtime_error(pe::cat_str("CUDA error in ", what, ": ", cudaGetErrorString(err_))); \
   } while (0)
 
+// Every launch is written PE_LAUNCH(grid, block, shared_bytes, kernel)(args...), which is
+// kernel<<<grid, block, shared_bytes>>>(args...) under nvcc; the CPU emulator of CI
+// (cuda/emulator/cuda_emu.h) defines it as a call into its scheduler instead.
+#ifndef PE_CUDA_EMULATOR
+#define PE_LAUNCH(grid, block, smem, ...) __VA_ARGS__<<<grid, block, smem>>>
+#endif
+
 // After every launch: a bad configuration or an earlier asynchronous fault surfaces here.
 #define PE_LAUNCHED(name) PE_CUDA(cudaGetLastError(), name)
 

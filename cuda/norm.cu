@@ -165,7 +165,7 @@ void batchnorm_forward_train(const Array& x, const OptArray& weight, const OptAr
   PE_CHECK(eps >= 0.0, "eps must be non-negative, got ", eps);
   PE_CHECK(d.C <= 2147483647, "too many channels");
   if (d.C == 0) return;
-  bn_train_kernel<<<unsigned(d.C), kBlock>>>(px, pw, pb, py_, pm, pi, prm, prv, d.C, d.HW, d.M(),
+  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_train_kernel)(px, pw, pb, py_, pm, pi, prm, prv, d.C, d.HW, d.M(),
                                              momentum, eps);
   PE_LAUNCHED("bn_train_kernel");
 }
@@ -188,7 +188,7 @@ void batchnorm_forward_eval(const Array& x, const Array& running_mean, const Arr
   float* pm = pe::out_ptr(save_mean, "save_mean");
   float* pi = pe::out_ptr(save_invstd, "save_invstd");
   if (d.C == 0) return;
-  bn_eval_kernel<<<unsigned(d.C), kBlock>>>(px, prm, prv, pw, pb, py_, pm, pi, d.C, d.HW, d.M(),
+  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_eval_kernel)(px, prm, prv, pw, pb, py_, pm, pi, d.C, d.HW, d.M(),
                                             eps);
   PE_LAUNCHED("bn_eval_kernel");
 }
@@ -214,7 +214,7 @@ void batchnorm_backward(const Array& grad_output, const Array& x, const Array& s
   float* pgb = chan_out(grad_bias, d.C, "grad_bias");
   const bool need_sums = pgw || pgb || (pgx && training);
   if (d.C == 0) return;
-  bn_backward_kernel<<<unsigned(d.C), kBlock>>>(pg, px, pm, pi, pw, pgx, pgw, pgb, d.C, d.HW,
+  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_backward_kernel)(pg, px, pm, pi, pw, pgx, pgw, pgb, d.C, d.HW,
                                                 d.M(), training, need_sums);
   PE_LAUNCHED("bn_backward_kernel");
 }

@@ -37,7 +37,7 @@ void adam_step(Array& param, const Array& grad, Array& exp_avg, Array& exp_avg_s
   const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
   const int64_t n = param.size();
   if (n == 0) return;
-  adam_kernel<<<pe::grid1d(n), pe::idx::kThreads>>>(
+  PE_LAUNCH(pe::grid1d(n), pe::idx::kThreads, 0, adam_kernel)(
       p, g, m, v, n, beta1, beta2, eps, weight_decay, static_cast<float>(lr / bc1),
       static_cast<float>(1.0 / std::sqrt(bc2)));
   PE_LAUNCHED("adam_kernel");
@@ -68,7 +68,7 @@ void sgd_step(Array& param, const Array& grad, Array& buf, float lr, float momen
   if (b) pe::check_same_size(param, buf, "param", "momentum_buffer");
   const int64_t n = param.size();
   if (n == 0) return;
-  sgd_kernel<<<pe::grid1d(n), pe::idx::kThreads>>>(p, g, b, n, lr, momentum, dampening,
+  PE_LAUNCH(pe::grid1d(n), pe::idx::kThreads, 0, sgd_kernel)(p, g, b, n, lr, momentum, dampening,
                                                    weight_decay, nesterov, first);
   PE_LAUNCHED("sgd_kernel");
 }

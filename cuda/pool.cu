@@ -185,7 +185,7 @@ void maxpool2d_forward(const Array& x, Array& y, Array& indices, Pair kernel_siz
   const Geom g = pool_geom(x, y, kernel_size, stride, padding, dilation, ceil_mode, "x", "y");
   pe::check_shape(indices, y.shape, "indices");
   if (y.size() == 0) return;
-  maxpool_kernel<<<pe::grid1d(y.size()), idx::kThreads>>>(px, py_, pi, g);
+  PE_LAUNCH(pe::grid1d(y.size()), idx::kThreads, 0, maxpool_kernel)(px, py_, pi, g);
   PE_LAUNCHED("maxpool_kernel");
 }
 
@@ -206,7 +206,7 @@ void maxpool2d_backward(const Array& grad_output, const Array& indices, Array& g
   if (planes * out_plane == 0) return;
   int* flag = reinterpret_cast<int*>(pe::workspace(1));
   PE_CUDA(cudaMemsetAsync(flag, 0, sizeof(int), 0), "maxpool2d_backward");
-  maxpool_backward_kernel<<<pe::grid1d(planes * out_plane), idx::kThreads>>>(
+  PE_LAUNCH(pe::grid1d(planes * out_plane), idx::kThreads, 0, maxpool_backward_kernel)(
       pg, pi, px, planes, in_plane, out_plane, flag);
   PE_LAUNCHED("maxpool_backward_kernel");
   int bad = 0;
@@ -228,7 +228,7 @@ void avgpool2d_forward(const Array& x, Array& y, Pair kernel_size, Pair stride, 
   const Geom g = pool_geom(x, y, kernel_size, stride, padding, {1, 1}, ceil_mode, "x", "y");
   const AvgParams a = avg_params(count_include_pad, divisor_override);
   if (y.size() == 0) return;
-  avgpool_kernel<<<pe::grid1d(y.size()), idx::kThreads>>>(px, py_, g, a);
+  PE_LAUNCH(pe::grid1d(y.size()), idx::kThreads, 0, avgpool_kernel)(px, py_, g, a);
   PE_LAUNCHED("avgpool_kernel");
 }
 
@@ -242,7 +242,7 @@ void avgpool2d_backward(const Array& grad_output, Array& grad_input, Pair kernel
   const AvgParams a = avg_params(count_include_pad, divisor_override);
   zero(grad_input, "avgpool2d_backward");
   if (grad_output.size() == 0) return;
-  avgpool_backward_kernel<<<pe::grid1d(grad_output.size()), idx::kThreads>>>(pg, px, g, a);
+  PE_LAUNCH(pe::grid1d(grad_output.size()), idx::kThreads, 0, avgpool_backward_kernel)(pg, px, g, a);
   PE_LAUNCHED("avgpool_backward_kernel");
 }
 
@@ -262,7 +262,7 @@ void adaptive_avgpool2d_forward(const Array& x, Array& y) {
   float* py_ = pe::out_ptr(y, "y");
   const Geom g = adaptive_geom(x, y, "x", "y");
   if (y.size() == 0) return;
-  adaptive_kernel<<<pe::grid1d(y.size()), idx::kThreads>>>(px, py_, g);
+  PE_LAUNCH(pe::grid1d(y.size()), idx::kThreads, 0, adaptive_kernel)(px, py_, g);
   PE_LAUNCHED("adaptive_kernel");
 }
 
@@ -272,7 +272,7 @@ void adaptive_avgpool2d_backward(const Array& grad_output, Array& grad_input) {
   const Geom g = adaptive_geom(grad_input, grad_output, "grad_input", "grad_output");
   zero(grad_input, "adaptive_avgpool2d_backward");
   if (grad_output.size() == 0) return;
-  adaptive_backward_kernel<<<pe::grid1d(grad_output.size()), idx::kThreads>>>(pg, px, g);
+  PE_LAUNCH(pe::grid1d(grad_output.size()), idx::kThreads, 0, adaptive_backward_kernel)(pg, px, g);
   PE_LAUNCHED("adaptive_backward_kernel");
 }
 
