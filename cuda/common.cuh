@@ -136,14 +136,14 @@ __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
-// Result valid in every thread; `sh` holds 32 floats.
+// Result valid in every thread (each warp reduces the warp totals again); `sh` holds 32 floats.
 __device__ __forceinline__ float block_sum(float v, float* sh) {
   const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
   v = warp_sum(v);
   __syncthreads();
   if (lane == 0) sh[wid] = v;
   __syncthreads();
-  v = threadIdx.x < (blockDim.x >> 5) ? sh[lane] : 0.f;
+  v = lane < int(blockDim.x >> 5) ? sh[lane] : 0.f;
   return warp_sum(v);
 }
 __device__ __forceinline__ float block_max(float v, float* sh) {
@@ -152,7 +152,7 @@ __device__ __forceinline__ float block_max(float v, float* sh) {
   __syncthreads();
   if (lane == 0) sh[wid] = v;
   __syncthreads();
-  v = threadIdx.x < (blockDim.x >> 5) ? sh[lane] : -INFINITY;
+  v = lane < int(blockDim.x >> 5) ? sh[lane] : -INFINITY;
   return warp_max(v);
 }
 
