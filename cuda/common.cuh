@@ -94,6 +94,8 @@ struct Array {
   }
 };
 
+inline const Shape& shape_of(const Array& a) { return a.shape; }
+
 inline const float* in_ptr(const Array& a, const char* name) {
   PE_CHECK(a.dtype == DType::F32, name, " must be float32, got dtype ", dtype_name(a.dtype));
   return a.ptr<float>();

@@ -270,8 +270,10 @@ def test_model_training_steps_match_cpu(arch, rng):
         return UNet(1, 1, depth=2, base=4, up=arch.split("_")[1])
 
     def make_opt(params):
-        return pe.optim.Adam(params, lr=1e-2) if arch == "dncnn" else pe.optim.SGD(
-            params, lr=0.05, momentum=0.9
+        return (
+            pe.optim.Adam(params, lr=1e-2)
+            if arch == "dncnn"
+            else pe.optim.SGD(params, lr=0.05, momentum=0.9)
         )
 
     x = rng.standard_normal((2, 1, 12, 10)).astype(np.float32)
@@ -322,6 +324,8 @@ def test_random_kernel_is_philox_random123(seed):
     n = 4 * 70 + 3  # a ragged last group
     out = _cuda.empty((n,), np.float32)
     _cuda.random(out, seed, False)
-    words = [w for g in range(71) for w in _cuda_index.philox(g, 0, 0, 0, seed & 0xFFFFFFFF, seed >> 32)]
+    words = [
+        w for g in range(71) for w in _cuda_index.philox(g, 0, 0, 0, seed & 0xFFFFFFFF, seed >> 32)
+    ]
     want = np.array([_cuda_index.uniform01(w) for w in words[:n]], np.float32)
     np.testing.assert_array_equal(out.numpy(), want)
