@@ -262,18 +262,18 @@ void strided_copy(const Array& src, int64_t soff, const Shape& sst, Array& dst, 
   const size_t sz = itemsize(src.dtype);
   if (accumulate) {
     if (dst.dtype == DType::F32)
-      PE_LAUNCH(grid1d(n), idx::kThreads, 0, strided_add_kernel)(src.ptr<float>() + soff,
-                                                       dst.ptr<float>() + doff, L, n);
+      PE_LAUNCH(grid1d(n), idx::kThreads, 0, strided_add_kernel)(
+          src.ptr<float>() + soff, dst.ptr<float>() + doff, L, n);
     else
-      PE_LAUNCH(grid1d(n), idx::kThreads, 0, strided_add_kernel)(src.ptr<double>() + soff,
-                                                       dst.ptr<double>() + doff, L, n);
+      PE_LAUNCH(grid1d(n), idx::kThreads, 0, strided_add_kernel)(
+          src.ptr<double>() + soff, dst.ptr<double>() + doff, L, n);
     PE_LAUNCHED("strided_add_kernel");
     return;
   }
   by_itemsize(sz, [&](auto t) {
     using T = decltype(t);
-    PE_LAUNCH(grid1d(n), idx::kThreads, 0, strided_copy_kernel)(src.ptr<T>() + soff, dst.ptr<T>() + doff,
-                                                      L, n);
+    PE_LAUNCH(grid1d(n), idx::kThreads, 0, strided_copy_kernel)(
+        src.ptr<T>() + soff, dst.ptr<T>() + doff, L, n);
   });
   PE_LAUNCHED("strided_copy_kernel");
 }
@@ -325,7 +325,8 @@ void gather(const Array& src, const Array& index, Array& dst) {
   if (n == 0) return;
   by_itemsize(itemsize(src.dtype), [&](auto t) {
     using T = decltype(t);
-    PE_LAUNCH(grid1d(n), idx::kThreads, 0, gather_kernel)(src.ptr<T>(), index.ptr<int64_t>(), dst.ptr<T>(), n);
+    PE_LAUNCH(grid1d(n), idx::kThreads, 0, gather_kernel)(
+        src.ptr<T>(), index.ptr<int64_t>(), dst.ptr<T>(), n);
   });
   PE_LAUNCHED("gather_kernel");
 }
@@ -340,16 +341,16 @@ void scatter(const Array& src, const Array& index, Array& dst, bool accumulate) 
   if (n == 0) return;
   const unsigned g = grid1d(n);
   if (dst.dtype == DType::F32)
-    PE_LAUNCH(g, idx::kThreads, 0, scatter_kernel)(src.ptr<float>(), index.ptr<int64_t>(), dst.ptr<float>(),
-                                         n, accumulate);
+    PE_LAUNCH(g, idx::kThreads, 0, scatter_kernel)(
+        src.ptr<float>(), index.ptr<int64_t>(), dst.ptr<float>(), n, accumulate);
   else if (dst.dtype == DType::F64)
-    PE_LAUNCH(g, idx::kThreads, 0, scatter_kernel)(src.ptr<double>(), index.ptr<int64_t>(),
-                                         dst.ptr<double>(), n, accumulate);
+    PE_LAUNCH(g, idx::kThreads, 0, scatter_kernel)(
+        src.ptr<double>(), index.ptr<int64_t>(), dst.ptr<double>(), n, accumulate);
   else
     by_itemsize(itemsize(src.dtype), [&](auto t) {
       using T = decltype(t);
-      PE_LAUNCH(g, idx::kThreads, 0, scatter_kernel)(src.ptr<T>(), index.ptr<int64_t>(), dst.ptr<T>(), n,
-                                           false);
+      PE_LAUNCH(g, idx::kThreads, 0, scatter_kernel)(
+          src.ptr<T>(), index.ptr<int64_t>(), dst.ptr<T>(), n, false);
     });
   PE_LAUNCHED("scatter_kernel");
 }
@@ -358,8 +359,8 @@ void cast(const Array& src, Array& dst) {
   check_same_size(src, dst, "x", "out");
   const int64_t n = src.size();
   if (n == 0) return;
-  PE_LAUNCH(grid1d(n), idx::kThreads, 0, cast_kernel)(src.data(), int(src.dtype), dst.data(), int(dst.dtype),
-                                            n);
+  PE_LAUNCH(grid1d(n), idx::kThreads, 0, cast_kernel)(
+      src.data(), int(src.dtype), dst.data(), int(dst.dtype), n);
   PE_LAUNCHED("cast_kernel");
 }
 
@@ -376,8 +377,8 @@ void random(Array& out, uint64_t seed, bool normal) {
   float* p = out_ptr(out, "out");
   const int64_t n = out.size();
   if (n == 0) return;
-  PE_LAUNCH(grid1d((n + 3) / 4), idx::kThreads, 0, random_kernel)(p, n, uint32_t(seed), uint32_t(seed >> 32),
-                                                        normal);
+  PE_LAUNCH(grid1d((n + 3) / 4), idx::kThreads, 0, random_kernel)(
+      p, n, uint32_t(seed), uint32_t(seed >> 32), normal);
   PE_LAUNCHED("random_kernel");
 }
 

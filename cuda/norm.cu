@@ -130,8 +130,8 @@ void batchnorm_forward_train(const Array& x, const OptArray& weight, const OptAr
   float *py_ = a.y, *pm = a.mean, *pi = a.invstd, *prm = a.running_mean, *prv = a.running_var;
   PE_CHECK(d.C <= 2147483647, "too many channels");
   if (d.C == 0) return;
-  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_train_kernel)(px, pw, pb, py_, pm, pi, prm, prv, d.C, d.HW, d.M(),
-                                             momentum, eps);
+  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_train_kernel)(
+      px, pw, pb, py_, pm, pi, prm, prv, d.C, d.HW, d.M(), momentum, eps);
   PE_LAUNCHED("bn_train_kernel");
 }
 
@@ -144,8 +144,8 @@ void batchnorm_forward_eval(const Array& x, const Array& running_mean, const Arr
   const float *px = a.x, *prm = a.running_mean, *prv = a.running_var, *pw = a.w, *pb = a.b;
   float *py_ = a.y, *pm = a.mean, *pi = a.invstd;
   if (d.C == 0) return;
-  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_eval_kernel)(px, prm, prv, pw, pb, py_, pm, pi, d.C, d.HW, d.M(),
-                                            eps);
+  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_eval_kernel)(
+      px, prm, prv, pw, pb, py_, pm, pi, d.C, d.HW, d.M(), eps);
   PE_LAUNCHED("bn_eval_kernel");
 }
 
@@ -159,8 +159,8 @@ void batchnorm_backward(const Array& grad_output, const Array& x, const Array& s
   float *pgx = a.gx, *pgw = a.gw, *pgb = a.gb;
   const bool need_sums = a.need_sums;
   if (d.C == 0) return;
-  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_backward_kernel)(pg, px, pm, pi, pw, pgx, pgw, pgb, d.C, d.HW,
-                                                d.M(), training, need_sums);
+  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_backward_kernel)(
+      pg, px, pm, pi, pw, pgx, pgw, pgb, d.C, d.HW, d.M(), training, need_sums);
   PE_LAUNCHED("bn_backward_kernel");
 }
 

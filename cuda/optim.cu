@@ -60,8 +60,8 @@ void sgd_step(Array& param, const Array& grad, Array& buf, float lr, float momen
   const float* g = a.g;
   const int64_t n = param.size();
   if (n == 0) return;
-  PE_LAUNCH(pe::grid1d(n), pe::idx::kThreads, 0, sgd_kernel)(p, g, b, n, lr, momentum, dampening,
-                                                   weight_decay, nesterov, first);
+  PE_LAUNCH(pe::grid1d(n), pe::idx::kThreads, 0, sgd_kernel)(
+      p, g, b, n, lr, momentum, dampening, weight_decay, nesterov, first);
   PE_LAUNCHED("sgd_kernel");
 }
 

@@ -212,7 +212,8 @@ void avgpool2d_backward(const Array& grad_output, Array& grad_input, Pair kernel
   const AvgParams a = avg_params(count_include_pad, divisor_override);
   zero(grad_input, "avgpool2d_backward");
   if (grad_output.size() == 0) return;
-  PE_LAUNCH(pe::grid1d(grad_output.size()), idx::kThreads, 0, avgpool_backward_kernel)(pg, px, g, a);
+  PE_LAUNCH(pe::grid1d(grad_output.size()), idx::kThreads, 0, avgpool_backward_kernel)(
+      pg, px, g, a);
   PE_LAUNCHED("avgpool_backward_kernel");
 }
 

@@ -168,7 +168,8 @@ void max_reduce(const Array& x, Array& values, Array& indices, int64_t outer, in
     PE_LAUNCH(pe::grid1d(outer * 32), idx::kThreads, 0, max_rows_kernel)(px, pv, pi, outer, D);
     PE_LAUNCHED("max_rows_kernel");
   } else {
-    PE_LAUNCH(pe::grid1d(outer * inner), idx::kThreads, 0, max_cols_kernel)(px, pv, pi, outer, D, inner);
+    PE_LAUNCH(pe::grid1d(outer * inner), idx::kThreads, 0, max_cols_kernel)(
+        px, pv, pi, outer, D, inner);
     PE_LAUNCHED("max_cols_kernel");
   }
 }
@@ -193,7 +194,8 @@ void max_reduce_backward(const Array& gy, const Array& indices, Array& gx, int64
            "max_reduce_backward: sizes do not match");
   if (gx.size() == 0) return;
   PE_CUDA(cudaMemsetAsync(px, 0, gx.nbytes(), 0), "max_reduce_backward");
-  PE_LAUNCH(pe::grid1d(outer * inner), idx::kThreads, 0, max_backward_kernel)(pg, pi, px, outer, D, inner);
+  PE_LAUNCH(pe::grid1d(outer * inner), idx::kThreads, 0, max_backward_kernel)(
+      pg, pi, px, outer, D, inner);
   PE_LAUNCHED("max_backward_kernel");
 }
 
@@ -250,11 +252,12 @@ void softmax_forward(const Array& x, Array& y, int64_t outer, int64_t D, int64_t
            "softmax: sizes do not match");
   if (x.size() == 0) return;
   if (inner == 1) {
-    PE_LAUNCH(pe::grid1d(outer * 32), idx::kThreads, 0, softmax_rows_kernel)(px, py_, outer, D, log);
+    PE_LAUNCH(pe::grid1d(outer * 32), idx::kThreads, 0, softmax_rows_kernel)(
+        px, py_, outer, D, log);
     PE_LAUNCHED("softmax_rows_kernel");
   } else {
-    PE_LAUNCH(pe::grid1d(outer * inner), idx::kThreads, 0, softmax_cols_kernel)(px, py_, outer, D, inner,
-                                                                     log);
+    PE_LAUNCH(pe::grid1d(outer * inner), idx::kThreads, 0, softmax_cols_kernel)(
+        px, py_, outer, D, inner, log);
     PE_LAUNCHED("softmax_cols_kernel");
   }
 }
@@ -305,11 +308,12 @@ void softmax_backward(const Array& y, const Array& gy, Array& gx, int64_t outer,
            "softmax_backward: sizes do not match");
   if (y.size() == 0) return;
   if (inner == 1) {
-    PE_LAUNCH(pe::grid1d(outer * 32), idx::kThreads, 0, softmax_grad_rows_kernel)(py_, pg, px, outer, D, log);
+    PE_LAUNCH(pe::grid1d(outer * 32), idx::kThreads, 0, softmax_grad_rows_kernel)(
+        py_, pg, px, outer, D, log);
     PE_LAUNCHED("softmax_grad_rows_kernel");
   } else {
-    PE_LAUNCH(pe::grid1d(outer * inner), idx::kThreads, 0, softmax_grad_cols_kernel)(py_, pg, px, outer, D,
-                                                                          inner, log);
+    PE_LAUNCH(pe::grid1d(outer * inner), idx::kThreads, 0, softmax_grad_cols_kernel)(
+        py_, pg, px, outer, D, inner, log);
     PE_LAUNCHED("softmax_grad_cols_kernel");
   }
 }

@@ -105,7 +105,8 @@ void upsample_nearest2d_forward(const Array& x, Array& y, double scale_h, double
   const Planes g = plane_geom(x, y, "x", "y");
   check_resample(g);
   const Array t = nearest_tables(g, scale_h, scale_w);
-  PE_LAUNCH(pe::grid1d(y.size()), idx::kThreads, 0, nearest_kernel)(px, py_, t.ptr<int64_t>(), g, false);
+  PE_LAUNCH(pe::grid1d(y.size()), idx::kThreads, 0, nearest_kernel)(
+      px, py_, t.ptr<int64_t>(), g, false);
   PE_LAUNCHED("nearest_kernel");
 }
 
@@ -117,8 +118,8 @@ void upsample_nearest2d_backward(const Array& grad_output, Array& grad_input, do
   check_resample(g);
   const Array t = nearest_tables(g, scale_h, scale_w);
   zero(grad_input, "upsample_nearest2d_backward");
-  PE_LAUNCH(pe::grid1d(grad_output.size()), idx::kThreads, 0, nearest_kernel)(pg, px, t.ptr<int64_t>(), g,
-                                                                   true);
+  PE_LAUNCH(pe::grid1d(grad_output.size()), idx::kThreads, 0, nearest_kernel)(
+      pg, px, t.ptr<int64_t>(), g, true);
   PE_LAUNCHED("nearest_kernel (backward)");
 }
 
@@ -129,8 +130,8 @@ void upsample_bilinear2d_forward(const Array& x, Array& y, bool align_corners, d
   const Planes g = plane_geom(x, y, "x", "y");
   check_resample(g);
   const Tables t = linear_tables(g, align_corners, scale_h, scale_w);
-  PE_LAUNCH(pe::grid1d(y.size()), idx::kThreads, 0, bilinear_kernel)(px, py_, t.th(), t.wts.ptr<float>(), g,
-                                                           false);
+  PE_LAUNCH(pe::grid1d(y.size()), idx::kThreads, 0, bilinear_kernel)(
+      px, py_, t.th(), t.wts.ptr<float>(), g, false);
   PE_LAUNCHED("bilinear_kernel");
 }
 
@@ -142,8 +143,8 @@ void upsample_bilinear2d_backward(const Array& grad_output, Array& grad_input, b
   check_resample(g);
   const Tables t = linear_tables(g, align_corners, scale_h, scale_w);
   zero(grad_input, "upsample_bilinear2d_backward");
-  PE_LAUNCH(pe::grid1d(grad_output.size()), idx::kThreads, 0, bilinear_kernel)(pg, px, t.th(),
-                                                                    t.wts.ptr<float>(), g, true);
+  PE_LAUNCH(pe::grid1d(grad_output.size()), idx::kThreads, 0, bilinear_kernel)(
+      pg, px, t.th(), t.wts.ptr<float>(), g, true);
   PE_LAUNCHED("bilinear_kernel (backward)");
 }
 
@@ -191,8 +192,8 @@ void pad2d_forward(const Array& x, Array& y, std::array<int64_t, 4> pad, const s
   Planes g;
   const Array t = pad_tables(x, y, pad, parse_pad_mode(mode), "x", "y", g);
   if (y.size() == 0) return;
-  PE_LAUNCH(pe::grid1d(y.size()), idx::kThreads, 0, pad_kernel)(px, py_, t.ptr<int64_t>(), g,
-                                                      static_cast<float>(value), false);
+  PE_LAUNCH(pe::grid1d(y.size()), idx::kThreads, 0, pad_kernel)(
+      px, py_, t.ptr<int64_t>(), g, static_cast<float>(value), false);
   PE_LAUNCHED("pad_kernel");
 }
 
@@ -205,8 +206,8 @@ void pad2d_backward(const Array& grad_output, Array& grad_input, std::array<int6
                              "grad_output", g);
   zero(grad_input, "pad2d_backward");
   if (grad_output.size() == 0) return;
-  PE_LAUNCH(pe::grid1d(grad_output.size()), idx::kThreads, 0, pad_kernel)(pg, px, t.ptr<int64_t>(), g, 0.f,
-                                                                true);
+  PE_LAUNCH(pe::grid1d(grad_output.size()), idx::kThreads, 0, pad_kernel)(
+      pg, px, t.ptr<int64_t>(), g, 0.f, true);
   PE_LAUNCHED("pad_kernel (backward)");
 }
 

@@ -564,7 +564,8 @@ cudaError_t cudaFree(void* p) {
   if (!p) return cudaSuccess;
   auto it = g_regions.find(reinterpret_cast<uintptr_t>(p));
   if (it == g_regions.end())
-    return fail_with(cudaErrorInvalidDevicePointer, "cudaFree of a pointer cudaMalloc did not return");
+    return fail_with(cudaErrorInvalidDevicePointer,
+                     "cudaFree of a pointer cudaMalloc did not return");
   munmap(it->second.map, it->second.map_bytes);
   g_used -= it->second.bytes;
   g_regions.erase(it);
