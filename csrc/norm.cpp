@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "norm_rows.h"
+#include "twin_checks.h"
 
 namespace {
 
@@ -23,37 +24,6 @@ PE_MULTIVERSION void row_scale(const float* __restrict dy, float* __restrict dx,
   for (int64_t i = 0; i < n; ++i) dx[i] = p * dy[i];
 }
 
-struct Dims {
-  int64_t N, C, HW;
-  int64_t M() const { return N * HW; }
-  // First element of channel c in row n.
-  int64_t at(int64_t n, int64_t c) const { return (n * C + c) * HW; }
-};
-
-Dims dims_of(const py::array& x, const char* who) {
-  PE_CHECK(x.ndim() >= 2, who, ": input must have at least 2 dims (N, C, ...), got shape ",
-           pe::shape_str(pe::shape_of(x)));
-  pe::numel(pe::shape_of(x));
-  Dims d{x.shape(0), x.shape(1), 1};
-  for (py::ssize_t i = 2; i < x.ndim(); ++i) d.HW *= x.shape(i);
-  // Empty rows: (2**40, 3, 0) would otherwise loop 2**40 times over nothing; M() stays 0.
-  if (d.HW == 0) d.N = 0;
-  return d;
-}
-
-// Per-channel operand of shape (C,): nullptr when absent.
-const float* chan_in(const OptArray& a, int64_t C, const char* name) {
-  if (!a) return nullptr;
-  pe::check_shape(*a, {C}, name);
-  return pe::in_ptr(*a, name);
-}
-
-float* chan_out(OptArray& a, int64_t C, const char* name) {
-  if (!a) return nullptr;
-  pe::check_shape(*a, {C}, name);
-  return pe::out_ptr(*a, name);
-}
-
 // x (N, C, *) -> y (same shape) = (x - mean_c) * invstd_c * w_c + b_c with the batch statistics;
 // save_mean/save_invstd (C,) receive them. When given, running_mean/running_var (C,) move toward
 // the batch mean and the unbiased batch variance: r = (1 - momentum) * r + momentum * batch.
@@ -61,22 +31,11 @@ void batchnorm_forward_train(const py::array& x, const OptArray& weight, const O
                              py::array& y, py::array& save_mean, py::array& save_invstd,
                              OptArray running_mean, OptArray running_var, double momentum,
                              double eps) {
-  const Dims d = dims_of(x, "batchnorm_forward_train");
-  const float* px = pe::in_ptr(x, "input");
-  float* py_ = pe::out_ptr(y, "out");
-  pe::check_shape(y, pe::shape_of(x), "out");
-  const float* pw = chan_in(weight, d.C, "weight");
-  const float* pb = chan_in(bias, d.C, "bias");
-  pe::check_shape(save_mean, {d.C}, "save_mean");
-  pe::check_shape(save_invstd, {d.C}, "save_invstd");
-  float* pm = pe::out_ptr(save_mean, "save_mean");
-  float* pi = pe::out_ptr(save_invstd, "save_invstd");
-  float* prm = chan_out(running_mean, d.C, "running_mean");
-  float* prv = chan_out(running_var, d.C, "running_var");
-  PE_CHECK(!prm == !prv, "running_mean and running_var must be given together");
-  PE_CHECK(d.M() > 1, "Expected more than 1 value per channel when training, got input size ",
-           pe::shape_str(pe::shape_of(x)));
-  PE_CHECK(eps >= 0.0, "eps must be non-negative, got ", eps);
+  const pe::twin::BnTrainArgs a = pe::twin::bn_train_args(
+      x, weight, bias, y, save_mean, save_invstd, running_mean, running_var, eps);
+  const pe::twin::NormDims& d = a.d;
+  const float *px = a.x, *pw = a.w, *pb = a.b;
+  float *py_ = a.y, *pm = a.mean, *pi = a.invstd, *prm = a.running_mean, *prv = a.running_var;
   py::gil_scoped_release nogil;
   const int64_t M = d.M();
 #pragma omp parallel for schedule(static) if (x.size() >= kParallelGrain)
@@ -114,20 +73,11 @@ void batchnorm_forward_eval(const py::array& x, const py::array& running_mean,
                             const py::array& running_var, const OptArray& weight,
                             const OptArray& bias, py::array& y, py::array& save_mean,
                             py::array& save_invstd, double eps) {
-  const Dims d = dims_of(x, "batchnorm_forward_eval");
-  const float* px = pe::in_ptr(x, "input");
-  float* py_ = pe::out_ptr(y, "out");
-  pe::check_shape(y, pe::shape_of(x), "out");
-  pe::check_shape(running_mean, {d.C}, "running_mean");
-  pe::check_shape(running_var, {d.C}, "running_var");
-  const float* prm = pe::in_ptr(running_mean, "running_mean");
-  const float* prv = pe::in_ptr(running_var, "running_var");
-  const float* pw = chan_in(weight, d.C, "weight");
-  const float* pb = chan_in(bias, d.C, "bias");
-  pe::check_shape(save_mean, {d.C}, "save_mean");
-  pe::check_shape(save_invstd, {d.C}, "save_invstd");
-  float* pm = pe::out_ptr(save_mean, "save_mean");
-  float* pi = pe::out_ptr(save_invstd, "save_invstd");
+  const pe::twin::BnEvalArgs a = pe::twin::bn_eval_args(x, running_mean, running_var, weight,
+                                                          bias, y, save_mean, save_invstd);
+  const pe::twin::NormDims& d = a.d;
+  const float *px = a.x, *prm = a.running_mean, *prv = a.running_var, *pw = a.w, *pb = a.b;
+  float *py_ = a.y, *pm = a.mean, *pi = a.invstd;
   py::gil_scoped_release nogil;
 #pragma omp parallel for schedule(static) if (x.size() >= kParallelGrain)
   for (int64_t c = 0; c < d.C; ++c) {
@@ -150,23 +100,12 @@ void batchnorm_backward(const py::array& grad_output, const py::array& x,
                         const py::array& save_mean, const py::array& save_invstd,
                         const OptArray& weight, OptArray grad_input, OptArray grad_weight,
                         OptArray grad_bias, bool training) {
-  const Dims d = dims_of(x, "batchnorm_backward");
-  const float* px = pe::in_ptr(x, "input");
-  const float* pg = pe::in_ptr(grad_output, "grad_output");
-  pe::check_shape(grad_output, pe::shape_of(x), "grad_output");
-  pe::check_shape(save_mean, {d.C}, "save_mean");
-  pe::check_shape(save_invstd, {d.C}, "save_invstd");
-  const float* pm = pe::in_ptr(save_mean, "save_mean");
-  const float* pi = pe::in_ptr(save_invstd, "save_invstd");
-  const float* pw = chan_in(weight, d.C, "weight");
-  float* pgx = nullptr;
-  if (grad_input) {
-    pe::check_shape(*grad_input, pe::shape_of(x), "grad_input");
-    pgx = pe::out_ptr(*grad_input, "grad_input");
-  }
-  float* pgw = chan_out(grad_weight, d.C, "grad_weight");
-  float* pgb = chan_out(grad_bias, d.C, "grad_bias");
-  const bool need_sums = pgw || pgb || (pgx && training);
+  const pe::twin::BnBackwardArgs a = pe::twin::bn_backward_args(
+      grad_output, x, save_mean, save_invstd, weight, grad_input, grad_weight, grad_bias, training);
+  const pe::twin::NormDims& d = a.d;
+  const float *pg = a.gy, *px = a.x, *pm = a.mean, *pi = a.invstd, *pw = a.w;
+  float *pgx = a.gx, *pgw = a.gw, *pgb = a.gb;
+  const bool need_sums = a.need_sums;
   py::gil_scoped_release nogil;
   const int64_t M = d.M();
 #pragma omp parallel for schedule(static) if (x.size() >= kParallelGrain)

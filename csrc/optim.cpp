@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common.h"
+#include "twin_checks.h"
 
 namespace {
 
@@ -24,21 +25,14 @@ PE_MULTIVERSION void adam_loop(float* __restrict p, const float* __restrict g, f
 void adam_impl(py::array& param, const py::array& grad, py::array& exp_avg,
                py::array& exp_avg_sq, float lr, float beta1, float beta2, float eps,
                float weight_decay, int64_t step, bool decoupled) {
-  float* p = pe::out_ptr(param, "param");
-  const float* g = pe::in_ptr(grad, "grad");
-  float* m = pe::out_ptr(exp_avg, "exp_avg");
-  float* v = pe::out_ptr(exp_avg_sq, "exp_avg_sq");
-  pe::check_same_size(param, grad, "param", "grad");
-  pe::check_same_size(param, exp_avg, "param", "exp_avg");
-  pe::check_same_size(param, exp_avg_sq, "param", "exp_avg_sq");
-  PE_CHECK(step >= 1, "adam_step: step must be >= 1, got ", step);
-  const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
-  const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
-  const float step_size = static_cast<float>(lr / bc1);
-  const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
+  const pe::twin::AdamArgs a =
+      pe::twin::adam_args(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, step);
+  float *p = a.p, *m = a.m, *v = a.v;
+  const float* g = a.g;
+  const float step_size = a.step_size, inv_sqrt_bc2 = a.inv_sqrt_bc2;
   const float wd = decoupled ? 0.f : weight_decay;
   const float decay = decoupled ? 1.f - lr * weight_decay : 1.f;
-  const int64_t n = param.size();
+  const int64_t n = a.n;
   py::gil_scoped_release nogil;
   constexpr int64_t chunk = 1 << 14;
 #pragma omp parallel for schedule(static) if (n >= (1 << 16))
@@ -62,11 +56,9 @@ void adamw_step(py::array& param, const py::array& grad, py::array& exp_avg,
 // gradient, as torch.optim.SGD does on its first step.
 void sgd_step(py::array& param, const py::array& grad, py::array& buf, float lr, float momentum,
               float dampening, float weight_decay, bool nesterov, bool first) {
-  float* p = pe::out_ptr(param, "param");
-  const float* g = pe::in_ptr(grad, "grad");
-  float* b = momentum != 0.f ? pe::out_ptr(buf, "momentum_buffer") : nullptr;
-  pe::check_same_size(param, grad, "param", "grad");
-  if (b) pe::check_same_size(param, buf, "param", "momentum_buffer");
+  const pe::twin::SgdArgs a = pe::twin::sgd_args(param, grad, buf, momentum);
+  float *p = a.p, *b = a.buf;
+  const float* g = a.g;
   const int64_t n = param.size();
   py::gil_scoped_release nogil;
 #pragma omp parallel for schedule(static) if (n >= (1 << 16))

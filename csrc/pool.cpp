@@ -10,57 +10,18 @@
 #include <vector>
 
 #include "common.h"
+#include "twin_checks.h"
 
 namespace {
 
 using pe::Shape;
-using Pair = std::array<int64_t, 2>;
+using Pair = pe::twin::Pair;
+using Geom = pe::twin::PoolGeom;  // shapes and parameters checked once for both devices
+using pe::twin::adaptive_geom;
+using pe::twin::pool_geom;
 
 // Below this many input elements a kernel stays on one thread: waking the team costs more.
 constexpr int64_t kParallelGrain = 1 << 14;
-
-// PyTorch's pooling_output_shape: floor division (ceil in ceil_mode), and in ceil_mode the last
-// window must start inside the input or the left padding.
-// Every window then lies in [-p, in + p + s), so the window arithmetic below cannot overflow once
-// that bound is checked.
-int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
-  const int64_t span = pe::add(pe::mul(d, k - 1), 1);
-  pe::add(pe::add(pe::add(in, pe::mul(2, p)), span), s);
-  int64_t out = pe::window_out_size(in, pe::add(pe::mul(2, p), ceil_mode ? s - 1 : 0), k, s, d);
-  if (ceil_mode && out > 0 && (out - 1) * s >= in + p) --out;
-  return out;
-}
-
-struct Geom {
-  int64_t planes, H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw;
-};
-
-// x is the pooled input (N,C,H,W), y the pooled output (N,C,OH,OW); checks both shapes and every
-// parameter exactly as PyTorch's pool2d_shape_check does.
-Geom pool_geom(const py::array& x, const py::array& y, Pair k, Pair s, Pair p, Pair d,
-               bool ceil_mode, const char* xn, const char* yn) {
-  pe::check_ndim(x, 4, xn);
-  pe::check_ndim(y, 4, yn);
-  for (int i = 0; i < 2; ++i) {
-    PE_CHECK(k[i] > 0, "kernel size should be greater than zero, but got kernel_size=", k[i]);
-    PE_CHECK(s[i] > 0, "stride should be greater than zero, but got stride=", s[i]);
-    PE_CHECK(d[i] > 0, "dilation should be greater than zero, but got dilation=", d[i]);
-    PE_CHECK(p[i] >= 0 && p[i] <= k[i] / 2,
-             "pad should be at most half of effective kernel size, but got pad=", p[i],
-             ", kernel_size=", k[i], " and dilation=", d[i]);
-  }
-  const Shape xs = pe::shape_of(x);
-  PE_CHECK(xs[2] > 0 && xs[3] > 0, xn, " must have non-zero spatial size, got shape ",
-           pe::shape_str(xs));
-  const int64_t OH = pool_out_size(xs[2], k[0], s[0], p[0], d[0], ceil_mode);
-  const int64_t OW = pool_out_size(xs[3], k[1], s[1], p[1], d[1], ceil_mode);
-  PE_CHECK(OH > 0 && OW > 0, "Given input size ", pe::shape_str(xs), ", calculated output size (",
-           OH, ", ", OW, ") is too small");
-  pe::check_shape(y, {xs[0], xs[1], OH, OW}, yn);
-  pe::numel(xs);
-  pe::numel(pe::shape_of(y));
-  return {xs[0] * xs[1], xs[2], xs[3], OH, OW, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1]};
-}
 
 // Window [lo, hi) of output o along one axis, lo moved onto the first in-range tap (closed
 // form: a huge padding with dilation 1 would otherwise step through every padded position).
@@ -459,21 +420,6 @@ PE_MULTIVERSION float sum_run(const float* __restrict x, int64_t n) {
 
 PE_MULTIVERSION void fill_run(float* __restrict x, int64_t n, float v) {
   for (int64_t i = 0; i < n; ++i) x[i] = v;
-}
-
-Geom adaptive_geom(const py::array& x, const py::array& y, const char* xn, const char* yn) {
-  pe::check_ndim(x, 4, xn);
-  pe::check_ndim(y, 4, yn);
-  const Shape xs = pe::shape_of(x), ys = pe::shape_of(y);
-  PE_CHECK(xs[2] > 0 && xs[3] > 0, "adaptive_avg_pool2d: expected ", xn,
-           " to have non-zero spatial size, got shape ", pe::shape_str(xs));
-  PE_CHECK(ys[0] == xs[0] && ys[1] == xs[1] && ys[2] > 0 && ys[3] > 0, yn, " ",
-           pe::shape_str(ys), " does not fit ", xn, " ", pe::shape_str(xs));
-  pe::numel(xs);
-  pe::numel(ys);
-  pe::mul(ys[2], xs[2]);  // the window bounds compute (o + 1) * in
-  pe::mul(ys[3], xs[3]);
-  return {xs[0] * xs[1], xs[2], xs[3], ys[2], ys[3], 0, 0, 0, 0, 0, 0, 0, 0};
 }
 
 void adaptive_avgpool2d_forward(const py::array& x, py::array& y) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common.h"
+#include "twin_checks.h"
 
 namespace {
 
@@ -17,21 +18,9 @@ using pe::Shape;
 
 constexpr int64_t kParallelGrain = 1 << 14;
 
-struct Planes {
-  int64_t planes, H, W, OH, OW;
-};
-
-Planes plane_geom(const py::array& x, const py::array& y, const char* xn, const char* yn) {
-  pe::check_ndim(x, 4, xn);
-  pe::check_ndim(y, 4, yn);
-  const Shape xs = pe::shape_of(x), ys = pe::shape_of(y);
-  PE_CHECK(xs[0] == ys[0] && xs[1] == ys[1], xn, " ", pe::shape_str(xs), " and ", yn, " ",
-           pe::shape_str(ys), " differ in batch or channels");
-  pe::numel(xs);
-  pe::numel(ys);
-  pe::mul(xs[2], ys[3]);  // bilinear's row buffer (H, OW)
-  return {xs[0] * xs[1], xs[2], xs[3], ys[2], ys[3]};
-}
+using pe::twin::Planes;  // shapes checked once for both devices
+using pe::twin::check_resample;
+using pe::twin::plane_geom;
 
 // PyTorch's compute_scales_value: 1/scale_factor when one was given, else in/out, in float.
 float scale_value(double scale_factor, int64_t in, int64_t out) {
@@ -94,12 +83,6 @@ Linear linear_table(int64_t in, int64_t out, bool align_corners, double scale_fa
     t.l1[o] = l;
   }
   return t;
-}
-
-void check_resample(const Planes& g) {
-  PE_CHECK(g.H > 0 && g.W > 0 && g.OH > 0 && g.OW > 0,
-           "upsampling needs non-empty input and output planes, got input (", g.H, ", ", g.W,
-           ") and output (", g.OH, ", ", g.OW, ")");
 }
 
 PE_MULTIVERSION void gather_plane(const float* __restrict x, float* __restrict y, const Planes& g,
@@ -262,13 +245,8 @@ PadMode parse_pad_mode(const std::string& mode) {
 
 // Source index of each output position along one axis padded by (lo, hi); -1 marks a constant
 // fill. Negative pads crop, which the same formula covers.
-std::vector<int64_t> pad_table(int64_t in, int64_t lo, int64_t hi, PadMode mode, const char* axis) {
+std::vector<int64_t> pad_table(int64_t in, int64_t lo, int64_t hi, PadMode mode) {
   const int64_t out = pe::add(pe::add(in, lo), hi);
-  if (mode == PadMode::Reflect) {
-    PE_CHECK(lo < in && hi < in, "reflect padding (", lo, ", ", hi, ") must be smaller than the ",
-             axis, " size ", in);
-  }
-  if (mode == PadMode::Replicate) PE_CHECK(in > 0, "replicate padding needs a non-empty ", axis);
   std::vector<int64_t> t(std::max<int64_t>(out, 0));
   for (int64_t o = 0; o < out; ++o) {
     int64_t s = o - lo;
@@ -293,17 +271,11 @@ struct PadPlan {
 // x is the unpadded tensor (N,C,H,W), y the padded one (N,C,H+top+bottom,W+left+right).
 PadPlan pad_plan(const py::array& x, const py::array& y, const std::array<int64_t, 4>& pad,
                  PadMode mode, const char* xn, const char* yn) {
-  const Planes g = plane_geom(x, y, xn, yn);
-  const int64_t OH = pe::add(pe::add(g.H, pad[2]), pad[3]);
-  const int64_t OW = pe::add(pe::add(g.W, pad[0]), pad[1]);
-  PE_CHECK(OH >= 0 && OW >= 0, "padding ", pe::shape_str({pad[0], pad[1], pad[2], pad[3]}),
-           " of planes (", g.H, ", ", g.W, ") gives a negative output size");
-  PE_CHECK(g.OH == OH && g.OW == OW, yn, " has planes (", g.OH, ", ", g.OW, "), expected (", OH,
-           ", ", OW, ") for padding ", pe::shape_str({pad[0], pad[1], pad[2], pad[3]}));
+  const Planes g = pe::twin::pad_geom(x, y, pad, mode == PadMode::Reflect,
+                                      mode == PadMode::Replicate, xn, yn);
   // An empty padded tensor needs no tables, and its other dims may be huge: (1, 1, 2**31, 0).
   if (pe::mul(g.planes, pe::mul(g.OH, g.OW)) == 0) return {g, {}, {}};
-  return {g, pad_table(g.H, pad[2], pad[3], mode, "height"),
-          pad_table(g.W, pad[0], pad[1], mode, "width")};
+  return {g, pad_table(g.H, pad[2], pad[3], mode), pad_table(g.W, pad[0], pad[1], mode)};
 }
 
 void pad2d_forward(const py::array& x, py::array& y, std::array<int64_t, 4> pad,

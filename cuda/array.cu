@@ -262,18 +262,18 @@ void strided_copy(const Array& src, int64_t soff, const Shape& sst, Array& dst, 
   const size_t sz = itemsize(src.dtype);
   if (accumulate) {
     if (dst.dtype == DType::F32)
-      strided_add_kernel<<<grid1d(n), idx::kThreads>>>(src.ptr<float>() + soff,
-                                                       dst.ptr<float>() + doff, L, n);
+      PE_LAUNCH(grid1d(n), idx::kThreads, 0, strided_add_kernel)(
+          src.ptr<float>() + soff, dst.ptr<float>() + doff, L, n);
     else
-      strided_add_kernel<<<grid1d(n), idx::kThreads>>>(src.ptr<double>() + soff,
-                                                       dst.ptr<double>() + doff, L, n);
+      PE_LAUNCH(grid1d(n), idx::kThreads, 0, strided_add_kernel)(
+          src.ptr<double>() + soff, dst.ptr<double>() + doff, L, n);
     PE_LAUNCHED("strided_add_kernel");
     return;
   }
   by_itemsize(sz, [&](auto t) {
     using T = decltype(t);
-    strided_copy_kernel<<<grid1d(n), idx::kThreads>>>(src.ptr<T>() + soff, dst.ptr<T>() + doff,
-                                                      L, n);
+    PE_LAUNCH(grid1d(n), idx::kThreads, 0, strided_copy_kernel)(
+        src.ptr<T>() + soff, dst.ptr<T>() + doff, L, n);
   });
   PE_LAUNCHED("strided_copy_kernel");
 }
@@ -299,7 +299,7 @@ void strided_fill(Array& dst, int64_t off, const Shape& st, const Shape& shape, 
     using T = decltype(t);
     T v;
     std::memcpy(&v, &bits, sizeof(T));
-    strided_fill_kernel<<<grid1d(n), idx::kThreads>>>(dst.ptr<T>() + off, v, L, n);
+    PE_LAUNCH(grid1d(n), idx::kThreads, 0, strided_fill_kernel)(dst.ptr<T>() + off, v, L, n);
   });
   PE_LAUNCHED("strided_fill_kernel");
 }
@@ -309,7 +309,7 @@ void check_indices(const Array& index, int64_t limit, const char* what) {
   if (n == 0) return;
   int* flag = reinterpret_cast<int*>(workspace(1));
   PE_CUDA(cudaMemsetAsync(flag, 0, sizeof(int), 0), what);
-  index_bounds_kernel<<<grid1d(n), idx::kThreads>>>(index.ptr<int64_t>(), n, limit, flag);
+  PE_LAUNCH(grid1d(n), idx::kThreads, 0, index_bounds_kernel)(index.ptr<int64_t>(), n, limit, flag);
   PE_LAUNCHED("index_bounds_kernel");
   int bad = 0;
   PE_CUDA(cudaMemcpy(&bad, flag, sizeof(int), cudaMemcpyDeviceToHost), what);
@@ -325,7 +325,8 @@ void gather(const Array& src, const Array& index, Array& dst) {
   if (n == 0) return;
   by_itemsize(itemsize(src.dtype), [&](auto t) {
     using T = decltype(t);
-    gather_kernel<<<grid1d(n), idx::kThreads>>>(src.ptr<T>(), index.ptr<int64_t>(), dst.ptr<T>(), n);
+    PE_LAUNCH(grid1d(n), idx::kThreads, 0, gather_kernel)(
+        src.ptr<T>(), index.ptr<int64_t>(), dst.ptr<T>(), n);
   });
   PE_LAUNCHED("gather_kernel");
 }
@@ -340,16 +341,16 @@ void scatter(const Array& src, const Array& index, Array& dst, bool accumulate) 
   if (n == 0) return;
   const unsigned g = grid1d(n);
   if (dst.dtype == DType::F32)
-    scatter_kernel<<<g, idx::kThreads>>>(src.ptr<float>(), index.ptr<int64_t>(), dst.ptr<float>(),
-                                         n, accumulate);
+    PE_LAUNCH(g, idx::kThreads, 0, scatter_kernel)(
+        src.ptr<float>(), index.ptr<int64_t>(), dst.ptr<float>(), n, accumulate);
   else if (dst.dtype == DType::F64)
-    scatter_kernel<<<g, idx::kThreads>>>(src.ptr<double>(), index.ptr<int64_t>(),
-                                         dst.ptr<double>(), n, accumulate);
+    PE_LAUNCH(g, idx::kThreads, 0, scatter_kernel)(
+        src.ptr<double>(), index.ptr<int64_t>(), dst.ptr<double>(), n, accumulate);
   else
     by_itemsize(itemsize(src.dtype), [&](auto t) {
       using T = decltype(t);
-      scatter_kernel<<<g, idx::kThreads>>>(src.ptr<T>(), index.ptr<int64_t>(), dst.ptr<T>(), n,
-                                           false);
+      PE_LAUNCH(g, idx::kThreads, 0, scatter_kernel)(
+          src.ptr<T>(), index.ptr<int64_t>(), dst.ptr<T>(), n, false);
     });
   PE_LAUNCHED("scatter_kernel");
 }
@@ -358,8 +359,8 @@ void cast(const Array& src, Array& dst) {
   check_same_size(src, dst, "x", "out");
   const int64_t n = src.size();
   if (n == 0) return;
-  cast_kernel<<<grid1d(n), idx::kThreads>>>(src.data(), int(src.dtype), dst.data(), int(dst.dtype),
-                                            n);
+  PE_LAUNCH(grid1d(n), idx::kThreads, 0, cast_kernel)(
+      src.data(), int(src.dtype), dst.data(), int(dst.dtype), n);
   PE_LAUNCHED("cast_kernel");
 }
 
@@ -376,8 +377,8 @@ void random(Array& out, uint64_t seed, bool normal) {
   float* p = out_ptr(out, "out");
   const int64_t n = out.size();
   if (n == 0) return;
-  random_kernel<<<grid1d((n + 3) / 4), idx::kThreads>>>(p, n, uint32_t(seed), uint32_t(seed >> 32),
-                                                        normal);
+  PE_LAUNCH(grid1d((n + 3) / 4), idx::kThreads, 0, random_kernel)(
+      p, n, uint32_t(seed), uint32_t(seed >> 32), normal);
   PE_LAUNCHED("random_kernel");
 }
 

@@ -31,6 +31,13 @@ namespace pe {
       throw std::runtime_error(pe::cat_str("CUDA error in ", what, ": ", cudaGetErrorString(err_))); \
   } while (0)
 
+// Every launch is written PE_LAUNCH(grid, block, shared_bytes, kernel)(args...), which is
+// kernel<<<grid, block, shared_bytes>>>(args...) under nvcc; the CPU emulator of CI
+// (cuda/emulator/cuda_emu.h) defines it as a call into its scheduler instead.
+#ifndef PE_CUDA_EMULATOR
+#define PE_LAUNCH(grid, block, smem, ...) __VA_ARGS__<<<grid, block, smem>>>
+#endif
+
 // After every launch: a bad configuration or an earlier asynchronous fault surfaces here.
 #define PE_LAUNCHED(name) PE_CUDA(cudaGetLastError(), name)
 
@@ -87,6 +94,8 @@ struct Array {
   }
 };
 
+inline const Shape& shape_of(const Array& a) { return a.shape; }
+
 inline const float* in_ptr(const Array& a, const char* name) {
   PE_CHECK(a.dtype == DType::F32, name, " must be float32, got dtype ", dtype_name(a.dtype));
   return a.ptr<float>();
@@ -129,14 +138,14 @@ __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
-// Result valid in every thread; `sh` holds 32 floats.
+// Result valid in every thread (each warp reduces the warp totals again); `sh` holds 32 floats.
 __device__ __forceinline__ float block_sum(float v, float* sh) {
   const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
   v = warp_sum(v);
   __syncthreads();
   if (lane == 0) sh[wid] = v;
   __syncthreads();
-  v = threadIdx.x < (blockDim.x >> 5) ? sh[lane] : 0.f;
+  v = lane < int(blockDim.x >> 5) ? sh[lane] : 0.f;
   return warp_sum(v);
 }
 __device__ __forceinline__ float block_max(float v, float* sh) {
@@ -145,7 +154,7 @@ __device__ __forceinline__ float block_max(float v, float* sh) {
   __syncthreads();
   if (lane == 0) sh[wid] = v;
   __syncthreads();
-  v = threadIdx.x < (blockDim.x >> 5) ? sh[lane] : -INFINITY;
+  v = lane < int(blockDim.x >> 5) ? sh[lane] : -INFINITY;
   return warp_max(v);
 }
 

@@ -125,13 +125,13 @@ const float* opt_in(const OptArray& a, int64_t n, const char* name) {
 
 void add_bias(float* y, const float* b, int64_t N, int64_t C, int64_t HW) {
   if (!b || N * C * HW == 0) return;
-  add_bias_kernel<<<pe::grid1d(N * C * HW), idx::kThreads>>>(y, b, C, HW, N * C * HW);
+  PE_LAUNCH(pe::grid1d(N * C * HW), idx::kThreads, 0, add_bias_kernel)(y, b, C, HW, N * C * HW);
   PE_LAUNCHED("add_bias_kernel");
 }
 
 void channel_sum(const float* gy, float* gb, int64_t N, int64_t C, int64_t HW) {
   if (!gb || C == 0) return;
-  channel_sum_kernel<<<unsigned(C), 256>>>(gy, gb, N, C, HW);
+  PE_LAUNCH(unsigned(C), 256, 0, channel_sum_kernel)(gy, gb, N, C, HW);
   PE_LAUNCHED("channel_sum_kernel");
 }
 
@@ -142,8 +142,8 @@ void fwd(const float* x, const float* w, const float* b, float* y, const Geom& g
   for (int64_t n0 = 0; n0 < g.N; n0 += nbmax) {
     const int64_t nb = std::min(nbmax, g.N - n0);
     for (int64_t grp = 0; grp < g.G; ++grp) {
-      im2col_kernel<<<pe::grid1d(nb * CRS * PQ), idx::kThreads>>>(x, col, g.index_geom(), g.C,
-                                                                  grp, n0, nb);
+      PE_LAUNCH(pe::grid1d(nb * CRS * PQ), idx::kThreads, 0, im2col_kernel)(
+          x, col, g.index_geom(), g.C, grp, n0, nb);
       PE_LAUNCHED("im2col_kernel");
       // y_n[grp] (Kg, PQ) = w_grp (Kg, CRS) @ col_n (CRS, PQ)
       pe::sgemm_batched(false, false, Kg, PQ, CRS, 1.f, w + grp * Kg * CRS, CRS, 0,
@@ -164,8 +164,8 @@ void bwd_input(const float* gy, const float* w, float* gx, const Geom& g) {
       // col_n (CRS, PQ) = w_grp^T (CRS, Kg) @ gy_n[grp] (Kg, PQ)
       pe::sgemm_batched(true, false, CRS, PQ, Kg, 1.f, w + grp * Kg * CRS, CRS, 0,
                         gy + (n0 * g.K + grp * Kg) * PQ, PQ, g.K * PQ, 0.f, col, PQ, CRS * PQ, nb);
-      col2im_kernel<<<pe::grid1d(nb * per), idx::kThreads>>>(col, gx, g.index_geom(), g.C, grp,
-                                                             n0, nb);
+      PE_LAUNCH(pe::grid1d(nb * per), idx::kThreads, 0, col2im_kernel)(
+          col, gx, g.index_geom(), g.C, grp, n0, nb);
       PE_LAUNCHED("col2im_kernel");
     }
   }
@@ -185,14 +185,14 @@ void bwd_weight(const float* x, const float* gy, float* gw, const Geom& g) {
   for (int64_t n0 = 0; n0 < g.N; n0 += nbmax) {
     const int64_t nb = std::min(nbmax, g.N - n0);
     for (int64_t grp = 0; grp < g.G; ++grp) {
-      im2col_kernel<<<pe::grid1d(nb * CRS * PQ), idx::kThreads>>>(x, col, g.index_geom(), g.C,
-                                                                  grp, n0, nb);
+      PE_LAUNCH(pe::grid1d(nb * CRS * PQ), idx::kThreads, 0, im2col_kernel)(
+          x, col, g.index_geom(), g.C, grp, n0, nb);
       PE_LAUNCHED("im2col_kernel");
       // part_n (Kg, CRS) = gy_n[grp] (Kg, PQ) @ col_n^T (PQ, CRS)
       pe::sgemm_batched(false, true, Kg, CRS, PQ, 1.f, gy + (n0 * g.K + grp * Kg) * PQ, PQ,
                         g.K * PQ, col, PQ, CRS * PQ, 0.f, part, CRS, Kg * CRS, nb);
-      sum_batch_kernel<<<pe::grid1d(Kg * CRS), idx::kThreads>>>(part, nb, Kg * CRS,
-                                                                gw + grp * Kg * CRS, n0 > 0);
+      PE_LAUNCH(pe::grid1d(Kg * CRS), idx::kThreads, 0, sum_batch_kernel)(
+          part, nb, Kg * CRS, gw + grp * Kg * CRS, n0 > 0);
       PE_LAUNCHED("sum_batch_kernel");
     }
   }

@@ -83,7 +83,8 @@ void binary_dispatch(const Array& a, const Array& b, Array& y) {
   const unsigned threads = pe::idx::kThreads;
   if (a.size() == n && b.size() == n) {
     const bool vec = aligned16(pa) && aligned16(pb) && aligned16(py_);
-    binary_flat_kernel<OP><<<pe::grid1d(vec ? (n + 3) / 4 : n), threads>>>(pa, pb, py_, n, vec);
+    PE_LAUNCH(pe::grid1d(vec ? (n + 3) / 4 : n), threads, 0, binary_flat_kernel<OP>)(
+        pa, pb, py_, n, vec);
     PE_LAUNCHED("binary_flat_kernel");
     return;
   }
@@ -112,7 +113,7 @@ void binary_dispatch(const Array& a, const Array& b, Array& y) {
     L.sb[d] = mb[d];
   }
   pe::idx::coalesce(L);
-  binary_bcast_kernel<OP><<<pe::grid1d(n), threads>>>(pa, pb, py_, L, n);
+  PE_LAUNCH(pe::grid1d(n), threads, 0, binary_bcast_kernel<OP>)(pa, pb, py_, L, n);
   PE_LAUNCHED("binary_bcast_kernel");
 }
 
@@ -212,7 +213,7 @@ void unary_forward(const std::string& op, const Array& x, Array& y, float alpha)
   switch (u) {
 #define PE_CASE(NAME)                                                                      \
   case UnOp::NAME:                                                                         \
-    unary_kernel<UnOp::NAME><<<grid, pe::idx::kThreads>>>(px, py_, n, alpha, vec); \
+    PE_LAUNCH(grid, pe::idx::kThreads, 0, unary_kernel<UnOp::NAME>)(px, py_, n, alpha, vec); \
     break;
     PE_UNARY_CASES(PE_CASE)
 #undef PE_CASE
@@ -235,7 +236,8 @@ void unary_backward(const std::string& op, const Array& saved, const Array& gy, 
   switch (u) {
 #define PE_CASE(NAME)                                                                            \
   case UnOp::NAME:                                                                               \
-    unary_grad_kernel<UnOp::NAME><<<grid, pe::idx::kThreads>>>(ps, pg, pgx, n, alpha, vec); \
+    PE_LAUNCH(grid, pe::idx::kThreads, 0, unary_grad_kernel<UnOp::NAME>)(                       \
+        ps, pg, pgx, n, alpha, vec);                                                             \
     break;
     PE_UNARY_CASES(PE_CASE)
 #undef PE_CASE
@@ -264,7 +266,8 @@ void axpby(const Array& x, Array& y, float a, float b) {
   const int64_t n = x.size();
   if (n == 0) return;
   const bool vec = aligned16(px) && aligned16(py_);
-  axpby_kernel<<<pe::grid1d(vec ? (n + 3) / 4 : n), pe::idx::kThreads>>>(px, py_, n, a, b, vec);
+  PE_LAUNCH(pe::grid1d(vec ? (n + 3) / 4 : n), pe::idx::kThreads, 0, axpby_kernel)(
+      px, py_, n, a, b, vec);
   PE_LAUNCHED("axpby_kernel");
 }
 

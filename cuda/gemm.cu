@@ -133,7 +133,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
 
 struct ToTF32 {
   __device__ float operator()(float v) const {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800) || defined(PE_CUDA_EMULATOR)
     return nvcuda::wmma::__float_to_tf32(v);
 #else
     return v;
@@ -143,7 +143,7 @@ struct ToTF32 {
 
 // 64 x 64 tile per block of four warps, each warp 32 x 32 as 2 x 2 WMMA fragments of 16 x 16.
 __global__ void __launch_bounds__(128) sgemm_tf32_kernel(GemmArgs g, bool vec_a, bool vec_b) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800) || defined(PE_CUDA_EMULATOR)
   using namespace nvcuda;
   constexpr int BM = 64, BN = 64, BK = 16, LD = 68;
   __shared__ __align__(32) float As[BK][LD];
@@ -206,13 +206,13 @@ void sgemm_batched(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alph
   };
   PE_CHECK((M + 63) / 64 <= 65535, "sgemm: M = ", M, " is too large");
   if (g_allow_tf32) {
-    sgemm_tf32_kernel<<<blocks(64, 64), 128>>>(g, vec_a, vec_b);
+    PE_LAUNCH(blocks(64, 64), 128, 0, sgemm_tf32_kernel)(g, vec_a, vec_b);
     PE_LAUNCHED("sgemm_tf32_kernel");
   } else if (M >= 128 && N >= 128) {
-    sgemm_kernel<128, 128, 8, 8, 8><<<blocks(128, 128), 256>>>(g, vec_a, vec_b);
+    PE_LAUNCH(blocks(128, 128), 256, 0, sgemm_kernel<128, 128, 8, 8, 8>)(g, vec_a, vec_b);
     PE_LAUNCHED("sgemm_kernel<128x128>");
   } else {
-    sgemm_kernel<64, 64, 8, 4, 4><<<blocks(64, 64), 256>>>(g, vec_a, vec_b);
+    PE_LAUNCH(blocks(64, 64), 256, 0, sgemm_kernel<64, 64, 8, 4, 4>)(g, vec_a, vec_b);
     PE_LAUNCHED("sgemm_kernel<64x64>");
   }
 }

@@ -84,8 +84,19 @@ Allocator& allocator() {
 
 }  // namespace
 
-void* device_alloc(size_t bytes) { return allocator().alloc(bytes); }
-void device_free(void* p, size_t bytes) { allocator().free(p, bytes); }
+void* device_alloc(size_t bytes) {
+  void* p = allocator().alloc(bytes);
+#ifdef PE_CUDA_EMULATOR
+  pe_emu::note_alloc(p, bytes);  // the emulator guards the rest of the size-class block
+#endif
+  return p;
+}
+void device_free(void* p, size_t bytes) {
+#ifdef PE_CUDA_EMULATOR
+  pe_emu::note_free(p);  // and makes a cached block fault until it is handed out again
+#endif
+  allocator().free(p, bytes);
+}
 
 void empty_cache() {
   Allocator& a = allocator();

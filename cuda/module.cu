@@ -3,6 +3,10 @@
 // place of NumPy arrays). Private to pyengine; reached only through pyengine/backend.
 #include "common.cuh"
 
+#ifdef PE_CUDA_EMULATOR
+void bind_emulator(py::module_& m);  // cuda/emulator/emu_module.cpp
+#endif
+
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "pyengine CUDA kernels (hand-written, float32, NCHW)";
   bind_array(m);
@@ -14,4 +18,7 @@ PYBIND11_MODULE(_cuda, m) {
   bind_conv(m);
   bind_pool(m);
   bind_resample(m);
+#ifdef PE_CUDA_EMULATOR
+  bind_emulator(m);
+#endif
 }

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "common.cuh"
+#include "../csrc/twin_checks.h"
 
 namespace {
 
@@ -12,31 +13,6 @@ using OptArray = std::optional<Array>;
 namespace idx = pe::idx;
 
 constexpr int kBlock = 512;
-
-struct Dims {
-  int64_t N, C, HW;
-  int64_t M() const { return N * HW; }
-};
-
-Dims dims_of(const Array& x, const char* who) {
-  PE_CHECK(x.ndim() >= 2, who, ": input must have at least 2 dims (N, C, ...), got shape ",
-           pe::shape_str(x.shape));
-  Dims d{x.shape[0], x.shape[1], 1};
-  for (int64_t i = 2; i < x.ndim(); ++i) d.HW *= x.shape[i];
-  return d;
-}
-
-const float* chan_in(const OptArray& a, int64_t C, const char* name) {
-  if (!a) return nullptr;
-  pe::check_shape(*a, {C}, name);
-  return pe::in_ptr(*a, name);
-}
-
-float* chan_out(OptArray& a, int64_t C, const char* name) {
-  if (!a) return nullptr;
-  pe::check_shape(*a, {C}, name);
-  return pe::out_ptr(*a, name);
-}
 
 // Element j of channel c (j over the channel's N * HW values).
 __device__ __forceinline__ int64_t at(int64_t j, int64_t c, int64_t C, int64_t HW) {
@@ -147,75 +123,44 @@ __global__ void __launch_bounds__(kBlock)
 void batchnorm_forward_train(const Array& x, const OptArray& weight, const OptArray& bias, Array& y,
                              Array& save_mean, Array& save_invstd, OptArray running_mean,
                              OptArray running_var, double momentum, double eps) {
-  const Dims d = dims_of(x, "batchnorm_forward_train");
-  const float* px = pe::in_ptr(x, "input");
-  float* py_ = pe::out_ptr(y, "out");
-  pe::check_shape(y, x.shape, "out");
-  const float* pw = chan_in(weight, d.C, "weight");
-  const float* pb = chan_in(bias, d.C, "bias");
-  pe::check_shape(save_mean, {d.C}, "save_mean");
-  pe::check_shape(save_invstd, {d.C}, "save_invstd");
-  float* pm = pe::out_ptr(save_mean, "save_mean");
-  float* pi = pe::out_ptr(save_invstd, "save_invstd");
-  float* prm = chan_out(running_mean, d.C, "running_mean");
-  float* prv = chan_out(running_var, d.C, "running_var");
-  PE_CHECK(!prm == !prv, "running_mean and running_var must be given together");
-  PE_CHECK(d.M() > 1, "Expected more than 1 value per channel when training, got input size ",
-           pe::shape_str(x.shape));
-  PE_CHECK(eps >= 0.0, "eps must be non-negative, got ", eps);
+  const pe::twin::BnTrainArgs a = pe::twin::bn_train_args(
+      x, weight, bias, y, save_mean, save_invstd, running_mean, running_var, eps);
+  const pe::twin::NormDims& d = a.d;
+  const float *px = a.x, *pw = a.w, *pb = a.b;
+  float *py_ = a.y, *pm = a.mean, *pi = a.invstd, *prm = a.running_mean, *prv = a.running_var;
   PE_CHECK(d.C <= 2147483647, "too many channels");
   if (d.C == 0) return;
-  bn_train_kernel<<<unsigned(d.C), kBlock>>>(px, pw, pb, py_, pm, pi, prm, prv, d.C, d.HW, d.M(),
-                                             momentum, eps);
+  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_train_kernel)(
+      px, pw, pb, py_, pm, pi, prm, prv, d.C, d.HW, d.M(), momentum, eps);
   PE_LAUNCHED("bn_train_kernel");
 }
 
 void batchnorm_forward_eval(const Array& x, const Array& running_mean, const Array& running_var,
                             const OptArray& weight, const OptArray& bias, Array& y,
                             Array& save_mean, Array& save_invstd, double eps) {
-  const Dims d = dims_of(x, "batchnorm_forward_eval");
-  const float* px = pe::in_ptr(x, "input");
-  float* py_ = pe::out_ptr(y, "out");
-  pe::check_shape(y, x.shape, "out");
-  pe::check_shape(running_mean, {d.C}, "running_mean");
-  pe::check_shape(running_var, {d.C}, "running_var");
-  const float* prm = pe::in_ptr(running_mean, "running_mean");
-  const float* prv = pe::in_ptr(running_var, "running_var");
-  const float* pw = chan_in(weight, d.C, "weight");
-  const float* pb = chan_in(bias, d.C, "bias");
-  pe::check_shape(save_mean, {d.C}, "save_mean");
-  pe::check_shape(save_invstd, {d.C}, "save_invstd");
-  float* pm = pe::out_ptr(save_mean, "save_mean");
-  float* pi = pe::out_ptr(save_invstd, "save_invstd");
+  const pe::twin::BnEvalArgs a = pe::twin::bn_eval_args(x, running_mean, running_var, weight,
+                                                          bias, y, save_mean, save_invstd);
+  const pe::twin::NormDims& d = a.d;
+  const float *px = a.x, *prm = a.running_mean, *prv = a.running_var, *pw = a.w, *pb = a.b;
+  float *py_ = a.y, *pm = a.mean, *pi = a.invstd;
   if (d.C == 0) return;
-  bn_eval_kernel<<<unsigned(d.C), kBlock>>>(px, prm, prv, pw, pb, py_, pm, pi, d.C, d.HW, d.M(),
-                                            eps);
+  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_eval_kernel)(
+      px, prm, prv, pw, pb, py_, pm, pi, d.C, d.HW, d.M(), eps);
   PE_LAUNCHED("bn_eval_kernel");
 }
 
 void batchnorm_backward(const Array& grad_output, const Array& x, const Array& save_mean,
                         const Array& save_invstd, const OptArray& weight, OptArray grad_input,
                         OptArray grad_weight, OptArray grad_bias, bool training) {
-  const Dims d = dims_of(x, "batchnorm_backward");
-  const float* px = pe::in_ptr(x, "input");
-  const float* pg = pe::in_ptr(grad_output, "grad_output");
-  pe::check_shape(grad_output, x.shape, "grad_output");
-  pe::check_shape(save_mean, {d.C}, "save_mean");
-  pe::check_shape(save_invstd, {d.C}, "save_invstd");
-  const float* pm = pe::in_ptr(save_mean, "save_mean");
-  const float* pi = pe::in_ptr(save_invstd, "save_invstd");
-  const float* pw = chan_in(weight, d.C, "weight");
-  float* pgx = nullptr;
-  if (grad_input) {
-    pe::check_shape(*grad_input, x.shape, "grad_input");
-    pgx = pe::out_ptr(*grad_input, "grad_input");
-  }
-  float* pgw = chan_out(grad_weight, d.C, "grad_weight");
-  float* pgb = chan_out(grad_bias, d.C, "grad_bias");
-  const bool need_sums = pgw || pgb || (pgx && training);
+  const pe::twin::BnBackwardArgs a = pe::twin::bn_backward_args(
+      grad_output, x, save_mean, save_invstd, weight, grad_input, grad_weight, grad_bias, training);
+  const pe::twin::NormDims& d = a.d;
+  const float *pg = a.gy, *px = a.x, *pm = a.mean, *pi = a.invstd, *pw = a.w;
+  float *pgx = a.gx, *pgw = a.gw, *pgb = a.gb;
+  const bool need_sums = a.need_sums;
   if (d.C == 0) return;
-  bn_backward_kernel<<<unsigned(d.C), kBlock>>>(pg, px, pm, pi, pw, pgx, pgw, pgb, d.C, d.HW,
-                                                d.M(), training, need_sums);
+  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_backward_kernel)(
+      pg, px, pm, pi, pw, pgx, pgw, pgb, d.C, d.HW, d.M(), training, need_sums);
   PE_LAUNCHED("bn_backward_kernel");
 }
 

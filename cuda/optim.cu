@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common.cuh"
+#include "../csrc/twin_checks.h"
 
 namespace {
 
@@ -25,21 +26,14 @@ __global__ void adam_kernel(float* __restrict__ p, const float* __restrict__ g,
 
 void adam_step(Array& param, const Array& grad, Array& exp_avg, Array& exp_avg_sq, float lr,
                float beta1, float beta2, float eps, float weight_decay, int64_t step) {
-  float* p = pe::out_ptr(param, "param");
-  const float* g = pe::in_ptr(grad, "grad");
-  float* m = pe::out_ptr(exp_avg, "exp_avg");
-  float* v = pe::out_ptr(exp_avg_sq, "exp_avg_sq");
-  pe::check_same_size(param, grad, "param", "grad");
-  pe::check_same_size(param, exp_avg, "param", "exp_avg");
-  pe::check_same_size(param, exp_avg_sq, "param", "exp_avg_sq");
-  PE_CHECK(step >= 1, "adam_step: step must be >= 1, got ", step);
-  const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
-  const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
+  const pe::twin::AdamArgs a =
+      pe::twin::adam_args(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, step);
+  float *p = a.p, *m = a.m, *v = a.v;
+  const float* g = a.g;
   const int64_t n = param.size();
   if (n == 0) return;
-  adam_kernel<<<pe::grid1d(n), pe::idx::kThreads>>>(
-      p, g, m, v, n, beta1, beta2, eps, weight_decay, static_cast<float>(lr / bc1),
-      static_cast<float>(1.0 / std::sqrt(bc2)));
+  PE_LAUNCH(pe::grid1d(n), pe::idx::kThreads, 0, adam_kernel)(
+      p, g, m, v, n, beta1, beta2, eps, weight_decay, a.step_size, a.inv_sqrt_bc2);
   PE_LAUNCHED("adam_kernel");
 }
 
@@ -61,15 +55,13 @@ __global__ void sgd_kernel(float* p, const float* g, float* b, int64_t n, float 
 // gradient, as torch.optim.SGD does on its first step.
 void sgd_step(Array& param, const Array& grad, Array& buf, float lr, float momentum,
               float dampening, float weight_decay, bool nesterov, bool first) {
-  float* p = pe::out_ptr(param, "param");
-  const float* g = pe::in_ptr(grad, "grad");
-  float* b = momentum != 0.f ? pe::out_ptr(buf, "momentum_buffer") : nullptr;
-  pe::check_same_size(param, grad, "param", "grad");
-  if (b) pe::check_same_size(param, buf, "param", "momentum_buffer");
+  const pe::twin::SgdArgs a = pe::twin::sgd_args(param, grad, buf, momentum);
+  float *p = a.p, *b = a.buf;
+  const float* g = a.g;
   const int64_t n = param.size();
   if (n == 0) return;
-  sgd_kernel<<<pe::grid1d(n), pe::idx::kThreads>>>(p, g, b, n, lr, momentum, dampening,
-                                                   weight_decay, nesterov, first);
+  PE_LAUNCH(pe::grid1d(n), pe::idx::kThreads, 0, sgd_kernel)(
+      p, g, b, n, lr, momentum, dampening, weight_decay, nesterov, first);
   PE_LAUNCHED("sgd_kernel");
 }
 

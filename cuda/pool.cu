@@ -7,47 +7,17 @@
 #include <array>
 
 #include "common.cuh"
+#include "../csrc/twin_checks.h"
 
 namespace {
 
 using pe::Array;
 using pe::Shape;
-using Pair = std::array<int64_t, 2>;
+using Pair = pe::twin::Pair;
+using Geom = pe::twin::PoolGeom;  // shapes and parameters checked once for both devices
+using pe::twin::adaptive_geom;
+using pe::twin::pool_geom;
 namespace idx = pe::idx;
-
-struct Geom {
-  int64_t planes, H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw;
-};
-
-int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
-  const int64_t num = in + 2 * p - d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0);
-  int64_t out = (num >= 0 ? num / s : -((-num + s - 1) / s)) + 1;
-  if (ceil_mode && (out - 1) * s >= in + p) --out;
-  return out;
-}
-
-Geom pool_geom(const Array& x, const Array& y, Pair k, Pair s, Pair p, Pair d, bool ceil_mode,
-               const char* xn, const char* yn) {
-  pe::check_ndim(x, 4, xn);
-  pe::check_ndim(y, 4, yn);
-  for (int i = 0; i < 2; ++i) {
-    PE_CHECK(k[i] > 0, "kernel size should be greater than zero, but got kernel_size=", k[i]);
-    PE_CHECK(s[i] > 0, "stride should be greater than zero, but got stride=", s[i]);
-    PE_CHECK(d[i] > 0, "dilation should be greater than zero, but got dilation=", d[i]);
-    PE_CHECK(p[i] >= 0 && p[i] <= k[i] / 2,
-             "pad should be at most half of effective kernel size, but got pad=", p[i],
-             ", kernel_size=", k[i], " and dilation=", d[i]);
-  }
-  const Shape& xs = x.shape;
-  PE_CHECK(xs[2] > 0 && xs[3] > 0, xn, " must have non-zero spatial size, got shape ",
-           pe::shape_str(xs));
-  const int64_t OH = pool_out_size(xs[2], k[0], s[0], p[0], d[0], ceil_mode);
-  const int64_t OW = pool_out_size(xs[3], k[1], s[1], p[1], d[1], ceil_mode);
-  PE_CHECK(OH > 0 && OW > 0, "Given input size ", pe::shape_str(xs), ", calculated output size (",
-           OH, ", ", OW, ") is too small");
-  pe::check_shape(y, {xs[0], xs[1], OH, OW}, yn);
-  return {xs[0] * xs[1], xs[2], xs[3], OH, OW, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1]};
-}
 
 __global__ void maxpool_kernel(const float* __restrict__ x, float* __restrict__ y,
                                int64_t* __restrict__ ind, Geom g) {
@@ -185,7 +155,7 @@ void maxpool2d_forward(const Array& x, Array& y, Array& indices, Pair kernel_siz
   const Geom g = pool_geom(x, y, kernel_size, stride, padding, dilation, ceil_mode, "x", "y");
   pe::check_shape(indices, y.shape, "indices");
   if (y.size() == 0) return;
-  maxpool_kernel<<<pe::grid1d(y.size()), idx::kThreads>>>(px, py_, pi, g);
+  PE_LAUNCH(pe::grid1d(y.size()), idx::kThreads, 0, maxpool_kernel)(px, py_, pi, g);
   PE_LAUNCHED("maxpool_kernel");
 }
 
@@ -206,7 +176,7 @@ void maxpool2d_backward(const Array& grad_output, const Array& indices, Array& g
   if (planes * out_plane == 0) return;
   int* flag = reinterpret_cast<int*>(pe::workspace(1));
   PE_CUDA(cudaMemsetAsync(flag, 0, sizeof(int), 0), "maxpool2d_backward");
-  maxpool_backward_kernel<<<pe::grid1d(planes * out_plane), idx::kThreads>>>(
+  PE_LAUNCH(pe::grid1d(planes * out_plane), idx::kThreads, 0, maxpool_backward_kernel)(
       pg, pi, px, planes, in_plane, out_plane, flag);
   PE_LAUNCHED("maxpool_backward_kernel");
   int bad = 0;
@@ -228,7 +198,7 @@ void avgpool2d_forward(const Array& x, Array& y, Pair kernel_size, Pair stride, 
   const Geom g = pool_geom(x, y, kernel_size, stride, padding, {1, 1}, ceil_mode, "x", "y");
   const AvgParams a = avg_params(count_include_pad, divisor_override);
   if (y.size() == 0) return;
-  avgpool_kernel<<<pe::grid1d(y.size()), idx::kThreads>>>(px, py_, g, a);
+  PE_LAUNCH(pe::grid1d(y.size()), idx::kThreads, 0, avgpool_kernel)(px, py_, g, a);
   PE_LAUNCHED("avgpool_kernel");
 }
 
@@ -242,19 +212,9 @@ void avgpool2d_backward(const Array& grad_output, Array& grad_input, Pair kernel
   const AvgParams a = avg_params(count_include_pad, divisor_override);
   zero(grad_input, "avgpool2d_backward");
   if (grad_output.size() == 0) return;
-  avgpool_backward_kernel<<<pe::grid1d(grad_output.size()), idx::kThreads>>>(pg, px, g, a);
+  PE_LAUNCH(pe::grid1d(grad_output.size()), idx::kThreads, 0, avgpool_backward_kernel)(
+      pg, px, g, a);
   PE_LAUNCHED("avgpool_backward_kernel");
-}
-
-Geom adaptive_geom(const Array& x, const Array& y, const char* xn, const char* yn) {
-  pe::check_ndim(x, 4, xn);
-  pe::check_ndim(y, 4, yn);
-  const Shape &xs = x.shape, &ys = y.shape;
-  PE_CHECK(xs[2] > 0 && xs[3] > 0, "adaptive_avg_pool2d: expected ", xn,
-           " to have non-zero spatial size, got shape ", pe::shape_str(xs));
-  PE_CHECK(ys[0] == xs[0] && ys[1] == xs[1] && ys[2] > 0 && ys[3] > 0, yn, " ",
-           pe::shape_str(ys), " does not fit ", xn, " ", pe::shape_str(xs));
-  return {xs[0] * xs[1], xs[2], xs[3], ys[2], ys[3], 0, 0, 0, 0, 0, 0, 0, 0};
 }
 
 void adaptive_avgpool2d_forward(const Array& x, Array& y) {
@@ -262,7 +222,7 @@ void adaptive_avgpool2d_forward(const Array& x, Array& y) {
   float* py_ = pe::out_ptr(y, "y");
   const Geom g = adaptive_geom(x, y, "x", "y");
   if (y.size() == 0) return;
-  adaptive_kernel<<<pe::grid1d(y.size()), idx::kThreads>>>(px, py_, g);
+  PE_LAUNCH(pe::grid1d(y.size()), idx::kThreads, 0, adaptive_kernel)(px, py_, g);
   PE_LAUNCHED("adaptive_kernel");
 }
 
@@ -272,7 +232,7 @@ void adaptive_avgpool2d_backward(const Array& grad_output, Array& grad_input) {
   const Geom g = adaptive_geom(grad_input, grad_output, "grad_input", "grad_output");
   zero(grad_input, "adaptive_avgpool2d_backward");
   if (grad_output.size() == 0) return;
-  adaptive_backward_kernel<<<pe::grid1d(grad_output.size()), idx::kThreads>>>(pg, px, g);
+  PE_LAUNCH(pe::grid1d(grad_output.size()), idx::kThreads, 0, adaptive_backward_kernel)(pg, px, g);
   PE_LAUNCHED("adaptive_backward_kernel");
 }
 

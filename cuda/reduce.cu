@@ -83,16 +83,16 @@ void sum_reduce(const Array& x, Array& out) {
   float* dst = splits == 1 ? po : pe::workspace(size_t(splits * m));
   if (rows) {
     const dim3 grid(unsigned(std::min<int64_t>(m, 65535)), unsigned(splits));
-    sum_rows_kernel<<<grid, idx::kThreads>>>(px, dst, R, m, r_total);
+    PE_LAUNCH(grid, idx::kThreads, 0, sum_rows_kernel)(px, dst, R, m, r_total);
     PE_LAUNCHED("sum_rows_kernel");
   } else {
     const dim3 grid(unsigned(std::min<int64_t>((m + idx::kThreads - 1) / idx::kThreads, 65535)),
                     unsigned(splits));
-    sum_cols_kernel<<<grid, idx::kThreads>>>(px, dst, R, m, r_total);
+    PE_LAUNCH(grid, idx::kThreads, 0, sum_cols_kernel)(px, dst, R, m, r_total);
     PE_LAUNCHED("sum_cols_kernel");
   }
   if (splits > 1) {
-    sum_splits_kernel<<<pe::grid1d(m), idx::kThreads>>>(dst, po, m, splits);
+    PE_LAUNCH(pe::grid1d(m), idx::kThreads, 0, sum_splits_kernel)(dst, po, m, splits);
     PE_LAUNCHED("sum_splits_kernel");
   }
 }
@@ -165,10 +165,11 @@ void max_reduce(const Array& x, Array& values, Array& indices, int64_t outer, in
            "max_reduce: sizes do not match (outer ", outer, ", D ", D, ", inner ", inner, ")");
   if (outer * inner == 0) return;
   if (inner == 1) {
-    max_rows_kernel<<<pe::grid1d(outer * 32), idx::kThreads>>>(px, pv, pi, outer, D);
+    PE_LAUNCH(pe::grid1d(outer * 32), idx::kThreads, 0, max_rows_kernel)(px, pv, pi, outer, D);
     PE_LAUNCHED("max_rows_kernel");
   } else {
-    max_cols_kernel<<<pe::grid1d(outer * inner), idx::kThreads>>>(px, pv, pi, outer, D, inner);
+    PE_LAUNCH(pe::grid1d(outer * inner), idx::kThreads, 0, max_cols_kernel)(
+        px, pv, pi, outer, D, inner);
     PE_LAUNCHED("max_cols_kernel");
   }
 }
@@ -193,7 +194,8 @@ void max_reduce_backward(const Array& gy, const Array& indices, Array& gx, int64
            "max_reduce_backward: sizes do not match");
   if (gx.size() == 0) return;
   PE_CUDA(cudaMemsetAsync(px, 0, gx.nbytes(), 0), "max_reduce_backward");
-  max_backward_kernel<<<pe::grid1d(outer * inner), idx::kThreads>>>(pg, pi, px, outer, D, inner);
+  PE_LAUNCH(pe::grid1d(outer * inner), idx::kThreads, 0, max_backward_kernel)(
+      pg, pi, px, outer, D, inner);
   PE_LAUNCHED("max_backward_kernel");
 }
 
@@ -250,11 +252,12 @@ void softmax_forward(const Array& x, Array& y, int64_t outer, int64_t D, int64_t
            "softmax: sizes do not match");
   if (x.size() == 0) return;
   if (inner == 1) {
-    softmax_rows_kernel<<<pe::grid1d(outer * 32), idx::kThreads>>>(px, py_, outer, D, log);
+    PE_LAUNCH(pe::grid1d(outer * 32), idx::kThreads, 0, softmax_rows_kernel)(
+        px, py_, outer, D, log);
     PE_LAUNCHED("softmax_rows_kernel");
   } else {
-    softmax_cols_kernel<<<pe::grid1d(outer * inner), idx::kThreads>>>(px, py_, outer, D, inner,
-                                                                     log);
+    PE_LAUNCH(pe::grid1d(outer * inner), idx::kThreads, 0, softmax_cols_kernel)(
+        px, py_, outer, D, inner, log);
     PE_LAUNCHED("softmax_cols_kernel");
   }
 }
@@ -305,11 +308,12 @@ void softmax_backward(const Array& y, const Array& gy, Array& gx, int64_t outer,
            "softmax_backward: sizes do not match");
   if (y.size() == 0) return;
   if (inner == 1) {
-    softmax_grad_rows_kernel<<<pe::grid1d(outer * 32), idx::kThreads>>>(py_, pg, px, outer, D, log);
+    PE_LAUNCH(pe::grid1d(outer * 32), idx::kThreads, 0, softmax_grad_rows_kernel)(
+        py_, pg, px, outer, D, log);
     PE_LAUNCHED("softmax_grad_rows_kernel");
   } else {
-    softmax_grad_cols_kernel<<<pe::grid1d(outer * inner), idx::kThreads>>>(py_, pg, px, outer, D,
-                                                                          inner, log);
+    PE_LAUNCH(pe::grid1d(outer * inner), idx::kThreads, 0, softmax_grad_cols_kernel)(
+        py_, pg, px, outer, D, inner, log);
     PE_LAUNCHED("softmax_grad_cols_kernel");
   }
 }
@@ -340,7 +344,7 @@ void nll_forward(const Array& logp, const Array& target, Array& out) {
   pe::check_shape(out, {N}, "out");
   pe::check_index_range(target, C, "nll: target (class index)");
   if (N == 0) return;
-  nll_kernel<<<pe::grid1d(N), idx::kThreads>>>(pl, pt, po, N, C);
+  PE_LAUNCH(pe::grid1d(N), idx::kThreads, 0, nll_kernel)(pl, pt, po, N, C);
   PE_LAUNCHED("nll_kernel");
 }
 
@@ -355,7 +359,7 @@ void nll_backward(const Array& gy, const Array& target, Array& gx) {
   pe::check_index_range(target, C, "nll: target (class index)");
   if (gx.size() == 0) return;
   PE_CUDA(cudaMemsetAsync(px, 0, gx.nbytes(), 0), "nll_backward");
-  nll_grad_kernel<<<pe::grid1d(N), idx::kThreads>>>(pg, pt, px, N, C);
+  PE_LAUNCH(pe::grid1d(N), idx::kThreads, 0, nll_grad_kernel)(pg, pt, px, N, C);
   PE_LAUNCHED("nll_grad_kernel");
 }
 

@@ -7,6 +7,7 @@
 #include <array>
 
 #include "common.cuh"
+#include "../csrc/twin_checks.h"
 
 namespace {
 
@@ -14,24 +15,9 @@ using pe::Array;
 using pe::Shape;
 namespace idx = pe::idx;
 
-struct Planes {
-  int64_t planes, H, W, OH, OW;
-};
-
-Planes plane_geom(const Array& x, const Array& y, const char* xn, const char* yn) {
-  pe::check_ndim(x, 4, xn);
-  pe::check_ndim(y, 4, yn);
-  const Shape &xs = x.shape, &ys = y.shape;
-  PE_CHECK(xs[0] == ys[0] && xs[1] == ys[1], xn, " ", pe::shape_str(xs), " and ", yn, " ",
-           pe::shape_str(ys), " differ in batch or channels");
-  return {xs[0] * xs[1], xs[2], xs[3], ys[2], ys[3]};
-}
-
-void check_resample(const Planes& g) {
-  PE_CHECK(g.H > 0 && g.W > 0 && g.OH > 0 && g.OW > 0,
-           "upsampling needs non-empty input and output planes, got input (", g.H, ", ", g.W,
-           ") and output (", g.OH, ", ", g.OW, ")");
-}
+using pe::twin::Planes;  // shapes checked once for both devices
+using pe::twin::check_resample;
+using pe::twin::plane_geom;
 
 // Per-axis tables on the device: rows then columns; for linear, the second taps and weights.
 struct Tables {
@@ -119,7 +105,8 @@ void upsample_nearest2d_forward(const Array& x, Array& y, double scale_h, double
   const Planes g = plane_geom(x, y, "x", "y");
   check_resample(g);
   const Array t = nearest_tables(g, scale_h, scale_w);
-  nearest_kernel<<<pe::grid1d(y.size()), idx::kThreads>>>(px, py_, t.ptr<int64_t>(), g, false);
+  PE_LAUNCH(pe::grid1d(y.size()), idx::kThreads, 0, nearest_kernel)(
+      px, py_, t.ptr<int64_t>(), g, false);
   PE_LAUNCHED("nearest_kernel");
 }
 
@@ -131,8 +118,8 @@ void upsample_nearest2d_backward(const Array& grad_output, Array& grad_input, do
   check_resample(g);
   const Array t = nearest_tables(g, scale_h, scale_w);
   zero(grad_input, "upsample_nearest2d_backward");
-  nearest_kernel<<<pe::grid1d(grad_output.size()), idx::kThreads>>>(pg, px, t.ptr<int64_t>(), g,
-                                                                   true);
+  PE_LAUNCH(pe::grid1d(grad_output.size()), idx::kThreads, 0, nearest_kernel)(
+      pg, px, t.ptr<int64_t>(), g, true);
   PE_LAUNCHED("nearest_kernel (backward)");
 }
 
@@ -143,8 +130,8 @@ void upsample_bilinear2d_forward(const Array& x, Array& y, bool align_corners, d
   const Planes g = plane_geom(x, y, "x", "y");
   check_resample(g);
   const Tables t = linear_tables(g, align_corners, scale_h, scale_w);
-  bilinear_kernel<<<pe::grid1d(y.size()), idx::kThreads>>>(px, py_, t.th(), t.wts.ptr<float>(), g,
-                                                           false);
+  PE_LAUNCH(pe::grid1d(y.size()), idx::kThreads, 0, bilinear_kernel)(
+      px, py_, t.th(), t.wts.ptr<float>(), g, false);
   PE_LAUNCHED("bilinear_kernel");
 }
 
@@ -156,8 +143,8 @@ void upsample_bilinear2d_backward(const Array& grad_output, Array& grad_input, b
   check_resample(g);
   const Tables t = linear_tables(g, align_corners, scale_h, scale_w);
   zero(grad_input, "upsample_bilinear2d_backward");
-  bilinear_kernel<<<pe::grid1d(grad_output.size()), idx::kThreads>>>(pg, px, t.th(),
-                                                                    t.wts.ptr<float>(), g, true);
+  PE_LAUNCH(pe::grid1d(grad_output.size()), idx::kThreads, 0, bilinear_kernel)(
+      pg, px, t.th(), t.wts.ptr<float>(), g, true);
   PE_LAUNCHED("bilinear_kernel (backward)");
 }
 
@@ -173,21 +160,8 @@ int parse_pad_mode(const std::string& mode) {
 // pads crop. Tables: source row of each output row, then source column of each output column.
 Array pad_tables(const Array& x, const Array& y, const std::array<int64_t, 4>& pad, int mode,
                  const char* xn, const char* yn, Planes& g) {
-  g = plane_geom(x, y, xn, yn);
-  const int64_t OH = g.H + pad[2] + pad[3], OW = g.W + pad[0] + pad[1];
-  PE_CHECK(OH >= 0 && OW >= 0, "padding ", pe::shape_str({pad[0], pad[1], pad[2], pad[3]}),
-           " of planes (", g.H, ", ", g.W, ") gives a negative output size");
-  PE_CHECK(g.OH == OH && g.OW == OW, yn, " has planes (", g.OH, ", ", g.OW, "), expected (", OH,
-           ", ", OW, ") for padding ", pe::shape_str({pad[0], pad[1], pad[2], pad[3]}));
-  const int64_t in[2] = {g.H, g.W}, lo[2] = {pad[2], pad[0]}, hi[2] = {pad[3], pad[1]};
-  const char* axis[2] = {"height", "width"};
-  for (int a = 0; a < 2; ++a) {
-    if (mode == idx::kPadReflect)
-      PE_CHECK(lo[a] < in[a] && hi[a] < in[a], "reflect padding (", lo[a], ", ", hi[a],
-               ") must be smaller than the ", axis[a], " size ", in[a]);
-    if (mode == idx::kPadReplicate)
-      PE_CHECK(in[a] > 0, "replicate padding needs a non-empty ", axis[a]);
-  }
+  g = pe::twin::pad_geom(x, y, pad, mode == idx::kPadReflect, mode == idx::kPadReplicate, xn, yn);
+  const int64_t OH = g.OH, OW = g.OW;
   std::vector<int64_t> t(OH + OW);
   for (int64_t o = 0; o < OH; ++o) t[o] = idx::pad_source(o, pad[2], g.H, mode);
   for (int64_t o = 0; o < OW; ++o) t[OH + o] = idx::pad_source(o, pad[0], g.W, mode);
@@ -218,8 +192,8 @@ void pad2d_forward(const Array& x, Array& y, std::array<int64_t, 4> pad, const s
   Planes g;
   const Array t = pad_tables(x, y, pad, parse_pad_mode(mode), "x", "y", g);
   if (y.size() == 0) return;
-  pad_kernel<<<pe::grid1d(y.size()), idx::kThreads>>>(px, py_, t.ptr<int64_t>(), g,
-                                                      static_cast<float>(value), false);
+  PE_LAUNCH(pe::grid1d(y.size()), idx::kThreads, 0, pad_kernel)(
+      px, py_, t.ptr<int64_t>(), g, static_cast<float>(value), false);
   PE_LAUNCHED("pad_kernel");
 }
 
@@ -232,8 +206,8 @@ void pad2d_backward(const Array& grad_output, Array& grad_input, std::array<int6
                              "grad_output", g);
   zero(grad_input, "pad2d_backward");
   if (grad_output.size() == 0) return;
-  pad_kernel<<<pe::grid1d(grad_output.size()), idx::kThreads>>>(pg, px, t.ptr<int64_t>(), g, 0.f,
-                                                                true);
+  PE_LAUNCH(pe::grid1d(grad_output.size()), idx::kThreads, 0, pad_kernel)(
+      pg, px, t.ptr<int64_t>(), g, 0.f, true);
   PE_LAUNCHED("pad_kernel (backward)");
 }
 
