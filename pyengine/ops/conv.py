@@ -76,6 +76,34 @@ class Conv2d(_Conv):
         getattr(self.k, f"conv2d_{algo}_{pass_}")(*arrays, *self.geo)
 
 
+class Conv2dReLU(Conv2d):
+    """relu(conv2d(x, w, b)) as one node: the ReLU is the conv kernel's epilogue (applied as each
+    output tile is written, no second pass on the CPU), and backward reads its mask from the saved
+    output (y > 0), so no pre-activation tensor is kept."""
+
+    def _kernel(self, pass_: str, algo: str, *arrays: Any) -> None:
+        if pass_ != "forward":
+            return super()._kernel(pass_, algo, *arrays)
+        if algo == "winograd" and not hasattr(self.k, "conv2d_winograd_forward"):
+            algo = "im2col"
+        fn = getattr(self.k, f"conv2d_{algo}_forward")
+        if self.device.type == "cpu":
+            fn(*arrays, *self.geo, relu=True)
+        else:
+            fn(*arrays, *self.geo)
+            self.k.unary_forward("relu", arrays[-1], arrays[-1])
+
+    def forward(self, x, w, b, geo: tuple[int, ...], out_hw: Pair, algo: str):
+        self.y = super().forward(x, w, b, geo, out_hw, algo)
+        return self.y
+
+    def backward(self, g):
+        gm = self.be.empty(g.shape, g.dtype)
+        self.k.unary_backward("relu", self.y, g, gm)
+        self.y = None
+        return super().backward(gm)
+
+
 class ConvTranspose2d(_Conv):
     """x (N,C_in,H,W), w (C_in,C_out/G,R,S), b (C_out,) or None -> y (N,C_out,H_out,W_out)."""
 
@@ -235,7 +263,21 @@ def conv2d(
     return _batched(_conv2d, input, weight, bias, stride, padding, dilation, groups, algo)
 
 
-def _conv2d(x, w, b, stride, padding, dilation, groups, algo) -> Tensor:
+def conv2d_relu(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    algo: str = "auto",
+) -> Tensor:
+    """``relu(conv2d(...))`` in one pass and one autograd node (see Conv2dReLU)."""
+    return _batched(_conv2d, input, weight, bias, stride, padding, dilation, groups, algo, True)
+
+
+def _conv2d(x, w, b, stride, padding, dilation, groups, algo, relu=False) -> Tensor:
     _check_algo(algo)
     st, dl = _pair(stride, "stride"), _pair(dilation, "dilation")
     same = False
@@ -275,7 +317,7 @@ def _conv2d(x, w, b, stride, padding, dilation, groups, algo) -> Tensor:
             )
         out_hw = ((ph - ek[0]) // st[0] + 1, (pw - ek[1]) // st[1] + 1)
     geo = (*st, *pd, *dl, groups)
-    return Conv2d.apply(x, w, b, geo=geo, out_hw=out_hw, algo=algo)
+    return (Conv2dReLU if relu else Conv2d).apply(x, w, b, geo=geo, out_hw=out_hw, algo=algo)
 
 
 def conv_transpose2d(
