@@ -11,12 +11,21 @@
 // gw = G^T dU G. The transforms run vectorised over the tiles of a block (contiguous TB-long
 // rows), so they compile to AVX-512/AVX2 with PE_MULTIVERSION like the other kernels.
 //
-// Tile size (float32 max abs error / max abs output, against a float64 direct conv, measured by
-// tests/test_conv_winograd.py::test_tile_error_on_dncnn_shapes on DnCNN's 64->64, 40x40, pad 1
-// layers with PyTorch-default init; see the report in benchmarks/README.md):
-//   F(2x2,3x3): forward ~3e-7, F(4x4,3x3): forward ~1.5e-6 (im2col: ~2e-7).
-// F(4x4) transforms have coefficients up to 8 (output) and 1/24 (filter), which is where its
-// extra rounding comes from. WINO_DEFAULT_TILE below is the tile "winograd" uses.
+// Tile size, from `python -m benchmarks.winograd_tiles` (2026-12-03, the 2-core AVX-512 VM,
+// OMP_NUM_THREADS=2, measured under load: ~8 other jobs on the 2 cores, so times are rough).
+// Float32 error, max |err| / max |ref| against a float64 direct conv, DnCNN layer 16x64x40x40,
+// pad 1, x ~ N(0,1), w ~ N(0,1/576), forward / input grad / weight grad:
+//   im2col      9.3e-7 / 1.1e-6 / 4.1e-7
+//   F(2x2,3x3)  2.9e-7 / 3.4e-7 / 6.4e-7
+//   F(4x4,3x3)  7.5e-6 / 7.1e-6 / 4.2e-6   (transform coefficients up to 8 and 1/24)
+// Time in ms, forward / input grad / weight grad (64->64, pad 1):
+//   16x64x40x40:    im2col 77/77/103,      F2 80/88/98,     F4 74/83/87
+//   4x64x128x128:   im2col 229/233/285,    F2 253/247/245,  F4 157/162/179
+//   1x64x512x512:   im2col 1039/1072/1178, F2 795/816/849,  F4 743/702/670
+// F(4x4) is the fastest on every 64-channel shape and its error, ~10x im2col's, stays orders of
+// magnitude below float32 training noise, so "winograd" uses it (wino_default_tile); "winograd_f2"
+// keeps the accurate tile available. The bound in tests/test_conv_winograd.py scales with it.
+// Not done: caching the filter transform per weight version (it is O(K*C), under 1 % of a pass).
 #include <omp.h>
 
 #include <algorithm>
