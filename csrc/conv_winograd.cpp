@@ -207,14 +207,23 @@ void input_transform(const float* xp, const Job& j, const Tile& t, int64_t t0, i
   }
 }
 
-// Per-thread scratch of one block: V, Mb (or Z), D, tmp, Y, then `extra` floats.
+// Per-thread scratch of one block: V, Mb (or Z), D, tmp, Y, then `extra` floats. All threads'
+// scratch is one allocation made by the calling thread before the parallel region (an
+// allocation failure there raises MemoryError instead of terminating inside OpenMP).
 struct Scratch {
   float *V, *Mb, *D, *tmp, *Y, *extra;
-  Scratch(const Job& j, const Tile& t, size_t n_extra) {
+  static size_t floats(const Job& j, const Tile& t, size_t n_extra) {
     const size_t a2 = t.a * t.a, tb = j.TB;
-    const size_t nV = a2 * j.Ci * tb, nM = a2 * j.Co * tb, nS = a2 * tb;
-    V = workspace(5, nV + nM + 3 * nS + n_extra);
-    Mb = V + nV, D = Mb + nM, tmp = D + nS, Y = tmp + nS, extra = Y + nS;
+    return (a2 * (j.Ci + j.Co) * tb + 3 * a2 * tb + n_extra + 15) / 16 * 16;
+  }
+  static float* allocate(const Job& j, const Tile& t, size_t n_extra) {
+    return workspace(5, floats(j, t, n_extra) * omp_get_max_threads());
+  }
+  Scratch(float* all, const Job& j, const Tile& t, size_t n_extra) {
+    const size_t a2 = t.a * t.a, tb = j.TB;
+    V = all + floats(j, t, n_extra) * omp_get_thread_num();
+    Mb = V + a2 * j.Ci * tb, D = Mb + a2 * j.Co * tb, tmp = D + a2 * tb, Y = tmp + a2 * tb;
+    extra = Y + a2 * tb;
   }
 };
 
@@ -244,9 +253,10 @@ void wino_conv(const float* in, const float* U, const float* b, bool relu, float
                const Job& j, const Tile& t) {
   const int64_t nblocks = (j.T + j.TB - 1) / j.TB, a2 = t.a * t.a;
   const float* xp = pad_input(in, j);
+  float* all = Scratch::allocate(j, t, 0);
 #pragma omp parallel
   {
-    Scratch s(j, t, 0);
+    Scratch s(all, j, t, 0);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < nblocks; ++blk) {
       const int64_t t0 = blk * j.TB, nb = std::min(j.TB, j.T - t0);
@@ -322,9 +332,10 @@ void bwd_weight_winograd(const float* x, const float* gy, float* gw, const Geom&
   std::vector<float*> parts(nt, nullptr);
   std::vector<double> dU(dsize, 0.0);
   const float* xp = pad_input(x, j);
+  float* all = Scratch::allocate(j, t, dsize);
 #pragma omp parallel num_threads(nt)
   {
-    Scratch s(j, t, dsize);
+    Scratch s(all, j, t, dsize);
     float* acc = s.extra;
     parts[omp_get_thread_num()] = acc;
     std::fill(acc, acc + dsize, 0.f);
