@@ -136,13 +136,14 @@ def _run(ctx: Any, pass_: str, kernel: Callable[[str], None]) -> None:
     algo = _tuned.get(key)
     if algo is not None:
         return kernel(algo)
-    # Every candidate runs twice, best of both, so that a first call's page faults and cold
-    # caches (its workspace grows on first use) do not decide; a third round for the close
-    # contenders. The winner runs last, leaving its result in the output.
+    # Three rounds, best of each candidate's runs, so that a first call's page faults and cold
+    # caches (its workspace grows on first use) and a busy machine's preemptions do not decide;
+    # a candidate over 3x the best so far drops out after a round. The winner runs last,
+    # leaving its result in the output.
     best = {a: float("inf") for a in _candidates(ctx)}
     last = None
-    for round_ in range(3):
-        for last in best if round_ < 2 else [a for a in best if best[a] < 1.2 * min(best.values())]:
+    for _ in range(3):
+        for last in [a for a in best if best[a] < 3 * min(best.values())] or list(best):
             t0 = time.perf_counter()
             kernel(last)
             best[last] = min(best[last], time.perf_counter() - t0)
