@@ -22,8 +22,8 @@ def _force(algo: str) -> None:
     """The autotuner's only candidate: ``algo`` where it applies, im2col elsewhere."""
     orig = conv_ops._candidates
 
-    def only(ctx):
-        return [algo] if algo in orig(ctx) else ["im2col"]
+    def only(ctx, pass_="fwd"):
+        return [algo] if algo in orig(ctx, pass_) else ["im2col"]
 
     conv_ops._candidates = only
     conv_ops._tuned.clear()

@@ -328,9 +328,9 @@ void bwd_weight_winograd(const float* x, const float* gy, float* gw, const Geom&
   const Job j = make_job(g.N, g.C, g.H, g.W, g.K, g.P, g.Q, -g.ph, -g.pw, t);
   const int64_t a2 = t.a * t.a, nblocks = (j.T + j.TB - 1) / j.TB, dsize = a2 * g.K * g.C;
   const int nt = omp_get_max_threads();
-  // Each thread sums its tiles into its own dU; the copies are added in double at the end.
+  // Each thread sums its tiles into its own dU (a*a*K*C floats: the reason the autotuner skips
+  // Winograd's weight gradient when that outweighs the input, pyengine/ops/conv.py).
   std::vector<float*> parts(nt, nullptr);
-  std::vector<double> dU(dsize, 0.0);
   const float* xp = pad_input(x, j);
   float* all = Scratch::allocate(j, t, dsize);
 #pragma omp parallel num_threads(nt)
@@ -352,25 +352,25 @@ void bwd_weight_winograd(const float* x, const float* gy, float* gw, const Geom&
         pe::sgemm(false, true, g.K, g.C, nb, 1.f, s.Mb + e * g.K * j.TB, j.TB,
                   s.V + e * g.C * j.TB, j.TB, 1.f, acc + e * g.K * g.C, g.C);
     }
+    // gw[k][c][r][s] = sum_{e=(u,v)} G[u][r] dU[e][k][c] G[v][s], the threads' dU summed in double
+    const int64_t a = t.a, KC = g.K * g.C;
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < dsize; ++i) {
-      double v = 0.0;
-      for (int p = 0; p < nt; ++p) v += parts[p] ? parts[p][i] : 0.f;
-      dU[i] = v;
+    for (int64_t kc = 0; kc < KC; ++kc) {
+      double du[36];
+      for (int64_t e = 0; e < a2; ++e) {
+        double v = 0.0;
+        for (int p = 0; p < nt; ++p) v += parts[p] ? parts[p][e * KC + kc] : 0.f;
+        du[e] = v;
+      }
+      for (int r = 0; r < 3; ++r)
+        for (int c = 0; c < 3; ++c) {
+          double v = 0.0;
+          for (int64_t u = 0; u < a; ++u)
+            for (int64_t q = 0; q < a; ++q) v += t.G[u * 3 + r] * du[u * a + q] * t.G[q * 3 + c];
+          gw[kc * 9 + r * 3 + c] = static_cast<float>(v);
+        }
     }
   }
-  // gw[k][c][r][s] = sum_{e=(u,v)} G[u][r] dU[e][k][c] G[v][s]
-  const int64_t a = t.a;
-#pragma omp parallel for schedule(static) if (g.K * g.C > 256)
-  for (int64_t kc = 0; kc < g.K * g.C; ++kc)
-    for (int r = 0; r < 3; ++r)
-      for (int s = 0; s < 3; ++s) {
-        double v = 0.0;
-        for (int64_t u = 0; u < a; ++u)
-          for (int64_t q = 0; q < a; ++q)
-            v += t.G[u * 3 + r] * dU[(u * a + q) * g.K * g.C + kc] * t.G[q * 3 + s];
-        gw[kc * 9 + r * 3 + s] = static_cast<float>(v);
-      }
 }
 
 }  // namespace pe::conv

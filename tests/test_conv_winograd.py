@@ -195,7 +195,7 @@ def test_auto_considers_winograd(rng):
     seen = []
     orig, bench = conv_ops._candidates, pe.backends.conv_benchmark
     try:
-        conv_ops._candidates = lambda ctx: seen.append(orig(ctx)) or seen[-1]
+        conv_ops._candidates = lambda ctx, p: seen.append(orig(ctx, p)) or seen[-1]
         pe.backends.conv_benchmark = True
         conv_ops._tuned.clear()
         F.conv2d(x, w3, padding=1)
@@ -203,3 +203,7 @@ def test_auto_considers_winograd(rng):
     finally:
         conv_ops._candidates, pe.backends.conv_benchmark = orig, bench
     assert seen == [["direct", "im2col", "winograd"], ["direct", "im2col"]]
+    x_small = pe.tensor(rng.standard_normal((1, 64, 4, 4)).astype(np.float32))
+    w_big = pe.tensor(rng.standard_normal((64, 64, 3, 3)).astype(np.float32), requires_grad=True)
+    ctx = type("Ctx", (), dict(geo=(1, 1, 1, 1, 1, 1, 1), wshape=w_big.shape, xshape=x_small.shape))
+    assert "winograd" in orig(ctx, "fwd") and "winograd" not in orig(ctx, "bwd_weight")

@@ -140,7 +140,7 @@ def _run(ctx: Any, pass_: str, kernel: Callable[[str], None]) -> None:
     # caches (its workspace grows on first use) and a busy machine's preemptions do not decide;
     # a candidate over 3x the best so far drops out after a round. The winner runs last,
     # leaving its result in the output.
-    best = {a: float("inf") for a in _candidates(ctx)}
+    best = {a: float("inf") for a in _candidates(ctx, pass_)}
     last = None
     for _ in range(3):
         for last in [a for a in best if best[a] < 3 * min(best.values())] or list(best):
@@ -229,8 +229,16 @@ def _winograd_applies(ctx: Any) -> bool:
     return tuple(ctx.wshape[2:]) == (3, 3) and (sh, sw, dh, dw, g) == (1, 1, 1, 1, 1)
 
 
-def _candidates(ctx: Any) -> list[str]:
-    return [a for a in ALGOS[1:] if a != "winograd" or _winograd_applies(ctx)]
+def _candidates(ctx: Any, pass_: str = "fwd") -> list[str]:
+    """Algorithms the tuner times. Winograd's weight gradient keeps one (6*6, K, C) float
+    accumulator per thread: where that outweighs the layer's input (the 8x8, 256->512 U-Net
+    bottleneck: 75 MB against 0.3 MB) the memory is not worth its speed, and it is left out."""
+    from pyengine import get_num_threads
+
+    ok = _winograd_applies(ctx)
+    if ok and pass_ == "bwd_weight":
+        ok = 36 * ctx.wshape[0] * ctx.wshape[1] * get_num_threads() <= int(np.prod(ctx.xshape))
+    return [a for a in ALGOS[1:] if a != "winograd" or ok]
 
 
 def _heuristic(ctx: Any, pass_: str) -> str:
