@@ -2,7 +2,8 @@
 and, outside quick mode, the forced "direct" and "im2col" kernels) against NumPy and PyTorch on
 the layers of the models: DnCNN's 64->64 3x3 layer (batch 16, 40x40), a U-Net 64->64 3x3 layer
 (batch 4, 64x64), the 1->64 first layer (batch 16, 40x40) and the U-Net's 128->64 k2 s2
-transposed conv (batch 4, 32x32).
+transposed conv (batch 4, 32x32). Each library and algorithm is timed in a process of its own
+(harness.isolated_ms), after every result was checked in this one.
 
 Two rows per case: "fwd" (no graph) and "f+b", a training step's forward plus backward: weight and
 bias gradients, and the input gradient except for a first layer, whose input needs none. GFLOP/s
@@ -28,7 +29,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import pyengine as pe
 import pyengine.nn.functional as F
-from benchmarks.harness import check_close, format_table, median_ms, row, torch
+from benchmarks.harness import check_close, format_table, isolated_ms, row, torch
 
 # label, input shape (N, C, H, W), output channels, kernel, stride, padding, needs input grad
 CONV = [
@@ -38,7 +39,7 @@ CONV = [
 ]
 CONVT = ("k2s2 128>64", (4, 128, 32, 32), 64, 2, 2, 0, True)
 QUICK_BATCH = {"DnCNN 64>64": 4, "U-Net 64>64": 1, "first 1>64": 4, "k2s2 128>64": 1}
-ALGOS = ("auto", "direct", "im2col")
+ALGOS = ("auto", "direct", "im2col", "winograd")
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -120,19 +121,12 @@ def _check(name: str, got: tuple[Any, ...], ref: tuple[Any, ...]) -> None:
             check_close(f"{name} {label}", a if isinstance(a, np.ndarray) else a.numpy(), r)
 
 
-def case(
-    kind: str,
-    label: str,
-    shape: tuple[int, ...],
-    cout: int,
-    k: int,
-    stride: int,
-    pad: int,
-    need_x: bool,
-    algos: tuple[str, ...],
-    repeats: int,
-) -> list[dict[str, Any]]:
-    """Check, then time, one layer (``kind`` "conv" or "convT"): a fwd and an f+b row per algo."""
+def _setup(kind: str, index: int, quick: bool) -> dict[str, Any]:
+    """Operands and functions of case ``index`` of CONV (``kind`` "conv") or CONVT ("convT"),
+    the same in every process (seeded)."""
+    label, shape, cout, k, stride, pad, need_x = CONV[index] if kind == "conv" else CONVT
+    if quick:
+        shape = (QUICK_BATCH[label], *shape[1:])
     n, cin, h, w = shape
     if kind == "conv":
         wshape, fan_in = (cout, cin, k, k), cin * k * k
@@ -161,32 +155,62 @@ def case(
     def pe_op(algo: str) -> Callable:
         return lambda *xwb: pe_fn(*xwb, stride, pad, algo=algo)
 
-    # Check everything first, against the float64 twin (float64 pyengine tensors run on it);
-    # the first "auto" call also tunes the algorithm choice, so tuning is never timed.
-    name = f"{kind} {label}"
-    ref64 = _passes(pe, pe_op("auto"), tuple(a.astype(np.float64) for a in arrays), need_x)[1]()
-    ref = tuple(None if a is None else a.numpy() for a in ref64)
-    _check(f"{name} numpy", np_run(True), ref)
-    ours = {a: _passes(pe, pe_op(a), arrays, need_x) for a in algos}
-    for a, (_, step) in ours.items():
-        _check(f"{name} {a}", step(), ref)
-    torch_ms: tuple[float | None, float | None] = (None, None)
-    if torch is not None:
-        t_fwd, t_step = _passes(torch, lambda *xwb: torch_fn(*xwb, stride, pad), arrays, need_x)
-        _check(f"{name} torch", t_step(), ref)
-        torch_ms = (median_ms(t_fwd, repeats), median_ms(t_step, repeats))
-    numpy_ms = (median_ms(lambda: np_run(False), repeats), median_ms(lambda: np_run(True), repeats))
+    def torch_op(*xwb: Any) -> Any:
+        return torch_fn(*xwb, stride, pad)
 
+    return dict(
+        name=f"{kind} {label}",
+        shape=shape,
+        arrays=arrays,
+        need_x=need_x,
+        flops=flops,
+        np_run=np_run,
+        pe_op=pe_op,
+        torch_op=torch_op,
+    )
+
+
+def work(lib: str, kind: str, index: int, quick: bool, algo: str, grad: bool) -> Callable:
+    """The pass to time in ``lib``'s own process (harness.isolated_ms): forward without a graph,
+    or with ``grad`` forward + backward."""
+    c = _setup(kind, index, quick)
+    if lib == "numpy":
+        return lambda: c["np_run"](grad)
+    op = c["pe_op"](algo) if lib == "pyengine" else c["torch_op"]
+    return _passes(pe if lib == "pyengine" else torch, op, c["arrays"], c["need_x"])[int(grad)]
+
+
+def case(
+    kind: str, index: int, quick: bool, algos: tuple[str, ...], repeats: int
+) -> list[dict[str, Any]]:
+    """Check, then time (each library and algorithm in a process of its own), one layer: a fwd
+    and an f+b row per algo."""
+    c = _setup(kind, index, quick)
+    name, arrays, need_x = c["name"], c["arrays"], c["need_x"]
+    # Check everything first, against the float64 twin (float64 pyengine tensors run on it).
+    ref64 = _passes(pe, c["pe_op"]("auto"), tuple(a.astype(np.float64) for a in arrays), need_x)
+    ref = tuple(None if a is None else a.numpy() for a in ref64[1]())
+    _check(f"{name} numpy", c["np_run"](True), ref)
+    for a in algos:
+        _check(f"{name} {a}", _passes(pe, c["pe_op"](a), arrays, need_x)[1](), ref)
+    if torch is not None:
+        _check(f"{name} torch", _passes(torch, c["torch_op"], arrays, need_x)[1](), ref)
+
+    def timed(lib: str, algo: str, grad: bool) -> float:
+        args = (kind, index, quick, algo, grad)
+        return isolated_ms("benchmarks.bench_conv:work", *args, lib=lib, repeats=repeats)
+
+    torch_ms = [timed("torch", "", g) if torch is not None else None for g in (False, True)]
+    numpy_ms = [timed("numpy", "", g) for g in (False, True)]
     rows = []
-    for a, fns in ours.items():
+    for a in algos:
         for i, (pass_, mult) in enumerate((("fwd", 1.0), ("f+b", 3.0 if need_x else 2.0))):
-            ms = median_ms(fns[i], repeats)
             rows.append(
                 row(
                     f"{name} {pass_} {a}",
-                    shape,
-                    ms,
-                    flops=mult * flops,
+                    c["shape"],
+                    timed("pyengine", a, bool(i)),
+                    flops=mult * c["flops"],
                     numpy_ms=numpy_ms[i],
                     torch_ms=torch_ms[i],
                 )
@@ -198,12 +222,12 @@ def run(quick: bool) -> list[dict[str, Any]]:
     """Rows for ``python -m benchmarks`` (protocol in harness.py)."""
     repeats = 3 if quick else 10
     algos = ALGOS[:1] if quick else ALGOS
+    cases = [("conv", i) for i in range(len(CONV))] + [("convT", 0)]
     rows = []
-    for kind, spec in [("conv", c) for c in CONV] + [("convT", CONVT)]:
-        label, shape, *rest = spec
-        if quick:
-            shape = (QUICK_BATCH[label], *shape[1:])
-        rows += case(kind, label, shape, *rest, algos=algos, repeats=repeats)
+    for kind, i in cases:
+        # Winograd only where it applies (3x3, stride 1): not on the k2 s2 transposed conv.
+        usable = tuple(a for a in algos if a != "winograd" or kind == "conv")
+        rows += case(kind, i, quick, usable, repeats)
     return rows
 
 

@@ -27,7 +27,11 @@ Machine references (``machine()``), measured once per process:
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +41,10 @@ from typing import Any
 import numpy as np
 
 try:
+    # A process that times only pyengine or only NumPy (see isolated_ms) leaves PyTorch and its
+    # OpenMP runtime out.
+    if os.environ.get("PE_BENCH_NO_TORCH"):
+        raise ImportError
     import torch
 except ImportError:  # PyTorch is an optional reference
     torch = None
@@ -59,6 +67,31 @@ def median_ms(
         fn()
         times.append(time.perf_counter() - t0)
     return float(np.median(times)) * 1e3
+
+
+def isolated_ms(target: str, *args: Any, lib: str = "pyengine", repeats: int = 10) -> float:
+    """Median ms (``median_ms``) of a workload timed in a fresh Python process of its own:
+    ``target`` ("module:function") is called there with ``lib`` ("pyengine", "numpy" or "torch")
+    and the JSON-able ``args`` and returns the callable to time. So each library runs alone: no
+    OpenBLAS worker threads still spinning after a NumPy call, no second OpenMP runtime, no other
+    library's caches or allocator state (in one process OpenBLAS's spinning halved pyengine's
+    rate on the call after a NumPy product). PyTorch is imported only when ``lib`` is "torch"."""
+    env = dict(os.environ)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if lib != "torch":
+        env["PE_BENCH_NO_TORCH"] = "1"
+    cmd = [sys.executable, "-m", "benchmarks.harness", target, lib, json.dumps(args), str(repeats)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode:
+        raise RuntimeError(f"{target}{tuple(args)} [{lib}] failed:\n{out.stderr[-2000:]}")
+    return float(out.stdout.split()[-1])
+
+
+def _isolated_main(argv: list[str]) -> None:
+    target, lib, args, repeats = argv
+    module, fn = target.split(":")
+    work = getattr(importlib.import_module(module), fn)(lib, *json.loads(args))
+    print(median_ms(work, int(repeats)))
 
 
 def check_close(name: str, got: Any, ref: Any, rtol: float = 1e-4) -> None:
@@ -209,3 +242,7 @@ def plot_ratios(rows: list[dict[str, Any]], path: str) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+if __name__ == "__main__":
+    _isolated_main(sys.argv[1:])

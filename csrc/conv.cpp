@@ -14,12 +14,35 @@
 namespace pe::conv {
 namespace {
 
-enum class Algo { Direct, Im2col };
+// Winograd: "winograd" with the default tile, or F(2x2,3x3) / F(4x4,3x3) explicitly.
+enum class Algo { Direct, Im2col, Winograd, Winograd2, Winograd4 };
+
+const std::pair<const char*, Algo> kAlgos[] = {{"direct", Algo::Direct},
+                                               {"im2col", Algo::Im2col},
+                                               {"winograd", Algo::Winograd},
+                                               {"winograd_f2", Algo::Winograd2},
+                                               {"winograd_f4", Algo::Winograd4}};
 
 Algo parse_algo(const std::string& a) {
-  if (a == "direct") return Algo::Direct;
-  if (a == "im2col") return Algo::Im2col;
-  throw std::invalid_argument("conv: unknown algo '" + a + "', expected 'direct' or 'im2col'");
+  for (const auto& [name, algo] : kAlgos)
+    if (a == name) return algo;
+  throw std::invalid_argument("conv: unknown algo '" + a +
+                              "', expected 'direct', 'im2col' or 'winograd'");
+}
+
+// The Winograd output tile of algo, after checking that it applies to g; 0 for the others.
+int wino_tile(Algo algo, const Geom& g) {
+  if (algo == Algo::Direct || algo == Algo::Im2col) return 0;
+  PE_CHECK(wino_supported(g), "conv: algo 'winograd' needs a 3x3 kernel, stride 1, dilation 1 ",
+           "and groups 1, got kernel (", g.R, ", ", g.S, "), stride (", g.sh, ", ", g.sw,
+           "), dilation (", g.dh, ", ", g.dw, "), groups ", g.G);
+  return algo == Algo::Winograd2 ? 2 : algo == Algo::Winograd4 ? 4 : wino_default_tile();
+}
+
+// y = max(y, 0) in place: the ReLU of a fused conv for the algorithms without an epilogue.
+void relu_inplace(float* y, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) y[i] = std::max(y[i], 0.f);
 }
 
 // A borrowed NumPy array (never a converted temporary, whose buffer would not outlive the call).
@@ -43,15 +66,19 @@ float* grad_bias_ptr(const py::object& b, int64_t n) {
 }
 
 void forward(Algo algo, const py::array& x, const py::array& w, const py::object& b, py::array& y,
-             int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t G) {
+             int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t G,
+             bool relu = false) {
   const Geom g = make_geom(x, w, y, sh, sw, ph, pw, dh, dw, G, "input", "output");
   const float *px = pe::in_ptr(x, "input"), *pw_ = pe::in_ptr(w, "weight");
   const float* pb = bias_ptr(b, g.K, "bias");
   float* py_ = pe::out_ptr(y, "output");
   // An empty batch needs no work however large its planes (whose scratch could not be allocated).
   if (y.size() == 0) return;
+  const int m = wino_tile(algo, g);
   py::gil_scoped_release nogil;
+  if (m) return fwd_winograd(px, pw_, pb, relu, py_, g, m);
   (algo == Algo::Direct ? fwd_direct : fwd_im2col)(px, pw_, pb, py_, g);
+  if (relu) relu_inplace(py_, g.N * g.K * g.P * g.Q);
 }
 
 void backward_input(Algo algo, const py::array& gy, const py::array& w, py::array& gx, int64_t sh,
@@ -60,8 +87,10 @@ void backward_input(Algo algo, const py::array& gy, const py::array& w, py::arra
   const float *pgy = pe::in_ptr(gy, "grad_output"), *pw_ = pe::in_ptr(w, "weight");
   float* pgx = pe::out_ptr(gx, "grad_input");
   if (gx.size() == 0) return;
+  const int m = wino_tile(algo, g);
   py::gil_scoped_release nogil;
   if (gy.size() == 0) return std::fill(pgx, pgx + gx.size(), 0.f);
+  if (m) return bwd_input_winograd(pgy, pw_, pgx, g, m);
   (algo == Algo::Direct ? bwd_input_direct : bwd_input_im2col)(pgy, pw_, pgx, g);
 }
 
@@ -72,13 +101,17 @@ void backward_weight(Algo algo, const py::array& x, const py::array& gy, py::arr
   const float *px = pe::in_ptr(x, "input"), *pgy = pe::in_ptr(gy, "grad_output");
   float* pgw = pe::out_ptr(gw, "grad_weight");
   float* pgb = grad_bias_ptr(gb, g.K);
+  const int m = wino_tile(algo, g);
   py::gil_scoped_release nogil;
   if (x.size() == 0 || gy.size() == 0) {
     std::fill(pgw, pgw + g.K * g.CRS(), 0.f);
     if (pgb) std::fill(pgb, pgb + g.K, 0.f);
     return;
   }
-  (algo == Algo::Direct ? bwd_weight_direct : bwd_weight_im2col)(px, pgy, pgw, g);
+  if (m)
+    bwd_weight_winograd(px, pgy, pgw, g, m);
+  else
+    (algo == Algo::Direct ? bwd_weight_direct : bwd_weight_im2col)(px, pgy, pgw, g);
   if (pgb) channel_sum(pgy, pgb, g.N, g.K, g.P * g.Q);
 }
 
@@ -88,16 +121,17 @@ void backward_weight(Algo algo, const py::array& x, const py::array& gy, py::arr
 void bind_conv(py::module_& m) {
   using namespace pe::conv;
   using py::arg;
-  for (const auto& entry : {std::pair{"direct", Algo::Direct}, std::pair{"im2col", Algo::Im2col}}) {
+  for (const auto& entry : kAlgos) {
     const std::string pre = std::string("conv2d_") + entry.first;
     const Algo algo = entry.second;
-    // x (N,C,H,W), w (K,C/G,R,S), b (K,) or None -> y (N,K,P,Q)
+    // x (N,C,H,W), w (K,C/G,R,S), b (K,) or None -> y (N,K,P,Q); relu: y = max(conv + b, 0)
     m.def((pre + "_forward").c_str(),
           [algo](const py::array& x, const py::array& w, const py::object& b, py::array& y,
                  int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-                 int64_t G) { forward(algo, x, w, b, y, sh, sw, ph, pw, dh, dw, G); },
+                 int64_t G, bool relu) { forward(algo, x, w, b, y, sh, sw, ph, pw, dh, dw, G, relu); },
           arg("x"), arg("w"), arg("b"), arg("y"), arg("stride_h"), arg("stride_w"),
-          arg("pad_h"), arg("pad_w"), arg("dilation_h"), arg("dilation_w"), arg("groups"));
+          arg("pad_h"), arg("pad_w"), arg("dilation_h"), arg("dilation_w"), arg("groups"),
+          arg("relu") = false);
     // gy (N,K,P,Q), w -> gx (N,C,H,W)
     m.def((pre + "_backward_input").c_str(),
           [algo](const py::array& gy, const py::array& w, py::array& gx, int64_t sh, int64_t sw,

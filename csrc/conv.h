@@ -79,7 +79,8 @@ class Errors {
 
 // Grow-only, 64-byte aligned scratch per thread and slot, so no call mallocs big buffers.
 // Slots: 0 column tiles / pack line, 1 per-call buffers of the calling thread, 2-3 the wide
-// forward's padded input and output.
+// forward's padded input and output, 4 Winograd's transformed filter (calling thread), 5 its
+// per-thread tile buffers.
 float* workspace(int slot, size_t n);
 
 // Output rows per column tile: ~4 MiB of columns, so the GEMM stays large and the buffer cached.
@@ -110,12 +111,20 @@ void fill_bias(float* yn, const float* b, int64_t K, int64_t PQ);
 // gb[k] = sum over n and the plane of gy (N,K,PQ); float rows summed in double.
 void channel_sum(const float* gy, float* gb, int64_t N, int64_t K, int64_t PQ);
 
-// The algorithms (conv_direct.cpp, conv_im2col.cpp); the caller has checked the geometry.
+// The algorithms (conv_direct.cpp, conv_im2col.cpp, conv_winograd.cpp); the caller has checked the geometry.
 void fwd_direct(const float* x, const float* w, const float* b, float* y, const Geom& g);
 void bwd_input_direct(const float* gy, const float* w, float* gx, const Geom& g);
 void bwd_weight_direct(const float* x, const float* gy, float* gw, const Geom& g);
 void fwd_im2col(const float* x, const float* w, const float* b, float* y, const Geom& g);
 void bwd_input_im2col(const float* gy, const float* w, float* gx, const Geom& g);
 void bwd_weight_im2col(const float* x, const float* gy, float* gw, const Geom& g);
+// conv_winograd.cpp: 3x3, stride 1, dilation 1, groups 1 only (wino_supported); m = 2 or 4 is
+// the output tile F(mxm, 3x3); relu applies max(., 0) after the bias.
+bool wino_supported(const Geom& g);
+int wino_default_tile();
+void fwd_winograd(const float* x, const float* w, const float* b, bool relu, float* y,
+                  const Geom& g, int m);
+void bwd_input_winograd(const float* gy, const float* w, float* gx, const Geom& g, int m);
+void bwd_weight_winograd(const float* x, const float* gy, float* gw, const Geom& g, int m);
 
 }  // namespace pe::conv

@@ -65,7 +65,7 @@ float* workspace(int slot, size_t n) {
     std::unique_ptr<float, decltype(&std::free)> p{nullptr, &std::free};
     size_t cap = 0;
   };
-  thread_local Buf bufs[4];
+  thread_local Buf bufs[6];
   Buf& b = bufs[slot];
   if (n > b.cap) {
     b.p.reset(static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64)));

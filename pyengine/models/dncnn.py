@@ -18,6 +18,7 @@ import numpy as np
 
 from pyengine import nn
 from pyengine.autograd import no_grad
+from pyengine.models.fused import run_sequential
 from pyengine.nn.utils import fuse_conv_bn_sequential
 from pyengine.tensor import Tensor
 
@@ -82,12 +83,13 @@ class DnCNN(nn.Module):
         return self.depth
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.layers(x)
+        # conv+ReLU and BN+ReLU pairs run fused (pyengine/models/fused.py); same result.
+        return run_sequential(self.layers, x)
 
     def denoise(self, noisy: Tensor) -> Tensor:
         """``noisy - net(noisy)``, without recording a graph."""
         with no_grad():
-            return noisy - self.layers(noisy)
+            return noisy - run_sequential(self.layers, noisy)
 
     def fuse(self) -> DnCNN:
         """Fold every BatchNorm into its conv (eval semantics), in place; the result has the

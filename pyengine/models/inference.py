@@ -7,6 +7,8 @@ then exactly the untiled one, since a zero-padded border perturbs only one more 
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from pyengine.autograd import no_grad
@@ -21,6 +23,18 @@ def _run(model: Module, x: np.ndarray, device: str) -> np.ndarray:
     return model.denoise(t).cpu().numpy()[0]
 
 
+def _folded(model: Module) -> Module:
+    """An eval-mode model with every BatchNorm folded into its conv (``model.fuse()``, on a copy,
+    so a model in training keeps its BatchNorms): checkpoints from ``pyengine train`` then run as
+    the shipped pretrained weights do, conv + bias + ReLU per layer with no BatchNorm pass."""
+    from pyengine.nn import BatchNorm2d
+
+    has_bn = any(isinstance(m, BatchNorm2d) for m in model.modules())
+    if not has_bn or model.training or not hasattr(model, "fuse"):
+        return model
+    return copy.deepcopy(model).fuse()
+
+
 def denoise_array(
     model: Module, noisy: np.ndarray, tile: int = 512, device: str = "cpu"
 ) -> np.ndarray:
@@ -29,6 +43,7 @@ def denoise_array(
     if noisy.ndim != 3:
         raise ValueError(f"expected a (C, H, W) image, got shape {noisy.shape}")
     c, h, w = noisy.shape
+    model = _folded(model)
     with no_grad():
         if tile <= 0 or (h <= tile and w <= tile):
             return _run(model, noisy, device)

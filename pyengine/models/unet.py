@@ -13,6 +13,7 @@ from typing import Any
 
 from pyengine import nn
 from pyengine.autograd import no_grad
+from pyengine.models.fused import run_sequential
 from pyengine.nn import functional as F
 from pyengine.nn.utils import fuse_conv_bn_sequential
 from pyengine.ops.shape import cat
@@ -102,11 +103,11 @@ class UNet(nn.Module):
             x = F.pad(x, (0, pw, 0, ph))
         skips = []
         for i, block in enumerate(self.down):
-            x = block(x if i == 0 else self.pool(x))
+            x = run_sequential(block, x if i == 0 else self.pool(x))  # fused pairs: fused.py
             skips.append(x)
         x = skips.pop()
         for up, dec in zip(self.up, self.dec):
-            x = dec(cat([skips.pop(), up(x)], 1))
+            x = run_sequential(dec, cat([skips.pop(), up(x)], 1))
         y = self.head(x)
         return y[:, :, :h, :w] if ph or pw else y
 

@@ -2,12 +2,14 @@
 
 The wrappers check arguments with PyTorch's rules and messages (RuntimeError for shape errors, as
 torch raises), compute output sizes with torch's formulas, and pick a kernel algorithm:
-``algo="direct"`` (shift-and-add over taps), ``"im2col"`` (column buffer + GEMM) or ``"auto"``.
+``algo="direct"`` (shift-and-add over taps), ``"im2col"`` (column buffer + GEMM), ``"winograd"``
+(F(4x4,3x3) minimal filtering, 3x3 / stride 1 / dilation 1 / groups 1 only; on devices without a
+Winograd kernel it runs im2col) or ``"auto"``.
 
 ``"auto"`` picks per pass (forward, input gradient, weight gradient): with
 ``pyengine.backends.conv_benchmark`` on (the default), the first call of a pass on a new shape
-times both algorithms on the real operands and caches the faster, as cudnn.benchmark does; off,
-or where both algorithms are one kernel (the float64 NumPy twin, other devices), or under
+times the algorithms that apply on the real operands and caches the fastest, as cudnn.benchmark
+does; off, or where the algorithms are one kernel (the float64 NumPy twin, other devices), or under
 ``pyengine.use_deterministic_algorithms(True)`` (timings differ between processes), a heuristic.
 """
 
@@ -23,7 +25,7 @@ from pyengine import backends
 from pyengine.autograd import Function
 from pyengine.tensor import Tensor
 
-ALGOS = ("auto", "direct", "im2col")
+ALGOS = ("auto", "direct", "im2col", "winograd")
 Pair = tuple[int, int]
 
 
@@ -69,7 +71,37 @@ class Conv2d(_Conv):
         return w.shape[0]
 
     def _kernel(self, pass_: str, algo: str, *arrays: Any) -> None:
+        if algo == "winograd" and not hasattr(self.k, "conv2d_winograd_forward"):
+            algo = "im2col"
         getattr(self.k, f"conv2d_{algo}_{pass_}")(*arrays, *self.geo)
+
+
+class Conv2dReLU(Conv2d):
+    """relu(conv2d(x, w, b)) as one node: the ReLU is the conv kernel's epilogue (applied as each
+    output tile is written, no second pass on the CPU), and backward reads its mask from the saved
+    output (y > 0), so no pre-activation tensor is kept."""
+
+    def _kernel(self, pass_: str, algo: str, *arrays: Any) -> None:
+        if pass_ != "forward":
+            return super()._kernel(pass_, algo, *arrays)
+        if algo == "winograd" and not hasattr(self.k, "conv2d_winograd_forward"):
+            algo = "im2col"
+        fn = getattr(self.k, f"conv2d_{algo}_forward")
+        if self.device.type == "cpu":
+            fn(*arrays, *self.geo, relu=True)
+        else:
+            fn(*arrays, *self.geo)
+            self.k.unary_forward("relu", arrays[-1], arrays[-1])
+
+    def forward(self, x, w, b, geo: tuple[int, ...], out_hw: Pair, algo: str):
+        self.y = super().forward(x, w, b, geo, out_hw, algo)
+        return self.y
+
+    def backward(self, g):
+        gm = self.be.empty(g.shape, g.dtype)
+        self.k.unary_backward("relu", self.y, g, gm)
+        self.y = None
+        return super().backward(gm)
 
 
 class ConvTranspose2d(_Conv):
@@ -79,6 +111,8 @@ class ConvTranspose2d(_Conv):
         return w.shape[1] * self.geo[-1]
 
     def _kernel(self, pass_: str, algo: str, *arrays: Any) -> None:
+        if algo == "winograd" and not hasattr(self.k, "conv2d_winograd_forward"):
+            algo = "im2col"
         getattr(self.k, f"conv_transpose2d_{pass_}")(*arrays, *self.geo, algo)
 
 
@@ -102,18 +136,17 @@ def _run(ctx: Any, pass_: str, kernel: Callable[[str], None]) -> None:
     algo = _tuned.get(key)
     if algo is not None:
         return kernel(algo)
-    # A second round for the close contenders, best of both, so that the first call's page
-    # faults and cold caches do not decide; the winner runs last, leaving its result in the output.
-    best = {}
-    for a in ALGOS[1:]:
-        t0 = time.perf_counter()
-        kernel(a)
-        best[a] = time.perf_counter() - t0
+    # Three rounds, best of each candidate's runs, so that a first call's page faults and cold
+    # caches (its workspace grows on first use) and a busy machine's preemptions do not decide;
+    # a candidate over 3x the best so far drops out after a round. The winner runs last,
+    # leaving its result in the output.
+    best = {a: float("inf") for a in _candidates(ctx, pass_)}
     last = None
-    for last in [a for a in best if best[a] < 2 * min(best.values())]:
-        t0 = time.perf_counter()
-        kernel(last)
-        best[last] = min(best[last], time.perf_counter() - t0)
+    for _ in range(3):
+        for last in [a for a in best if best[a] < 3 * min(best.values())] or list(best):
+            t0 = time.perf_counter()
+            kernel(last)
+            best[last] = min(best[last], time.perf_counter() - t0)
     algo = _tuned[key] = min(best, key=best.__getitem__)
     if algo != last:
         kernel(algo)
@@ -203,6 +236,24 @@ def _check_algo(algo: str) -> None:
         raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
 
 
+def _winograd_applies(ctx: Any) -> bool:
+    """3x3 kernel, stride 1, dilation 1, groups 1 (geo = stride, padding, dilation, groups)."""
+    sh, sw, _, _, dh, dw, g = ctx.geo
+    return tuple(ctx.wshape[2:]) == (3, 3) and (sh, sw, dh, dw, g) == (1, 1, 1, 1, 1)
+
+
+def _candidates(ctx: Any, pass_: str = "fwd") -> list[str]:
+    """Algorithms the tuner times. Winograd's weight gradient keeps one (6*6, K, C) float
+    accumulator per thread: where that outweighs the layer's input (the 8x8, 256->512 U-Net
+    bottleneck: 75 MB against 0.3 MB) the memory is not worth its speed, and it is left out."""
+    from pyengine import get_num_threads
+
+    ok = _winograd_applies(ctx)
+    if ok and pass_ == "bwd_weight":
+        ok = 36 * ctx.wshape[0] * ctx.wshape[1] * get_num_threads() <= int(np.prod(ctx.xshape))
+    return [a for a in ALGOS[1:] if a != "winograd" or ok]
+
+
 def _heuristic(ctx: Any, pass_: str) -> str:
     """The GEMM of a pass has the pass's output channels as its M; with a handful of them (a
     1-channel output or input layer, depthwise) the micro-kernel's rows go mostly unused and
@@ -234,7 +285,21 @@ def conv2d(
     return _batched(_conv2d, input, weight, bias, stride, padding, dilation, groups, algo)
 
 
-def _conv2d(x, w, b, stride, padding, dilation, groups, algo) -> Tensor:
+def conv2d_relu(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    algo: str = "auto",
+) -> Tensor:
+    """``relu(conv2d(...))`` in one pass and one autograd node (see Conv2dReLU)."""
+    return _batched(_conv2d, input, weight, bias, stride, padding, dilation, groups, algo, True)
+
+
+def _conv2d(x, w, b, stride, padding, dilation, groups, algo, relu=False) -> Tensor:
     _check_algo(algo)
     st, dl = _pair(stride, "stride"), _pair(dilation, "dilation")
     same = False
@@ -276,7 +341,7 @@ def _conv2d(x, w, b, stride, padding, dilation, groups, algo) -> Tensor:
             )
         out_hw = ((ph - ek[0]) // st[0] + 1, (pw - ek[1]) // st[1] + 1)
     geo = (*st, *pd, *dl, groups)
-    return Conv2d.apply(x, w, b, geo=geo, out_hw=out_hw, algo=algo)
+    return (Conv2dReLU if relu else Conv2d).apply(x, w, b, geo=geo, out_hw=out_hw, algo=algo)
 
 
 def conv_transpose2d(

@@ -52,6 +52,25 @@ class BatchNorm(Function):
         return gx, gw, gb, None, None
 
 
+class BatchNormReLU(BatchNorm):
+    """relu(batch_norm(x)) as one node: the ReLU runs in place on the normalised output (no
+    second activation buffer, one graph node fewer) and backward masks the gradient with the
+    saved output (y > 0) before the BatchNorm backward. The kernels stay the BatchNorm and ReLU
+    ones (two passes over the activation), the saving is the buffer and the node."""
+
+    def forward(self, x, weight, bias, running_mean, running_var, training, momentum, eps):
+        y = super().forward(x, weight, bias, running_mean, running_var, training, momentum, eps)
+        self.k.unary_forward("relu", y, y)
+        self.y = y
+        return y
+
+    def backward(self, g):
+        gm = self.be.empty(g.shape, g.dtype)
+        self.k.unary_backward("relu", self.y, g, gm)
+        self.y = None
+        return super().backward(gm)
+
+
 def _check_channels(t: Tensor | None, name: str, C: int) -> None:
     if t is None:
         return
@@ -73,8 +92,10 @@ def batch_norm(
     training: bool = False,
     momentum: float = 0.1,
     eps: float = 1e-5,
+    relu: bool = False,
 ) -> Tensor:
-    """Batch normalisation of an (N, C, *) input over N and the trailing dims, as in PyTorch."""
+    """Batch normalisation of an (N, C, *) input over N and the trailing dims, as in PyTorch;
+    ``relu=True`` (pyengine's own) returns relu(batch_norm(...)) as one node (BatchNormReLU)."""
     if not isinstance(input, Tensor):
         raise TypeError(f"batch_norm: input must be a Tensor, got {type(input).__name__}")
     if input.ndim < 2:
@@ -101,7 +122,7 @@ def batch_norm(
             f"Expected more than 1 value per channel when training, got input size {input.shape}"
         )
     momentum = 0.0 if momentum is None else float(momentum)
-    return BatchNorm.apply(
+    return (BatchNormReLU if relu else BatchNorm).apply(
         input,
         weight,
         bias,

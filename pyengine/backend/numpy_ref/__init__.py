@@ -6,6 +6,7 @@ as in ``csrc/``.
 
 from pyengine.backend.numpy_ref.activation import *  # noqa: F401,F403
 from pyengine.backend.numpy_ref.conv import *  # noqa: F401,F403
+from pyengine.backend.numpy_ref.conv_winograd import *  # noqa: F401,F403
 from pyengine.backend.numpy_ref.elementwise import *  # noqa: F401,F403
 from pyengine.backend.numpy_ref.gemm import *  # noqa: F401,F403
 from pyengine.backend.numpy_ref.norm import *  # noqa: F401,F403

@@ -32,7 +32,9 @@ def _tap(xp, r, s, P, Q, sh, sw, dh, dw):
     return xp[..., r * dh : r * dh + (P - 1) * sh + 1 : sh, s * dw : s * dw + (Q - 1) * sw + 1 : sw]
 
 
-def conv2d_forward(x, w, b, y, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups):
+def conv2d_forward(
+    x, w, b, y, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups, relu=False
+):
     N, C, H, W = x.shape
     K, Cg, R, S = w.shape
     P, Q = y.shape[2:]
@@ -52,7 +54,7 @@ def conv2d_forward(x, w, b, y, stride_h, stride_w, pad_h, pad_w, dilation_h, dil
     out = out.reshape(N, K, P, Q)
     if b is not None:
         out += b.reshape(1, K, 1, 1)
-    y[...] = out
+    y[...] = np.maximum(out, 0) if relu else out
 
 
 def conv2d_backward_input(

@@ -1,0 +1,209 @@
+"""Winograd 3x3 convolution (csrc/conv_winograd.cpp, algo="winograd"): float32 kernels against
+float64 references on the legal shape families, the float64 NumPy twin's gradients by gradcheck,
+PyTorch as a cross-check, and the fused ReLU epilogue.
+
+Tolerances come from the tile: a Winograd output mixes an (m+2)^2 tile of transformed products,
+so its rounding error scales with the transforms' coefficients (up to 8 in F(4x4,3x3)'s output
+transform, 1/24 in its filter transform) and with the magnitude of the whole tile, not of the one
+output. The bound is ``C[m] * eps32 * max|conv(|x|, |w|)|`` (the conv of absolute values bounds
+every partial sum). Measured worst ratios on the shapes below: 2.3 for F(2x2), 28 for F(4x4),
+4.6 for im2col; C gives each about 8x headroom.
+"""
+
+import numpy as np
+import pytest
+from opcheck import check_op
+from torchcheck import torch_check
+
+import pyengine as pe
+import pyengine.nn.functional as F
+from pyengine import _cpu
+from pyengine.backend import numpy_ref
+from pyengine.ops import conv as conv_ops
+
+EPS32 = 2.0**-24
+C = {"winograd_f2": 16.0, "winograd_f4": 256.0, "winograd": 256.0, "im2col": 32.0}
+TILED = ["winograd_f2", "winograd_f4", "winograd"]
+
+# (N, C, H, W, K, padding): odd and even sizes, padding 0/1/2/3, 1 and 3+ channels, batch 1,
+# planes smaller than one tile, partial last tiles in both directions
+SHAPES = [
+    (1, 1, 5, 7, 3, 0),
+    (2, 3, 9, 8, 4, 1),
+    (1, 4, 6, 5, 2, 2),
+    (3, 5, 11, 13, 6, 3),
+    (1, 2, 3, 3, 2, 0),
+    (1, 16, 17, 19, 8, 1),
+    (2, 6, 4, 10, 5, 2),
+]
+
+
+def _ref(name, *arrays, geo):
+    getattr(numpy_ref, f"conv2d_im2col_{name}")(*arrays, *geo)
+
+
+def _passes(algo, x, w, b, gy, geo):
+    y = np.empty(gy.shape, np.float32)
+    gx = np.empty(x.shape, np.float32)
+    gw = np.empty(w.shape, np.float32)
+    gb = np.empty(b.shape, np.float32)
+    getattr(_cpu, f"conv2d_{algo}_forward")(x, w, b, y, *geo)
+    getattr(_cpu, f"conv2d_{algo}_backward_input")(gy, w, gx, *geo)
+    getattr(_cpu, f"conv2d_{algo}_backward_weight")(x, gy, gw, gb, *geo)
+    return y, gx, gw, gb
+
+
+def _references(x, w, b, gy, geo):
+    """float64 (value, bound) pairs: the result, and the same pass on absolute values."""
+    out = []
+    for name, args, shape in [
+        ("forward", (x, w, b), gy.shape),
+        ("backward_input", (gy, w), x.shape),
+        ("backward_weight", (x, gy), w.shape),
+    ]:
+        pair = []
+        for f in (lambda a: a, np.abs):
+            r = np.zeros(shape)
+            extra = (r, None) if name == "backward_weight" else (r,)
+            _ref(name, *(f(a.astype(np.float64)) for a in args), *extra, geo=geo)
+            pair.append(r)
+        out.append(pair)
+    return out
+
+
+def _arrays(rng, N, Cin, H, W, K, p):
+    x = rng.standard_normal((N, Cin, H, W)).astype(np.float32)
+    w = (rng.standard_normal((K, Cin, 3, 3)) / np.sqrt(9 * Cin)).astype(np.float32)
+    b = rng.standard_normal(K).astype(np.float32)
+    gy = rng.standard_normal((N, K, H + 2 * p - 2, W + 2 * p - 2)).astype(np.float32)
+    return x, w, b, gy, (1, 1, p, p, 1, 1, 1)
+
+
+@pytest.mark.parametrize("algo", TILED)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_against_float64(rng, algo, shape):
+    x, w, b, gy, geo = _arrays(rng, *shape)
+    got = _passes(algo, x, w, b, gy, geo)
+    for what, g, (ref, bound) in zip(("y", "gx", "gw"), got, _references(x, w, b, gy, geo)):
+        err = np.abs(g - ref).max()
+        tol = C[algo] * EPS32 * bound.max()
+        assert err <= tol, f"{algo} {shape} {what}: max error {err:.3g} > {tol:.3g}"
+    np.testing.assert_allclose(got[3], gy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-5)
+
+
+def test_tile_error_on_dncnn_shapes(rng):
+    """DnCNN's 64->64 3x3 pad-1 layer at 40x40 (batch 2): the float32 error of each tile size
+    against float64, relative to the largest output; csrc/conv_winograd.cpp quotes these."""
+    x, w, b, gy, geo = _arrays(rng, 2, 64, 40, 40, 64, 1)
+    refs = _references(x, w, b, gy, geo)
+    rel = {}
+    for algo in ("im2col", "winograd_f2", "winograd_f4"):
+        got = _passes(algo, x, w, b, gy, geo)
+        rel[algo] = [np.abs(g - r).max() / np.abs(r).max() for g, (r, _) in zip(got, refs)]
+    assert max(rel["winograd_f2"]) < 2e-6
+    assert max(rel["winograd_f4"]) < 2e-5
+    assert rel["winograd_f2"][0] < rel["winograd_f4"][0]
+
+
+@pytest.mark.parametrize("algo", ["direct", "im2col", *TILED])
+def test_fused_relu_epilogue(rng, algo):
+    x, w, b, gy, geo = _arrays(rng, 2, 3, 9, 8, 4, 1)
+    y = np.empty(gy.shape, np.float32)
+    getattr(_cpu, f"conv2d_{algo}_forward")(x, w, b, y, *geo, relu=True)
+    ref = np.zeros(gy.shape)
+    _ref("forward", x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), ref, geo=geo)
+    np.testing.assert_allclose(y, np.maximum(ref, 0), atol=1e-5)
+    assert (y >= 0).all() and (y == 0).any()
+
+
+def test_through_autograd_against_twin(rng):
+    for N, Cin, H, W, K, p in [(2, 3, 9, 8, 4, 1), (1, 1, 6, 7, 5, 0), (1, 4, 5, 5, 3, 2)]:
+        x = rng.standard_normal((N, Cin, H, W))
+        w = rng.standard_normal((K, Cin, 3, 3))
+        b = rng.standard_normal(K)
+        check_op(
+            lambda x, w, b, p=p: F.conv2d(x, w, b, padding=p, algo="winograd"),
+            [x, w, b],
+            atol=1e-4,
+            rtol=1e-4,
+        )
+
+
+@pytest.mark.parametrize("p", [0, 1, 2])
+def test_gradcheck_winograd_twin(rng, p):
+    """float64 tensors run the NumPy twin: its Winograd backward against finite differences."""
+    x = pe.tensor(rng.standard_normal((1, 2, 5, 6)), requires_grad=True)
+    w = pe.tensor(rng.standard_normal((3, 2, 3, 3)), requires_grad=True)
+    b = pe.tensor(rng.standard_normal(3), requires_grad=True)
+    for tile in ("winograd_f2", "winograd_f4"):
+
+        def fn(x, w, b, tile=tile):
+            return conv_ops.Conv2d.apply(
+                x, w, b, geo=(1, 1, p, p, 1, 1, 1), out_hw=(3 + 2 * p, 4 + 2 * p), algo=tile
+            )
+
+        assert pe.autograd.gradcheck(fn, [x, w, b])
+
+
+def test_twin_matches_direct_in_float64(rng):
+    x, w, b, gy, geo = _arrays(rng, 2, 3, 7, 9, 4, 2)
+    x, w, b, gy = (a.astype(np.float64) for a in (x, w, b, gy))
+    refs = _references(x, w, b, gy, geo)
+    for tile in TILED:
+        y, gx, gw = np.zeros(gy.shape), np.zeros(x.shape), np.zeros(w.shape)
+        getattr(numpy_ref, f"conv2d_{tile}_forward")(x, w, b, y, *geo)
+        getattr(numpy_ref, f"conv2d_{tile}_backward_input")(gy, w, gx, *geo)
+        getattr(numpy_ref, f"conv2d_{tile}_backward_weight")(x, gy, gw, None, *geo)
+        for g, (r, _) in zip((y, gx, gw), refs):
+            np.testing.assert_allclose(g, r, atol=1e-11)
+
+
+def test_torch_cross_check(torch, rng):
+    for N, Cin, H, W, K, p in [(2, 3, 9, 8, 4, 1), (1, 8, 13, 11, 6, 2)]:
+        x = rng.standard_normal((N, Cin, H, W))
+        w = rng.standard_normal((K, Cin, 3, 3)) / np.sqrt(9 * Cin)
+        b = rng.standard_normal(K)
+        torch_check(
+            torch,
+            lambda x, w, b, p=p: F.conv2d(x, w, b, padding=p, algo="winograd"),
+            [x, w, b],
+            torch_fn=lambda x, w, b, p=p: torch.nn.functional.conv2d(x, w, b, padding=p),
+            atol=1e-4,
+            rtol=1e-4,
+        )
+
+
+@pytest.mark.parametrize(
+    "kw,ws",
+    [
+        (dict(stride=2), (4, 3, 3, 3)),
+        (dict(dilation=2), (4, 3, 3, 3)),
+        (dict(groups=3), (3, 1, 3, 3)),
+        ({}, (4, 3, 5, 5)),
+    ],
+)
+def test_unsupported_geometry_raises(rng, kw, ws):
+    x = pe.tensor(rng.standard_normal((1, 3, 12, 12)).astype(np.float32))
+    w = pe.tensor(rng.standard_normal(ws).astype(np.float32))
+    with pytest.raises(ValueError, match="winograd"):
+        F.conv2d(x, w, algo="winograd", **kw)
+
+
+def test_auto_considers_winograd(rng):
+    x = pe.tensor(rng.standard_normal((1, 4, 10, 10)).astype(np.float32))
+    w3 = pe.tensor(rng.standard_normal((4, 4, 3, 3)).astype(np.float32))
+    seen = []
+    orig, bench = conv_ops._candidates, pe.backends.conv_benchmark
+    try:
+        conv_ops._candidates = lambda ctx, p: seen.append(orig(ctx, p)) or seen[-1]
+        pe.backends.conv_benchmark = True
+        conv_ops._tuned.clear()
+        F.conv2d(x, w3, padding=1)
+        F.conv2d(x, w3, stride=2)
+    finally:
+        conv_ops._candidates, pe.backends.conv_benchmark = orig, bench
+    assert seen == [["direct", "im2col", "winograd"], ["direct", "im2col"]]
+    x_small = pe.tensor(rng.standard_normal((1, 64, 4, 4)).astype(np.float32))
+    w_big = pe.tensor(rng.standard_normal((64, 64, 3, 3)).astype(np.float32), requires_grad=True)
+    ctx = type("Ctx", (), dict(geo=(1, 1, 1, 1, 1, 1, 1), wshape=w_big.shape, xshape=x_small.shape))
+    assert "winograd" in orig(ctx, "fwd") and "winograd" not in orig(ctx, "bwd_weight")

@@ -1,0 +1,100 @@
+"""Fused layers (issue 12): conv2d_relu (the ReLU as the conv kernel's epilogue), batch_norm with
+relu=True, the models' run-time fusion of Conv2d/BatchNorm2d + ReLU pairs, and BN folding in
+whole-image inference. Each against the unfused computation or the float64 twin."""
+
+import copy
+
+import numpy as np
+import pytest
+from opcheck import check_op
+
+import pyengine as pe
+import pyengine.nn.functional as F
+from pyengine import nn
+from pyengine.models import DnCNN, denoise_array
+from pyengine.models.fused import run_sequential
+from pyengine.ops.conv import conv2d_relu
+from pyengine.ops.norm import batch_norm
+
+
+@pytest.mark.parametrize("algo", ["auto", "direct", "im2col", "winograd"])
+def test_conv2d_relu_against_twin(device, rng, algo):
+    x = rng.standard_normal((2, 3, 9, 8))
+    w = rng.standard_normal((4, 3, 3, 3))
+    b = rng.standard_normal(4)
+    check_op(lambda x, w, b: conv2d_relu(x, w, b, padding=1, algo=algo), [x, w, b], device=device)
+
+
+def test_conv2d_relu_equals_relu_of_conv(rng):
+    x, w, b = (
+        pe.tensor(rng.standard_normal(s).astype(np.float32), requires_grad=True)
+        for s in [(2, 5, 7, 6), (6, 5, 3, 3), (6,)]
+    )
+    g = pe.tensor(rng.standard_normal((2, 6, 5, 4)).astype(np.float32))
+    grads = []
+    for fn in (lambda: conv2d_relu(x, w, b), lambda: F.relu(F.conv2d(x, w, b))):
+        x.grad = w.grad = b.grad = None
+        y = fn()
+        y.backward(g)
+        grads.append([y.detach().numpy(), x.grad.numpy(), w.grad.numpy(), b.grad.numpy()])
+    for a, r in zip(*grads):
+        np.testing.assert_allclose(a, r, atol=1e-5)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_relu(rng, training):
+    def run(relu):
+        x = pe.tensor(rng_x, requires_grad=True)
+        w, b = (pe.tensor(a, requires_grad=True) for a in (gamma, beta))
+        rm, rv = pe.tensor(mean.copy()), pe.tensor(var.copy())
+        y = batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5, relu=relu)
+        if not relu:
+            y = F.relu(y)
+        y.backward(pe.tensor(g))
+        return [y.detach().numpy(), x.grad.numpy(), w.grad.numpy(), b.grad.numpy(), rm.numpy()]
+
+    rng_x = rng.standard_normal((3, 4, 5, 6)).astype(np.float32)
+    gamma, beta = rng.random(4).astype(np.float32) + 0.5, rng.standard_normal(4).astype(np.float32)
+    mean, var = rng.standard_normal(4).astype(np.float32), rng.random(4).astype(np.float32) + 0.5
+    g = rng.standard_normal(rng_x.shape).astype(np.float32)
+    for a, r in zip(run(True), run(False)):
+        np.testing.assert_allclose(a, r, atol=1e-5)
+
+
+def test_run_sequential_equals_module_call(rng):
+    class MyReLU(nn.ReLU):  # a subclass is not fused
+        pass
+
+    pe.manual_seed(0)
+    seq = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU()),
+        nn.Conv2d(4, 3, 3, padding=1),
+        MyReLU(),
+        nn.BatchNorm2d(3),
+    )
+    twin = copy.deepcopy(seq)
+    x = pe.tensor(rng.standard_normal((2, 2, 8, 7)).astype(np.float32))
+    np.testing.assert_allclose(
+        run_sequential(seq, x).detach().numpy(), twin(x).detach().numpy(), atol=1e-5
+    )
+    for a, b in zip(seq.buffers(), twin.buffers()):  # running statistics updated alike
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    assert int(seq[2][1].num_batches_tracked.item()) == 1
+
+
+def test_denoise_array_folds_batchnorm(rng):
+    pe.manual_seed(3)
+    model = DnCNN(depth=5, channels=8)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.data[...] = rng.standard_normal(8).astype(np.float32) * 0.1
+            m.running_var.data[...] = rng.random(8).astype(np.float32) + 0.5
+    nn.init.normal_(model.layers[-1].weight, std=0.1)
+    model.eval()
+    noisy = rng.random((1, 19, 23)).astype(np.float32)
+    ref = model.denoise(pe.tensor(noisy[None])).numpy()[0]
+    got = denoise_array(model, noisy, tile=0)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # model left as it was
