@@ -23,7 +23,7 @@ from pyengine.nn.module import Module, Parameter
 from pyengine.nn.normalization import BatchNorm1d, BatchNorm2d
 from pyengine.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from pyengine.nn.summary import summary
-from pyengine.nn.upsampling import Upsample
+from pyengine.nn.upsampling import PixelShuffle, PixelUnshuffle, Upsample
 
 __all__ = [
     "Conv2d",
@@ -52,3 +52,4 @@ __all__ = [
     "init",
 ]
 __all__ += ["AdaptiveAvgPool2d", "AvgPool2d", "MaxPool2d", "Upsample"]
+__all__ += ["PixelShuffle", "PixelUnshuffle"]
