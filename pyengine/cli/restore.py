@@ -106,6 +106,24 @@ def read_images(paths: list[str], channels: int) -> list[np.ndarray]:
         raise UserError(str(e)) from None
 
 
+def check_channels(images: list[np.ndarray], names: list[str], channels: int) -> None:
+    """A grey model given a colour image (or the reverse) is a user error, not a silent
+    conversion: the model was trained for one kind of image. A grey picture stored as RGB (three
+    equal channels) counts as grey."""
+    kind = {1: "grey", 3: "colour"}
+    for img, name in zip(images, names):
+        grey_rgb = (
+            img.shape[0] == 3 and np.array_equal(img[0], img[1]) and np.array_equal(img[0], img[2])
+        )
+        if img.shape[0] != channels and not (grey_rgb and channels == 1):
+            raise UserError(
+                f"'{name}' is a {kind.get(img.shape[0], '?')} image ({img.shape[0]} channels) but "
+                f"the model is a {kind.get(channels, '?')} model ({channels} channel(s)); use a "
+                f"{kind.get(img.shape[0], '?')} model (`pyengine train dncnn"
+                f"{' --rgb' if img.shape[0] == 3 else ''}`)"
+            )
+
+
 def read_folder(path: str, channels: int) -> Any:
     from pyengine.data import ImageError, ImageFolder
 
@@ -141,6 +159,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         raise UserError(f"got {len(args.images)} images but {len(args.clean)} --clean references")
     model, _ = load_model(args.model, args.device)
     c = image_channels(model)
+    check_channels(read_images(args.images, None), args.images, c)
     images = read_images(args.images, c)
     refs = read_images(args.clean, c) if args.clean else [None] * len(images)
     if args.sigma is not None:
@@ -194,6 +213,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_sigma(args.sigma)
     check_device(args.device)
     model, arch = load_model(args.model, args.device)
+    from pyengine.cli.restore_inverse import INVERSE_ARCHS, cmd_eval_inverse
+
+    if arch in INVERSE_ARCHS:
+        task = json.loads(read_checkpoint(Path(args.model))["task"])
+        return cmd_eval_inverse(args, model, arch, task)
+    folder = read_folder(args.set, None)
+    check_channels(folder.load_all(), folder.names(), image_channels(model))
     folder = read_folder(args.set, image_channels(model))
     rows = evaluate_set(model, folder, args.sigma, args.tile, args.device)
     width = max(len(r[0]) for r in rows + [("image",)])

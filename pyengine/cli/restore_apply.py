@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from pyengine.cli import UserError
-from pyengine.cli.restore import check_device, load_model, read_checkpoint, read_images
+from pyengine.cli.restore import (
+    check_channels,
+    check_device,
+    load_model,
+    read_checkpoint,
+    read_images,
+)
 
 
 def _default_image(channels: int) -> tuple[np.ndarray, str]:
@@ -53,13 +59,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     model, arch, task = _load(args, name)
     c = int(model.config().get("image_channels", 1)) if model is not None else 1
     if args.image:
-        (img,) = read_images([args.image], None)
-        if img.shape[0] != c:
-            kind = {1: "grey", 3: "colour"}
-            raise UserError(
-                f"'{args.image}' is a {kind.get(img.shape[0], '?')} image but the model is "
-                f"{kind.get(c, '?')} ({c} channel(s))"
-            )
+        check_channels(read_images([args.image], None), [args.image], c)
+        (img,) = read_images([args.image], c)
         stem = Path(args.image).stem
     else:
         img, stem = _default_image(c)

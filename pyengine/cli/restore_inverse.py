@@ -209,8 +209,13 @@ def evaluate(
 def cmd_eval_inverse(args: argparse.Namespace, model: Any, arch: str, ckpt_task: dict) -> int:
     """``pyengine eval`` for a deblurring or super-resolution checkpoint: method and baseline
     side by side."""
+    from pyengine.cli.restore import check_channels
+
     task = Task(ckpt_task)
-    folder = read_folder(args.set, model.config().get("image_channels", 1))
+    c = int(model.config().get("image_channels", 1))
+    folder = read_folder(args.set, None)
+    check_channels(folder.load_all(), folder.names(), c)
+    folder = read_folder(args.set, c)
     images = [task.prepare(c) for c in folder.load_all()]
     rows = evaluate(model, task, images, args.device)
     base_name = "Wiener" if task.name == "deblur" else "bicubic"
