@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pyengine.cli import UserError
-from pyengine.cli.restore import (
+from pyengine.cli.common import (
     check_channels,
     check_device,
     load_model,

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pyengine.cli import UserError
-from pyengine.cli.restore import check_device, check_sigma, clipped_psnr, positive_int, read_images
+from pyengine.cli.common import check_device, check_sigma, clipped_psnr, positive_int, read_images
 
 
 def _observe(args: argparse.Namespace, img: np.ndarray, rng: np.random.Generator):

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from pyengine.cli import UserError
-from pyengine.cli.restore import (
+from pyengine.cli.common import (
     CHECKPOINT_FORMAT,
     check_device,
     check_sigma,
@@ -209,7 +209,7 @@ def evaluate(
 def cmd_eval_inverse(args: argparse.Namespace, model: Any, arch: str, ckpt_task: dict) -> int:
     """``pyengine eval`` for a deblurring or super-resolution checkpoint: method and baseline
     side by side."""
-    from pyengine.cli.restore import check_channels
+    from pyengine.cli.common import check_channels
 
     task = Task(ckpt_task)
     c = int(model.config().get("image_channels", 1))

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from pyengine.cli import UserError
-from pyengine.cli.restore import (
+from pyengine.cli.common import (
     CHECKPOINT_FORMAT,
     check_device,
     check_sigma,
