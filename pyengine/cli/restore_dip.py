@@ -69,6 +69,10 @@ def cmd_dip(args: argparse.Namespace) -> int:
 
         img, stem = _bundled_image("camera", c), "camera"
         args.crop = args.crop or 128
+        args.iters = args.iters or 400
+    args.iters = args.iters or 3000
+    if args.lr is None:
+        args.lr = 0.001 if args.task == "denoise" else 0.01
     if args.crop:
         h, w = img.shape[1:]
         i, j = max(0, (h - args.crop) // 2), max(0, (w - args.crop) // 2)
@@ -173,8 +177,14 @@ def add_dip_parser(sub: argparse._SubParsersAction) -> None:
         default=25.0,
         help="denoise: add noise of this level to IMAGE first (0: IMAGE is already noisy)",
     )
-    p.add_argument("--iters", type=positive_int, default=3000)
-    p.add_argument("--lr", type=float, default=0.001)
+    p.add_argument(
+        "--iters",
+        type=positive_int,
+        help="iterations (default: 3000; 400 for the bundled image, a few minutes)",
+    )
+    p.add_argument(
+        "--lr", type=float, help="Adam learning rate (default: 0.001 denoise, 0.01 inpaint and sr)"
+    )
     p.add_argument(
         "--input-noise",
         type=float,
