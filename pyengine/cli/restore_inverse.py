@@ -36,7 +36,7 @@ from pyengine.cli.common import (
 
 INVERSE_ARCHS = {"msdeblur": "deblur", "vdsr": "sr", "subpixel": "sr"}
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "deblur": {"epochs": 3, "steps": 40, "patch": 64, "channels": 24, "depth": 2},
+    "deblur": {"epochs": 4, "steps": 60, "patch": 64, "channels": 24, "depth": 2},
     "sr": {"epochs": 3, "steps": 40, "patch": 48, "channels": 32, "depth": 8},
 }
 
