@@ -1,5 +1,6 @@
 // Resampling over NCHW float32 planes: nearest and bilinear upsampling (PyTorch's interpolate
-// coordinate rules) and 2-D padding (constant, reflect, replicate), forward and backward.
+// coordinate rules), 2-D padding (constant, reflect, replicate) and pixel shuffle, forward and
+// backward.
 // Each kernel maps output rows and columns to source indices once, in per-axis tables, then runs
 // one OpenMP iteration per (n, c) plane; backward scatters into its own plane, so no atomics.
 #include <algorithm>
@@ -335,6 +336,75 @@ void pad2d_backward(const py::array& grad_output, py::array& grad_input,
   }
 }
 
+// Pixel shuffle (Shi et al. 2016): x (N, C*r*r, H, W) -> y (N, C, H*r, W*r) with
+// y[n, c, h*r + i, w*r + j] = x[n, c*r*r + i*r + j, h, w]. The map is a permutation, so its
+// backward is the inverse permutation (pixel unshuffle), which is also F.pixel_unshuffle's
+// forward: `to_space` picks the direction. One OpenMP iteration per (n, c) output plane.
+struct Shuffle {
+  int64_t planes, r, H, W;  // planes = N * C of the (N, C, H*r, W*r) side
+};
+
+// Python checks the factor first; this guards a direct call with a huge one.
+int64_t shuffle_mul(int64_t a, int64_t b) {
+  int64_t out;
+  PE_CHECK(!__builtin_mul_overflow(a, b, &out), "pixel shuffle size ", a, " * ", b,
+           " overflows int64");
+  return out;
+}
+
+Shuffle shuffle_geom(const py::array& lo, const py::array& hi, int64_t r, const char* lon,
+                     const char* hin) {
+  pe::check_ndim(lo, 4, lon);
+  pe::check_ndim(hi, 4, hin);
+  PE_CHECK(r >= 1, "pixel shuffle factor must be >= 1, got ", r);
+  const Shape ls = pe::shape_of(lo), hs = pe::shape_of(hi);
+  const int64_t rr = shuffle_mul(r, r);
+  const Shape want = {ls[0], ls[1] / rr, shuffle_mul(ls[2], r), shuffle_mul(ls[3], r)};
+  PE_CHECK(ls[1] % rr == 0 && hs == want, lon, " ", pe::shape_str(ls), " and ", hin, " ",
+           pe::shape_str(hs), " do not match a pixel shuffle by ", r);
+  return {ls[0] * want[1], r, ls[2], ls[3]};
+}
+
+void shuffle_run(const float* src, float* dst, const Shuffle& g, bool to_space) {
+  const int64_t r = g.r, OW = g.W * r, plane = g.H * g.W * r * r;
+  py::gil_scoped_release nogil;
+#pragma omp parallel for schedule(static) if (g.planes * plane >= kParallelGrain)
+  for (int64_t p = 0; p < g.planes; ++p) {
+    const int64_t base = p * plane;
+    for (int64_t i = 0; i < r; ++i) {
+      for (int64_t j = 0; j < r; ++j) {
+        const int64_t chan = base + (i * r + j) * g.H * g.W;
+        for (int64_t h = 0; h < g.H; ++h) {
+          const int64_t lo_row = chan + h * g.W;
+          const int64_t hi_row = base + (h * r + i) * OW + j;
+          if (to_space) {
+            for (int64_t w = 0; w < g.W; ++w) dst[hi_row + w * r] = src[lo_row + w];
+          } else {
+            for (int64_t w = 0; w < g.W; ++w) dst[lo_row + w] = src[hi_row + w * r];
+          }
+        }
+      }
+    }
+  }
+}
+
+// x (N, C*r*r, H, W) -> y (N, C, H*r, W*r)
+void pixel_shuffle_forward(const py::array& x, py::array& y, int64_t upscale_factor) {
+  const float* px = pe::in_ptr(x, "x");
+  float* py_ = pe::out_ptr(y, "y");
+  shuffle_run(px, py_, shuffle_geom(x, y, upscale_factor, "x", "y"), true);
+}
+
+// grad_output (N, C, H*r, W*r) -> grad_input (N, C*r*r, H, W), overwritten.
+void pixel_shuffle_backward(const py::array& grad_output, py::array& grad_input,
+                            int64_t upscale_factor) {
+  const float* pg = pe::in_ptr(grad_output, "grad_output");
+  float* px = pe::out_ptr(grad_input, "grad_input");
+  const Shuffle g =
+      shuffle_geom(grad_input, grad_output, upscale_factor, "grad_input", "grad_output");
+  shuffle_run(pg, px, g, false);
+}
+
 }  // namespace
 
 void bind_resample(py::module_& m) {
@@ -350,4 +420,8 @@ void bind_resample(py::module_& m) {
         py::arg("mode"), py::arg("value"));
   m.def("pad2d_backward", &pad2d_backward, py::arg("grad_output"), py::arg("grad_input"),
         py::arg("pad"), py::arg("mode"));
+  m.def("pixel_shuffle_forward", &pixel_shuffle_forward, py::arg("x"), py::arg("y"),
+        py::arg("upscale_factor"));
+  m.def("pixel_shuffle_backward", &pixel_shuffle_backward, py::arg("grad_output"),
+        py::arg("grad_input"), py::arg("upscale_factor"));
 }

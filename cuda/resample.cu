@@ -1,6 +1,6 @@
 // Resampling over NCHW float32 planes with the names, signatures and coordinate rules of
-// csrc/resample.cpp: nearest and bilinear upsampling and 2-D padding (constant, reflect,
-// replicate), forward and backward. Source indices are per-axis tables built on the host from
+// csrc/resample.cpp: nearest and bilinear upsampling, 2-D padding (constant, reflect,
+// replicate) and pixel shuffle, forward and backward. Source indices are per-axis tables built on the host from
 // idx::nearest_index / linear_index / pad_source (tested on the host) and uploaded once per call;
 // forwards gather one output element per thread, backwards scatter with atomicAdd into the zeroed
 // input gradient (several outputs share a source).
@@ -211,6 +211,73 @@ void pad2d_backward(const Array& grad_output, Array& grad_input, std::array<int6
   PE_LAUNCHED("pad_kernel (backward)");
 }
 
+// Pixel shuffle: lo (N, C*r*r, H, W) <-> hi (N, C, H*r, W*r) with
+// hi[n, c, h*r + i, w*r + j] = lo[n, c*r*r + i*r + j, h, w]; a permutation, so each direction
+// is a plain gather (one thread per element of the side written) and needs no atomics.
+struct Shuffle {
+  int64_t planes, r, H, W;  // planes = N * C of the hi side
+};
+
+Shuffle shuffle_geom(const Array& lo, const Array& hi, int64_t r, const char* lon,
+                     const char* hin) {
+  pe::check_ndim(lo, 4, lon);
+  pe::check_ndim(hi, 4, hin);
+  PE_CHECK(r >= 1, "pixel shuffle factor must be >= 1, got ", r);
+  const Shape &ls = lo.shape, &hs = hi.shape;
+  int64_t rr, oh, ow;
+  PE_CHECK(!__builtin_mul_overflow(r, r, &rr) && !__builtin_mul_overflow(ls[2], r, &oh) &&
+               !__builtin_mul_overflow(ls[3], r, &ow),
+           "pixel shuffle size ", pe::shape_str(ls), " * ", r, " overflows int64");
+  const Shape want = {ls[0], ls[1] / rr, oh, ow};
+  PE_CHECK(ls[1] % rr == 0 && hs == want, lon, " ", pe::shape_str(ls), " and ", hin, " ",
+           pe::shape_str(hs), " do not match a pixel shuffle by ", r);
+  return {ls[0] * want[1], r, ls[2], ls[3]};
+}
+
+// to_space: i runs over hi (dst = hi); else over lo (dst = lo).
+__global__ void shuffle_kernel(const float* __restrict__ src, float* __restrict__ dst, Shuffle g,
+                               bool to_space) {
+  const int64_t r = g.r, OW = g.W * r, OH = g.H * r, n = g.planes * OH * OW;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t hi, lo;
+    if (to_space) {
+      const int64_t x = i % OW, y = (i / OW) % OH, p = i / (OH * OW);
+      hi = i;
+      lo = ((p * r + y % r) * r + x % r) * g.H * g.W + (y / r) * g.W + x / r;
+    } else {
+      const int64_t w = i % g.W, h = (i / g.W) % g.H, q = i / (g.H * g.W);
+      const int64_t p = q / (r * r), ij = q % (r * r);
+      lo = i;
+      hi = (p * OH + h * r + ij / r) * OW + w * r + ij % r;
+    }
+    if (to_space) {
+      dst[hi] = src[lo];
+    } else {
+      dst[lo] = src[hi];
+    }
+  }
+}
+
+void pixel_shuffle_forward(const Array& x, Array& y, int64_t upscale_factor) {
+  const float* px = pe::in_ptr(x, "x");
+  float* py_ = pe::out_ptr(y, "y");
+  const Shuffle g = shuffle_geom(x, y, upscale_factor, "x", "y");
+  if (y.size() == 0) return;
+  shuffle_kernel<<<pe::grid1d(y.size()), idx::kThreads>>>(px, py_, g, true);
+  PE_LAUNCHED("shuffle_kernel");
+}
+
+void pixel_shuffle_backward(const Array& grad_output, Array& grad_input, int64_t upscale_factor) {
+  const float* pg = pe::in_ptr(grad_output, "grad_output");
+  float* px = pe::out_ptr(grad_input, "grad_input");
+  const Shuffle g =
+      shuffle_geom(grad_input, grad_output, upscale_factor, "grad_input", "grad_output");
+  if (grad_input.size() == 0) return;
+  shuffle_kernel<<<pe::grid1d(grad_input.size()), idx::kThreads>>>(pg, px, g, false);
+  PE_LAUNCHED("shuffle_kernel (backward)");
+}
+
 }  // namespace
 
 void bind_resample(py::module_& m) {
@@ -226,4 +293,8 @@ void bind_resample(py::module_& m) {
         py::arg("mode"), py::arg("value"));
   m.def("pad2d_backward", &pad2d_backward, py::arg("grad_output"), py::arg("grad_input"),
         py::arg("pad"), py::arg("mode"));
+  m.def("pixel_shuffle_forward", &pixel_shuffle_forward, py::arg("x"), py::arg("y"),
+        py::arg("upscale_factor"));
+  m.def("pixel_shuffle_backward", &pixel_shuffle_backward, py::arg("grad_output"),
+        py::arg("grad_input"), py::arg("upscale_factor"));
 }

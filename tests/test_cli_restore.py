@@ -186,7 +186,9 @@ def test_dip_runs(images, tmp_path, capsys):
     )
     assert code == 0 and "PSNR" in stdout
     assert sorted(p.name for p in out.iterdir()) == [
+        "im0_comparison.png",
         "im0_dip.png",
+        "im0_dip_psnr.json",
         "im0_dip_psnr.png",
         "im0_noisy.png",
     ]

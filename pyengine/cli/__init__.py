@@ -12,6 +12,7 @@ import sys
 COMMAND_MODULES = [
     "pyengine.cli.classify",
     "pyengine.cli.restore",
+    "pyengine.cli.restore_inverse",
 ]
 
 

@@ -115,6 +115,24 @@ def read_images(paths: list[str], channels: int) -> list[np.ndarray]:
         raise UserError(str(e)) from None
 
 
+def check_channels(images: list[np.ndarray], names: list[str], channels: int) -> None:
+    """A grey model given a colour image (or the reverse) is a user error, not a silent
+    conversion: the model was trained for one kind of image. A grey picture stored as RGB (three
+    equal channels) counts as grey."""
+    kind = {1: "grey", 3: "colour"}
+    for img, name in zip(images, names):
+        grey_rgb = (
+            img.shape[0] == 3 and np.array_equal(img[0], img[1]) and np.array_equal(img[0], img[2])
+        )
+        if img.shape[0] != channels and not (grey_rgb and channels == 1):
+            raise UserError(
+                f"'{name}' is a {kind.get(img.shape[0], '?')} image ({img.shape[0]} channels) but "
+                f"the model is a {kind.get(channels, '?')} model ({channels} channel(s)); use a "
+                f"{kind.get(img.shape[0], '?')} model (`pyengine train dncnn"
+                f"{' --rgb' if img.shape[0] == 3 else ''}`)"
+            )
+
+
 def read_folder(path: str, channels: int) -> Any:
     from pyengine.data import ImageError, ImageFolder
 

@@ -38,6 +38,7 @@ def training_curves(
     steps_per_epoch: int,
     val_psnr: Sequence[float],
     noisy_psnr: float | None,
+    baseline_label: str = "noisy input",
 ) -> None:
     plt = _pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -56,7 +57,7 @@ def training_curves(
     a.legend()
     b.plot(np.arange(1, len(val_psnr) + 1), val_psnr, "o-", label="denoised")
     if noisy_psnr is not None:
-        b.axhline(noisy_psnr, color="gray", ls="--", label="noisy input")
+        b.axhline(noisy_psnr, color="gray", ls="--", label=baseline_label)
     b.set(xlabel="epoch", ylabel="PSNR (dB)", title="validation PSNR")
     b.legend()
     fig.tight_layout()

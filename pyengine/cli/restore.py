@@ -9,6 +9,7 @@ is written, so the command exits with one line and leaves nothing half-made behi
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from pyengine.cli import UserError
 from pyengine.cli.common import (
+    check_channels,
     check_device,
     check_out_dir,
     check_sigma,
@@ -25,6 +27,7 @@ from pyengine.cli.common import (
     image_channels,
     load_model,
     positive_int,
+    read_checkpoint,
     read_folder,
     read_images,
     seed_everything,
@@ -124,6 +127,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model, arch = load_model(args.model, args.device)
     check_tile(args.tile, model)
     seed_everything(0)  # the protocol's noise has its own generator; this fixes the algorithms
+
+    from pyengine.cli.restore_inverse import INVERSE_ARCHS, cmd_eval_inverse
+
+    if arch in INVERSE_ARCHS:
+        task = json.loads(read_checkpoint(Path(args.model))["task"])
+        return cmd_eval_inverse(args, model, arch, task)
+    folder = read_folder(args.set, None)
+    check_channels(folder.load_all(), folder.names(), image_channels(model))
     folder = read_folder(args.set, image_channels(model))
     rows = evaluate_set(model, folder, args.sigma, args.tile, args.device)
     width = max(len(r[0]) for r in rows + [("image",)])

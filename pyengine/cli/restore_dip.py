@@ -1,14 +1,21 @@
-"""``pyengine dip``: deep image prior denoising (Ulyanov et al., CVPR 2018).
+"""``pyengine dip``: the deep image prior (Ulyanov et al., CVPR 2018) for denoising, inpainting
+and super-resolution.
 
 An hourglass U-Net (bilinear upsampling) maps a fixed random code to the image and is fitted to
-the single noisy image. The network reproduces image structure long before it fits the noise, so
-the output passes through a PSNR peak; with a clean reference we keep the best iterate, without one
-the final iterate. A PSNR-vs-iteration curve and the best image are written to ``--out``.
+the single degraded observation through its forward model: ``--task denoise`` fits the noisy
+image, ``inpaint`` fits the observed pixels only (loss ``|m * (f(z) - y)|^2`` with the mask ``m``
+of ``--missing`` random missing pixels), ``sr`` fits the low-resolution image through the
+MATLAB-bicubic downsampler (loss ``|D f(z) - y|^2``). The network reproduces image structure long
+before it fits noise or hallucinates, so the output passes through a PSNR peak; with a clean
+reference we keep the best iterate, without one the final iterate. A PSNR-vs-iteration curve,
+the best image and a baseline / DIP / reference comparison (mean fill for inpainting, bicubic for
+SR, the noisy input for denoising) are written to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -29,6 +36,31 @@ from pyengine.cli.common import (
 )
 
 
+def _observe(args: argparse.Namespace, img: np.ndarray, rng: np.random.Generator):
+    """(observation, clean reference or None, mask or None, baseline estimate, its name) of
+    ``--task``; the clean reference is None when IMAGE is already degraded (denoise, sigma 0)."""
+    from pyengine.data import add_gaussian_noise
+    from pyengine.data import degrade as D
+    from pyengine.models.baselines import bicubic_upsample, mean_fill
+
+    if args.task == "inpaint":
+        if not 0 < args.missing < 1:
+            raise UserError(f"--missing must be in (0, 1), got {args.missing}")
+        mask = D.random_pixel_mask(img.shape[1:], args.missing, rng)
+        obs = img * mask
+        return obs, img, mask, mean_fill(obs, mask), "mean fill"
+    if args.task == "sr":
+        clean = np.ascontiguousarray(D.modcrop(img, args.scale))
+        if min(clean.shape[1:]) < 4 * args.scale:
+            raise UserError(f"image {clean.shape[1:]} too small for x{args.scale} SR")
+        lr = D.bicubic_downsample(clean, args.scale)
+        return lr, clean, None, bicubic_upsample(lr, args.scale), "bicubic"
+    if args.sigma > 0:
+        noisy = add_gaussian_noise(img, args.sigma, rng)
+        return noisy, img, None, noisy, "noisy"
+    return img, None, None, img, "noisy"
+
+
 def cmd_dip(args: argparse.Namespace) -> int:
     import sys
 
@@ -36,10 +68,12 @@ def cmd_dip(args: argparse.Namespace) -> int:
     import pyengine.nn.functional as F
     from pyengine.cli import plots
     from pyengine.cli.progress import progress
-    from pyengine.data import add_gaussian_noise, save_image
-    from pyengine.models import UNet
+    from pyengine.data import save_image
+    from pyengine.models import BicubicDownsample, UNet
 
     check_sigma(args.sigma)
+    if args.lr is None:
+        args.lr = 0.001 if args.task == "denoise" else 0.01
     check_finite("--lr", args.lr, positive=True)
     check_finite("--input-noise", args.input_noise)
     if args.input_noise < 0:
@@ -49,13 +83,22 @@ def cmd_dip(args: argparse.Namespace) -> int:
     check_device(args.device)
     out = check_out_dir(args.out)
     c = 3 if args.rgb else 1
-    (img,) = read_images([args.image], None)
-    if img.shape[0] == 3 and c == 1:
-        print(
-            f"{args.image}: colour image converted to grey (--rgb processes it in colour)",
-            file=sys.stderr,
-        )
-    (img,) = read_images([args.image], c)
+    if args.image:
+        (img,) = read_images([args.image], None)
+        if img.shape[0] == 3 and c == 1:
+            print(
+                f"{args.image}: colour image converted to grey (--rgb processes it in colour)",
+                file=sys.stderr,
+            )
+        (img,) = read_images([args.image], c)
+        stem = Path(args.image).stem
+    else:
+        from pyengine.data.datasets import _bundled_image
+
+        img, stem = _bundled_image("camera", c), "camera"
+        args.crop = args.crop or 128
+        args.iters = args.iters or 400
+    args.iters = args.iters or 3000
     if args.crop:
         h, w = img.shape[1:]
         i, j = max(0, (h - args.crop) // 2), max(0, (w - args.crop) // 2)
@@ -67,16 +110,27 @@ def cmd_dip(args: argparse.Namespace) -> int:
             f"{args.depth} needs at least {side}x{side} pixels (or a smaller --depth)"
         )
     rng = np.random.default_rng(args.seed)
-    if args.sigma > 0:
-        noisy, clean = add_gaussian_noise(img, args.sigma, rng), img
-    else:
-        noisy, clean = img, None
+    noisy, clean, mask, baseline, base_name = _observe(args, img, rng)
     seed_everything(args.seed)
     net = UNet(args.code, c, depth=args.depth, base=args.channels, up="upsample").to(args.device)
-    h, w = noisy.shape[1:]
+    h, w = (clean if clean is not None else noisy).shape[1:]
     code = pe.from_numpy((rng.random((1, args.code, h, w)) * 0.1).astype(np.float32))
     target = pe.from_numpy(noisy[None].copy())
     code, target = code.to(args.device), target.to(args.device)
+    # The forward model the loss goes through: identity, the mask, or the downsampler.
+    if mask is not None:
+        m = pe.from_numpy(mask[None].copy()).to(args.device)
+
+        def forward_model(y):
+            return y * m
+    elif args.task == "sr":
+        forward_model = BicubicDownsample(h, w, args.scale).to(args.device)
+    else:
+
+        def forward_model(y):
+            return y
+
+    score_fn = task_psnr(args)
     opt = pe.optim.Adam(net.parameters(), lr=args.lr)
     iters, curve = [], []
     best, best_psnr, best_img = 0, -np.inf, None
@@ -88,14 +142,14 @@ def cmd_dip(args: argparse.Namespace) -> int:
             jitter = rng.standard_normal(code.shape).astype(np.float32) * args.input_noise
             inp = code + pe.from_numpy(jitter).to(args.device)
         y = F.sigmoid(net(inp))
-        loss = F.mse_loss(y, target)
+        loss = F.mse_loss(forward_model(y), target)
         check_loss(float(loss.item()), f"iteration {it}")
         opt.zero_grad()
         loss.backward()
         opt.step()
         if it % args.log_every == 0 or it == args.iters:
             est = y.detach().cpu().numpy()[0]
-            score = clipped_psnr(est, clean) if clean is not None else -float(loss.item())
+            score = score_fn(est, clean) if clean is not None else -float(loss.item())
             iters.append(it)
             curve.append(score if clean is not None else clipped_psnr(est, noisy))
             if clean is None or score > best_psnr:
@@ -103,36 +157,69 @@ def cmd_dip(args: argparse.Namespace) -> int:
             bar.set_postfix(loss=f"{loss.item():.2e}", psnr=f"{curve[-1]:.2f}", refresh=False)
         bar.update(1)
     bar.close()
-    stem = Path(args.image).stem
     save_image(out / f"{stem}_dip.png", best_img)
-    save_image(out / f"{stem}_noisy.png", noisy)
+    save_image(out / f"{stem}_{'noisy' if args.task == 'denoise' else 'observed'}.png", noisy)
     plots.psnr_curve(out / f"{stem}_dip_psnr.png", iters, curve, best)
-    msg = f"{out / (stem + '_dip.png')}: iteration {best} of {args.iters}"
+    msg = f"{out / (stem + '_dip.png')}: {args.task}, iteration {best} of {args.iters}"
     if clean is not None:
-        msg += f", PSNR noisy {clipped_psnr(noisy, clean):.2f} dB -> {best_psnr:.2f} dB"
+        pb = score_fn(baseline, clean)
+        msg += f", PSNR {base_name} {pb:.2f} dB -> DIP {best_psnr:.2f} dB ({best_psnr - pb:+.2f})"
+        plots.comparison(
+            out / f"{stem}_comparison.png",
+            baseline,
+            best_img,
+            clean,
+            (f"{base_name} ({pb:.2f} dB)", f"DIP ({best_psnr:.2f} dB)", "reference"),
+        )
+        history = {"iteration": iters, "psnr": curve, "baseline_psnr": pb, "best": best}
+        (out / f"{stem}_dip_psnr.json").write_text(json.dumps(history) + "\n")
     print(f"{msg} ({time.perf_counter() - t0:.0f} s)")
     return 0
+
+
+def task_psnr(args: argparse.Namespace):
+    """PSNR as the literature reports it for the task: SR crops a ``scale``-pixel border."""
+    if args.task != "sr":
+        return clipped_psnr
+    b = args.scale
+
+    def cropped(x: np.ndarray, ref: np.ndarray) -> float:
+        return clipped_psnr(x[:, b:-b, b:-b], ref[:, b:-b, b:-b])
+
+    return cropped
 
 
 def add_dip_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "dip",
-        help="deep image prior: denoise one image without training data",
-        description="Deep image prior denoising (Ulyanov et al., CVPR 2018): fit an hourglass "
-        "U-Net that maps a fixed random code to the one noisy image. Its output passes a PSNR "
-        "peak before it fits the noise; with a clean reference (--sigma > 0) the best iterate is "
-        "kept, otherwise the last. Writes the result, the noisy input and a PSNR-vs-iteration "
-        "curve to --out.",
+        help="deep image prior: denoise, inpaint or super-resolve one image without training data",
+        description="Deep image prior (Ulyanov et al., CVPR 2018): fit an hourglass U-Net that "
+        "maps a fixed random code to one degraded image, through the task's forward model "
+        "(identity for denoising, the pixel mask for inpainting, the bicubic downsampler for "
+        "super-resolution). Its output passes a PSNR peak before it fits the degradation; with a "
+        "clean reference the best iterate is kept, otherwise the last. Writes the result, the "
+        "input, a comparison PNG and a PSNR-vs-iteration curve to --out.",
     )
-    p.add_argument("image", metavar="IMAGE")
+    p.add_argument(
+        "image", nargs="?", metavar="IMAGE", help="default: bundled 'camera', 128x128 centre crop"
+    )
+    p.add_argument("--task", choices=("denoise", "inpaint", "sr"), default="denoise")
+    p.add_argument("--missing", type=float, default=0.5, help="inpaint: missing-pixel ratio")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="sr: factor")
     p.add_argument(
         "--sigma",
         type=float,
         default=25.0,
-        help="add noise of this level to IMAGE first (0: IMAGE is already noisy)",
+        help="denoise: add noise of this level to IMAGE first (0: IMAGE is already noisy)",
     )
-    p.add_argument("--iters", type=positive_int, default=3000, help="optimisation steps")
-    p.add_argument("--lr", type=float, default=0.001, help="Adam learning rate")
+    p.add_argument(
+        "--iters",
+        type=positive_int,
+        help="iterations (default: 3000; 400 for the bundled image, a few minutes)",
+    )
+    p.add_argument(
+        "--lr", type=float, help="Adam learning rate (default: 0.001 denoise, 0.01 inpaint and sr)"
+    )
     p.add_argument(
         "--input-noise",
         type=float,

@@ -1,5 +1,6 @@
-"""``pyengine.data``: image folders, the bundled default images, noisy-patch sampling and a
-threaded ``DataLoader``."""
+"""``pyengine.data``: image folders, the bundled default images, noisy-patch sampling, the
+forward models of the inverse problems (``pyengine.data.degrade``: blur, MATLAB-bicubic
+downsampling, masks) and a threaded ``DataLoader``."""
 
 from pyengine.data.datasets import (
     BUNDLED_TRAIN,
@@ -8,6 +9,19 @@ from pyengine.data.datasets import (
     ImageList,
     PatchDataset,
     bundled_images,
+)
+from pyengine.data.degrade import (
+    bicubic_downsample,
+    bicubic_upsample,
+    blur,
+    blur_noise,
+    box_kernel,
+    box_mask,
+    gaussian_kernel,
+    imresize,
+    modcrop,
+    motion_kernel,
+    random_pixel_mask,
 )
 from pyengine.data.io import (
     IMAGE_EXTENSIONS,
@@ -28,6 +42,17 @@ from pyengine.data.transforms import (
 )
 
 __all__ = [
+    "bicubic_downsample",
+    "bicubic_upsample",
+    "blur",
+    "blur_noise",
+    "box_kernel",
+    "box_mask",
+    "gaussian_kernel",
+    "imresize",
+    "modcrop",
+    "motion_kernel",
+    "random_pixel_mask",
     "BUNDLED_TRAIN",
     "BUNDLED_VAL",
     "DataLoader",

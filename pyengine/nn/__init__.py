@@ -23,7 +23,7 @@ from pyengine.nn.module import Module, Parameter
 from pyengine.nn.normalization import BatchNorm1d, BatchNorm2d
 from pyengine.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from pyengine.nn.summary import summary
-from pyengine.nn.upsampling import Upsample
+from pyengine.nn.upsampling import PixelShuffle, PixelUnshuffle, Upsample
 
 __all__ = [
     "Conv2d",
@@ -78,3 +78,4 @@ from pyengine.nn import parallel  # noqa: E402  (DistributedDataParallel; import
 from pyengine.nn.sync_batchnorm import SyncBatchNorm  # noqa: E402
 
 __all__ += ["SyncBatchNorm", "parallel"]
+__all__ += ["PixelShuffle", "PixelUnshuffle"]

@@ -10,7 +10,7 @@ from pyengine.ops.gemm import linear
 from pyengine.ops.norm import batch_norm
 from pyengine.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from pyengine.ops.reduce import log_softmax, nll, softmax
-from pyengine.ops.resample import interpolate, pad
+from pyengine.ops.resample import interpolate, pad, pixel_shuffle, pixel_unshuffle
 from pyengine.ops.shape import cat, stack
 from pyengine.tensor import Tensor
 
@@ -35,6 +35,7 @@ __all__ = [
     "tanh",
 ]
 __all__ += ["adaptive_avg_pool2d", "avg_pool2d", "interpolate", "max_pool2d", "pad"]
+__all__ += ["pixel_shuffle", "pixel_unshuffle"]
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:

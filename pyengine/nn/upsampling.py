@@ -1,4 +1,4 @@
-"""Upsampling module: nn.Upsample over F.interpolate."""
+"""Upsampling modules: nn.Upsample over F.interpolate, nn.PixelShuffle and nn.PixelUnshuffle."""
 
 from __future__ import annotations
 
@@ -38,3 +38,27 @@ class Upsample(Module):
             else f"size={self.size!r}"
         )
         return f"{info}, mode={self.mode!r}"
+
+
+class PixelShuffle(Module):
+    def __init__(self, upscale_factor: int) -> None:
+        super().__init__()
+        self.upscale_factor = upscale_factor
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pixel_shuffle(x, self.upscale_factor)
+
+    def extra_repr(self) -> str:
+        return f"upscale_factor={self.upscale_factor}"
+
+
+class PixelUnshuffle(Module):
+    def __init__(self, downscale_factor: int) -> None:
+        super().__init__()
+        self.downscale_factor = downscale_factor
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pixel_unshuffle(x, self.downscale_factor)
+
+    def extra_repr(self) -> str:
+        return f"downscale_factor={self.downscale_factor}"

@@ -1,6 +1,6 @@
-"""Resampling ops (csrc/resample.cpp): interpolate (nearest, bilinear) and pad (constant,
-reflect, replicate; circular composed from slices and cat), with PyTorch's coordinate conventions
-and argument errors."""
+"""Resampling ops (csrc/resample.cpp): interpolate (nearest, bilinear), pad (constant, reflect,
+replicate; circular composed from slices and cat) and pixel (un)shuffle, with PyTorch's coordinate
+conventions and argument errors."""
 
 from __future__ import annotations
 
@@ -202,3 +202,77 @@ def _circular(x: Tensor, p: tuple[int, ...]) -> Tensor:
             parts.append(x[tuple(sl)])
         x = cat(parts, dim)
     return x
+
+
+class PixelShuffle(Function):
+    """``to_space``: pixel_shuffle (depth to space); else pixel_unshuffle. Each direction's
+    backward is the other direction's kernel, since the map is a permutation."""
+
+    def forward(self, x, r, to_space, out_shape):
+        self.r, self.to_space, self.xshape = r, to_space, tuple(x.shape)
+        y = self.be.empty(out_shape, x.dtype)
+        kernel = self.k.pixel_shuffle_forward if to_space else self.k.pixel_shuffle_backward
+        kernel(x, y, r)
+        return y
+
+    def backward(self, g):
+        gx = self.be.empty(self.xshape, g.dtype)
+        kernel = self.k.pixel_shuffle_backward if self.to_space else self.k.pixel_shuffle_forward
+        kernel(g, gx, self.r)
+        return (gx,)
+
+
+def _shuffle_args(input: Tensor, factor: int, name: str, arg: str) -> tuple[int, ...]:
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
+    if not isinstance(factor, (int, np.integer)) or isinstance(factor, bool):
+        raise TypeError(f"{name}: {arg} must be an int, got {factor!r}")
+    if factor <= 0:
+        raise RuntimeError(f"{name}: {arg} must be greater than 0, but got {factor}")
+    if input.ndim < 3:
+        raise RuntimeError(
+            f"{name} expects input to have at least 3 dimensions, but got input with "
+            f"{input.ndim} dimension(s)"
+        )
+    if input.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a floating-point input, got {input.dtype}")
+    return tuple(input.shape)
+
+
+def _as_4d(input: Tensor) -> Tensor:
+    lead = input.shape[:-3]
+    return input.reshape((int(np.prod(lead, dtype=np.int64)),) + tuple(input.shape[-3:]))
+
+
+def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:
+    """(*, C*r*r, H, W) -> (*, C, H*r, W*r) with ``r = upscale_factor`` (Shi et al. 2016)."""
+    shape = _shuffle_args(input, upscale_factor, "pixel_shuffle", "upscale_factor")
+    r = int(upscale_factor)
+    c, h, w = shape[-3:]
+    if c % (r * r):
+        raise RuntimeError(
+            f"pixel_shuffle expects its input's 'channel' dimension to be divisible by the "
+            f"square of upscale_factor, but input.size(-3)={c} is not divisible by {r * r}"
+        )
+    out = shape[:-3] + (c // (r * r), h * r, w * r)
+    x = _as_4d(input)
+    y = PixelShuffle.apply(x, r, True, (x.shape[0],) + out[-3:])
+    return y.reshape(out)
+
+
+def pixel_unshuffle(input: Tensor, downscale_factor: int) -> Tensor:
+    """(*, C, H*r, W*r) -> (*, C*r*r, H, W) with ``r = downscale_factor``; the inverse of
+    ``pixel_shuffle``."""
+    shape = _shuffle_args(input, downscale_factor, "pixel_unshuffle", "downscale_factor")
+    r = int(downscale_factor)
+    c, h, w = shape[-3:]
+    for size, dim in ((h, "height"), (w, "width")):
+        if size % r:
+            raise RuntimeError(
+                f"pixel_unshuffle expects {dim} to be divisible by downscale_factor, but "
+                f"input.size({-2 if dim == 'height' else -1})={size} is not divisible by {r}"
+            )
+    out = shape[:-3] + (c * r * r, h // r, w // r)
+    x = _as_4d(input)
+    y = PixelShuffle.apply(x, r, False, (x.shape[0],) + out[-3:])
+    return y.reshape(out)

@@ -1,4 +1,4 @@
-"""NumPy twins of csrc/resample.cpp: nearest/bilinear upsampling and 2-D padding.
+"""NumPy twins of csrc/resample.cpp: nearest/bilinear upsampling, 2-D padding, pixel shuffle.
 
 Per-axis source-index tables built from the kernel's rules in float32, then gathers (forward) and
 np.add.at scatters (backward) over the same taps, so non-finite values spread exactly as in the
@@ -14,6 +14,8 @@ import numpy as np
 __all__ = [
     "pad2d_backward",
     "pad2d_forward",
+    "pixel_shuffle_backward",
+    "pixel_shuffle_forward",
     "upsample_bilinear2d_backward",
     "upsample_bilinear2d_forward",
     "upsample_nearest2d_backward",
@@ -150,3 +152,20 @@ def pad2d_backward(
     idx = (slice(None), slice(None), th[rows][:, None], tw[cols][None, :])
     np.add.at(gx, idx, grad_output[:, :, rows[:, None], cols[None, :]])
     grad_input[...] = gx
+
+def pixel_shuffle_forward(x: np.ndarray, y: np.ndarray, upscale_factor: int) -> None:
+    """(N, C*r*r, H, W) -> (N, C, H*r, W*r) as a reshape + transpose, as PyTorch defines it."""
+    r = upscale_factor
+    N, Crr, H, W = x.shape
+    t = x.reshape(N, Crr // (r * r), r, r, H, W).transpose(0, 1, 4, 2, 5, 3)
+    y[...] = t.reshape(y.shape)
+
+
+def pixel_shuffle_backward(
+    grad_output: np.ndarray, grad_input: np.ndarray, upscale_factor: int
+) -> None:
+    """The inverse permutation (pixel unshuffle): (N, C, H*r, W*r) -> (N, C*r*r, H, W)."""
+    r = upscale_factor
+    N, C, Hr, Wr = grad_output.shape
+    t = grad_output.reshape(N, C, Hr // r, r, Wr // r, r).transpose(0, 1, 3, 5, 2, 4)
+    grad_input[...] = t.reshape(grad_input.shape)
