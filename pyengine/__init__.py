@@ -189,6 +189,7 @@ def __getattr__(name: str):
         return importlib.import_module("pyengine.utils")
     raise AttributeError(f"module 'pyengine' has no attribute {name!r}")
 
+
 from pyengine.backends import (  # noqa: E402
     are_deterministic_algorithms_enabled,
     use_deterministic_algorithms,

@@ -229,7 +229,11 @@ def test_help_texts(capsys):
     assert "noise level added to each image" in out
     assert "``" not in out and "0.0333" not in out and "default: 1/30" in out
     text = " ".join(out.split())
-    for option in ("steps (default: 3000)", "rate (default: 0.001)", "evaluations (default: 25)"):
+    for option in (
+        "iterations (default: 3000",
+        "rate (default: 0.001 denoise",
+        "evaluations (default: 25)",
+    ):
         assert option in text
     assert f"pyengine {pe.__version__}" in out
 

@@ -101,7 +101,7 @@ def test_user_errors(trained, images, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-def test_grey_denoiser_rejects_colour(images, tmp_path, capsys):
+def test_grey_denoiser_takes_colour_per_channel(images, tmp_path, capsys):
     from pyengine.models import DnCNN
 
     model = DnCNN(depth=3, channels=4)
@@ -117,7 +117,8 @@ def test_grey_denoiser_rejects_colour(images, tmp_path, capsys):
     )
     colour = images.parent / "colour.png"
     code, _, err = _run(capsys, "denoise", colour, "--model", path, "--out", tmp_path / "d")
-    assert code == 2 and "colour image" in err and "grey model" in err
+    # A grey model denoises each channel of a colour image and says so (issue 14's choice).
+    assert code == 0 and "each of its channels denoised separately" in err
     code, stdout, _ = _run(
         capsys, "denoise", images / "im0.png", "--model", path, "--out", tmp_path / "d"
     )

@@ -214,7 +214,7 @@ def _buffer(tensor: Any, name: str) -> np.ndarray:
             f"{name}: the MPI backend works on CPU tensors, got one on {tensor.device}; "
             "move it with .cpu() first"
         )
-    a = tensor.data
+    a = tensor._data
     if not a.flags.c_contiguous:
         raise RuntimeError(f"{name}: tensors must be contiguous")
     return a

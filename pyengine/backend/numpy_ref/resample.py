@@ -153,6 +153,7 @@ def pad2d_backward(
     np.add.at(gx, idx, grad_output[:, :, rows[:, None], cols[None, :]])
     grad_input[...] = gx
 
+
 def pixel_shuffle_forward(x: np.ndarray, y: np.ndarray, upscale_factor: int) -> None:
     """(N, C*r*r, H, W) -> (N, C, H*r, W*r) as a reshape + transpose, as PyTorch defines it."""
     r = upscale_factor

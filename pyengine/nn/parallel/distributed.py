@@ -120,7 +120,7 @@ class DistributedDataParallel(Module):
         open_: dict[np.dtype, list[Any]] = {}
         size: dict[np.dtype, int] = {}
         for p in reversed(params):
-            dt = p.data.dtype
+            dt = p._data.dtype
             group = open_.setdefault(dt, [])
             group.append(p)
             size[dt] = size.get(dt, 0) + p.numel() * dt.itemsize
@@ -190,7 +190,7 @@ class DistributedDataParallel(Module):
                     self._ready.add(id(q))
                     self._mark(b)
         b, i = self._where[id(p)]
-        b.view(i)[...] = p.grad.data.reshape(-1)
+        b.view(i)[...] = p.grad._data.reshape(-1)
         self._ready.add(id(p))
         self._mark(b)
         for other in self._buckets[: self._next]:
@@ -230,7 +230,7 @@ class DistributedDataParallel(Module):
                 if p.grad is None:
                     p.grad = Tensor._wrap(b.view(i).reshape(p.shape) * scale, p.device)
                 else:
-                    np.multiply(b.view(i), scale, out=p.grad.data.reshape(-1))
+                    np.multiply(b.view(i), scale, out=p.grad._data.reshape(-1))
         self._used, self._used_work = None, None
         self._sync_now = False
 
