@@ -7,6 +7,7 @@ from pyengine.backend import backend
 from pyengine.ops.conv import conv2d, conv_transpose2d
 from pyengine.ops.elementwise import leaky_relu, relu, sigmoid, tanh
 from pyengine.ops.gemm import linear
+from pyengine.ops.loss import _reduce
 from pyengine.ops.norm import batch_norm
 from pyengine.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from pyengine.ops.reduce import log_softmax, nll, softmax
@@ -36,16 +37,6 @@ __all__ = [
 ]
 __all__ += ["adaptive_avg_pool2d", "avg_pool2d", "interpolate", "max_pool2d", "pad"]
 __all__ += ["pixel_shuffle", "pixel_unshuffle"]
-
-
-def _reduce(loss: Tensor, reduction: str) -> Tensor:
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
 def _same_shape(input: Tensor, target: Tensor, name: str) -> None:
