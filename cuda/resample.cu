@@ -264,7 +264,7 @@ void pixel_shuffle_forward(const Array& x, Array& y, int64_t upscale_factor) {
   float* py_ = pe::out_ptr(y, "y");
   const Shuffle g = shuffle_geom(x, y, upscale_factor, "x", "y");
   if (y.size() == 0) return;
-  shuffle_kernel<<<pe::grid1d(y.size()), idx::kThreads>>>(px, py_, g, true);
+  PE_LAUNCH(pe::grid1d(y.size()), idx::kThreads, 0, shuffle_kernel)(px, py_, g, true);
   PE_LAUNCHED("shuffle_kernel");
 }
 
@@ -274,7 +274,7 @@ void pixel_shuffle_backward(const Array& grad_output, Array& grad_input, int64_t
   const Shuffle g =
       shuffle_geom(grad_input, grad_output, upscale_factor, "grad_input", "grad_output");
   if (grad_input.size() == 0) return;
-  shuffle_kernel<<<pe::grid1d(grad_input.size()), idx::kThreads>>>(pg, px, g, false);
+  PE_LAUNCH(pe::grid1d(grad_input.size()), idx::kThreads, 0, shuffle_kernel)(pg, px, g, false);
   PE_LAUNCHED("shuffle_kernel (backward)");
 }
 

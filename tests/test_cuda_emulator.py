@@ -68,7 +68,7 @@ def test_oom_retry_releases_the_cache_then_raises():
     assert reserved > 0
     emu.fail_next_mallocs(1)  # the first cudaMalloc fails; the retry after emptying succeeds
     u = pe.ones(5000, device="cuda")
-    assert _cuda.memory_reserved() < reserved + u.data.nbytes * 1.3  # the cached block went back
+    assert _cuda.memory_reserved() < reserved + u._data.nbytes * 1.3  # the cached block went back
     assert float(u.sum()) == 5000.0
     emu.fail_next_mallocs(2)  # the retry fails too
     with pytest.raises(MemoryError, match="out of memory"):

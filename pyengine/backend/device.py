@@ -31,6 +31,11 @@ except ImportError as exc:  # pragma: no cover - only when the extension was not
     ) from exc
 
 
+class MissingKernelError(NotImplementedError, AttributeError):
+    """A kernel the device lacks: NotImplementedError for callers, and an AttributeError too, so
+    that ``hasattr(kernels, name)`` answers False instead of raising."""
+
+
 class Kernels:
     """Attribute access to the kernels of one device, with a clear error for a missing one."""
 
@@ -42,7 +47,7 @@ class Kernels:
         try:
             fn = getattr(self._module, name)
         except AttributeError:
-            raise NotImplementedError(f"{name} has no {self._device} kernel") from None
+            raise MissingKernelError(f"{name} has no {self._device} kernel") from None
         setattr(self, name, fn)  # cache: later lookups skip __getattr__
         return fn
 
