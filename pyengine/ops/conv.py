@@ -40,6 +40,12 @@ class _Conv(Function):
     def _kernel(self, pass_: str, algo: str, *arrays: Any) -> None:
         raise NotImplementedError
 
+    def _available(self, algo: str) -> str:
+        """The algorithm to run: im2col stands in for Winograd on devices without its kernel."""
+        if algo == "winograd" and not hasattr(self.k, "conv2d_winograd_forward"):
+            return "im2col"
+        return algo
+
     def forward(self, x, w, b, geo: tuple[int, ...], out_hw: Pair, algo: str):
         self.geo, self.algo, self.xshape, self.wshape = geo, algo, x.shape, w.shape
         y = self.be.empty((x.shape[0], self._out_channels(w), *out_hw), x.dtype)
@@ -71,9 +77,7 @@ class Conv2d(_Conv):
         return w.shape[0]
 
     def _kernel(self, pass_: str, algo: str, *arrays: Any) -> None:
-        if algo == "winograd" and not hasattr(self.k, "conv2d_winograd_forward"):
-            algo = "im2col"
-        getattr(self.k, f"conv2d_{algo}_{pass_}")(*arrays, *self.geo)
+        getattr(self.k, f"conv2d_{self._available(algo)}_{pass_}")(*arrays, *self.geo)
 
 
 class Conv2dReLU(Conv2d):
@@ -84,9 +88,7 @@ class Conv2dReLU(Conv2d):
     def _kernel(self, pass_: str, algo: str, *arrays: Any) -> None:
         if pass_ != "forward":
             return super()._kernel(pass_, algo, *arrays)
-        if algo == "winograd" and not hasattr(self.k, "conv2d_winograd_forward"):
-            algo = "im2col"
-        fn = getattr(self.k, f"conv2d_{algo}_forward")
+        fn = getattr(self.k, f"conv2d_{self._available(algo)}_forward")
         if self.device.type == "cpu":
             fn(*arrays, *self.geo, relu=True)
         else:
@@ -111,9 +113,7 @@ class ConvTranspose2d(_Conv):
         return w.shape[1] * self.geo[-1]
 
     def _kernel(self, pass_: str, algo: str, *arrays: Any) -> None:
-        if algo == "winograd" and not hasattr(self.k, "conv2d_winograd_forward"):
-            algo = "im2col"
-        getattr(self.k, f"conv_transpose2d_{pass_}")(*arrays, *self.geo, algo)
+        getattr(self.k, f"conv_transpose2d_{pass_}")(*arrays, *self.geo, self._available(algo))
 
 
 # (op, pass, input shape, weight shape, geometry, threads) -> fastest algorithm
