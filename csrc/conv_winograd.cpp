@@ -27,6 +27,9 @@
 // keeps the accurate tile available. The bound in tests/test_conv_winograd.py scales with it.
 // Not done: caching the filter transform per weight version (it is O(K*C), under 1 % of a pass).
 #include <omp.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstring>
@@ -38,73 +41,114 @@
 namespace pe::conv {
 namespace {
 
-// ---------------------------------------------------------------- transform matrices
-struct Tile {
-  int m, a;         // output tile m x m, input tile a x a
-  const float* BT;  // (a, a) input transform
-  const float* AT;  // (m, a) output transform
-  const double* G;  // (a, 3) filter transform
-  const float* A;   // (a, m) = AT^T, the adjoint of the output transform
-};
+// Tiles per transform vector: every transform below works on kL tiles at once, one float per
+// lane, in loops the compiler turns into one AVX-512 (or two AVX2) operation per line.
+constexpr int kL = 16;
 
-constexpr float kBT2[16] = {1, 0, -1, 0, 0, 1, 1, 0, 0, -1, 1, 0, 0, 1, 0, -1};
-constexpr float kAT2[8] = {1, 1, 1, 0, 0, 1, -1, -1};
-constexpr float kA2[8] = {1, 0, 1, 1, 1, -1, 0, -1};
+// The transforms are templates inlined into PE_MULTIVERSION functions, so each target clone
+// compiles them for its own vector width (a call would reach the baseline SSE2 copy).
+#define PE_INLINE inline __attribute__((always_inline))
+
+// kL floats as one GCC vector: one zmm in the AVX-512 clone, two ymm in the AVX2 one; loads and
+// stores through it need only float alignment.
+typedef float Vec __attribute__((vector_size(kL * sizeof(float)), aligned(4)));
+
+PE_INLINE Vec ld(const float* p) { return *reinterpret_cast<const Vec*>(p); }
+PE_INLINE void st(float* p, Vec v) { *reinterpret_cast<Vec*>(p) = v; }
+
+// Filter transform G (a, 3), in double: the filter is transformed once per call, in a double
+// sum rounded once, so U carries no extra rounding.
 constexpr double kG2[12] = {1, 0, 0, .5, .5, .5, .5, -.5, .5, 0, 0, 1};
-
-constexpr float kBT4[36] = {4, 0, -5, 0,  1, 0, 0, -4, -4, 1, 1, 0, 0, 4, -4, -1, 1, 0,
-                            0, -2, -1, 2, 1, 0, 0, 2,  -1, -2, 1, 0, 0, 4, 0, -5, 0, 1};
-constexpr float kAT4[24] = {1, 1, 1, 1, 1, 0, 0, 1, -1, 2, -2, 0,
-                            0, 1, 1, 4, 4, 0, 0, 1, -1, 8, -8, 1};
-constexpr float kA4[24] = {1, 0, 0, 0, 1, 1, 1, 1, 1, -1, 1, -1,
-                           1, 2, 4, 8, 1, -2, 4, -8, 0, 0, 0, 1};
 constexpr double kG4[18] = {1. / 4,  0,        0,       -1. / 6, -1. / 6, -1. / 6,
                             -1. / 6, 1. / 6,   -1. / 6, 1. / 24, 1. / 12, 1. / 6,
                             1. / 24, -1. / 12, 1. / 6,  0,       0,       1};
 
-Tile tile_of(int m) {
-  if (m == 2) return {2, 4, kBT2, kAT2, kG2, kA2};
-  return {4, 6, kBT4, kAT4, kG4, kA4};
-}
+// One-dimensional transforms of kL-lane rows: row i of the input at d + i*ds, of the output at
+// o + i*os. bt: B^T (input tile), at: A^T (output tile), adj: A = (A^T)^T (the output
+// transform's adjoint, for the weight gradient), with F(4x4,3x3)'s matrices
+//   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+//   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+// and F(2x2,3x3)'s B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1],
+// written out so that the zero and unit coefficients cost nothing.
+template <int m>
+struct Xf;
 
-// out[i][j] = sum_{a,b} L[i][a] in[a][b] R[j][b] for nb tiles at once: in[a][b] is the nb-long
-// row at in + (a*B + b)*in_stride, out[i][j] at out + (i*J + j)*out_stride; L (I,A), R (J,B).
-// Two passes through tmp (I*B rows of nb); zero coefficients are skipped.
-PE_MULTIVERSION void sandwich(const float* in, int64_t in_stride, int A, int B, const float* L,
-                              int I, const float* R, int J, float* tmp, float* out,
-                              int64_t out_stride, int64_t nb) {
-  for (int i = 0; i < I; ++i)
-    for (int b = 0; b < B; ++b) {
-      float* __restrict t = tmp + (i * B + b) * nb;
-      std::fill(t, t + nb, 0.f);
-      for (int a = 0; a < A; ++a) {
-        const float c = L[i * A + a];
-        if (c == 0.f) continue;
-        const float* __restrict s = in + (a * B + b) * in_stride;
-#pragma omp simd
-        for (int64_t k = 0; k < nb; ++k) t[k] += c * s[k];
-      }
-    }
-  for (int i = 0; i < I; ++i)
-    for (int j = 0; j < J; ++j) {
-      float* __restrict o = out + (i * J + j) * out_stride;
-      std::fill(o, o + nb, 0.f);
-      for (int b = 0; b < B; ++b) {
-        const float c = R[j * B + b];
-        if (c == 0.f) continue;
-        const float* __restrict t = tmp + (i * B + b) * nb;
-#pragma omp simd
-        for (int64_t k = 0; k < nb; ++k) o[k] += c * t[k];
-      }
-    }
+template <>
+struct Xf<4> {
+  static constexpr int a = 6;
+  static PE_INLINE void bt(const float* d, int64_t ds, float* o, int64_t os) {
+    const Vec d0 = ld(d), d1 = ld(d + ds), d2 = ld(d + 2 * ds), d3 = ld(d + 3 * ds);
+    const Vec d4 = ld(d + 4 * ds), d5 = ld(d + 5 * ds);
+    const Vec p = d4 - 4.f * d2, q = d3 - 4.f * d1, r = d4 - d2, s = 2.f * (d3 - d1);
+    st(o, 4.f * d0 - 5.f * d2 + d4);
+    st(o + os, p + q);
+    st(o + 2 * os, p - q);
+    st(o + 3 * os, r + s);
+    st(o + 4 * os, r - s);
+    st(o + 5 * os, 4.f * d1 - 5.f * d3 + d5);
+  }
+  static PE_INLINE void at(const float* d, int64_t ds, float* o, int64_t os) {
+    const Vec d1 = ld(d + ds), d2 = ld(d + 2 * ds), d3 = ld(d + 3 * ds), d4 = ld(d + 4 * ds);
+    const Vec sp = d1 + d2, sm = d1 - d2, tp = d3 + d4, tm = d3 - d4;
+    st(o, ld(d) + sp + tp);
+    st(o + os, sm + 2.f * tm);
+    st(o + 2 * os, sp + 4.f * tp);
+    st(o + 3 * os, sm + 8.f * tm + ld(d + 5 * ds));
+  }
+  static PE_INLINE void adj(const float* d, int64_t ds, float* o, int64_t os) {
+    const Vec d0 = ld(d), d1 = ld(d + ds), d2 = ld(d + 2 * ds), d3 = ld(d + 3 * ds);
+    const Vec ep = d0 + d2, em = d1 + d3, fp = d0 + 4.f * d2, fm = 2.f * d1 + 8.f * d3;
+    st(o, d0);
+    st(o + os, ep + em);
+    st(o + 2 * os, ep - em);
+    st(o + 3 * os, fp + fm);
+    st(o + 4 * os, fp - fm);
+    st(o + 5 * os, d3);
+  }
+};
+
+template <>
+struct Xf<2> {
+  static constexpr int a = 4;
+  static PE_INLINE void bt(const float* d, int64_t ds, float* o, int64_t os) {
+    const Vec d0 = ld(d), d1 = ld(d + ds), d2 = ld(d + 2 * ds), d3 = ld(d + 3 * ds);
+    st(o, d0 - d2);
+    st(o + os, d1 + d2);
+    st(o + 2 * os, d2 - d1);
+    st(o + 3 * os, d1 - d3);
+  }
+  static PE_INLINE void at(const float* d, int64_t ds, float* o, int64_t os) {
+    const Vec d1 = ld(d + ds), d2 = ld(d + 2 * ds);
+    st(o, ld(d) + d1 + d2);
+    st(o + os, d1 - d2 - ld(d + 3 * ds));
+  }
+  static PE_INLINE void adj(const float* d, int64_t ds, float* o, int64_t os) {
+    const Vec d0 = ld(d), d1 = ld(d + ds);
+    st(o, d0);
+    st(o + os, d0 + d1);
+    st(o + 2 * os, d0 - d1);
+    st(o + 3 * os, -d1);
+  }
+};
+
+// Two-dimensional transform of kL tiles: out = L in L^T with L = Xf::f (rows x n), in and out
+// being (n x n) and (rows x rows) grids of kL-lane rows, row-major, is and os floats apart;
+// tmp holds n x rows.
+template <typename F>
+PE_INLINE void xf2d(F f, int n, int rows, const float* in, int64_t is, float* tmp, float* out,
+                    int64_t os) {
+  for (int r = 0; r < n; ++r) f(in + r * n * is, is, tmp + r * rows * kL, kL);
+  for (int c = 0; c < rows; ++c) f(tmp + c * kL, rows * kL, out + c * os, rows * os);
 }
 
 // U[e][o][i] = (G w G^T)[e] for the 3x3 filter of output channel o, input channel i: w[o][i]
 // for a conv, or (flipped = true, the input gradient's conv) w[i][o] rotated by 180 degrees.
-// Computed in double, rounded once.
-void transform_filter(const float* w, int64_t Co, int64_t Ci, bool flipped, const Tile& t,
-                      float* U) {
-  const int64_t a = t.a;
+// Computed in double, rounded once; then each U[e] is packed into the GEMM's A panels (Up,
+// `up` floats apart), once per call instead of once per block of tiles.
+void transform_filter(const float* w, int64_t Co, int64_t Ci, bool flipped, int m, float* U,
+                      float* Up, int64_t up) {
+  const int64_t a = m + 2;
+  const double* G = m == 2 ? kG2 : kG4;
 #pragma omp parallel for schedule(static) if (Co * Ci > 256)
   for (int64_t o = 0; o < Co; ++o)
     for (int64_t i = 0; i < Ci; ++i) {
@@ -113,14 +157,17 @@ void transform_filter(const float* w, int64_t Co, int64_t Ci, bool flipped, cons
       for (int k = 0; k < 9; ++k) g[k] = src[flipped ? 8 - k : k];
       for (int r = 0; r < a; ++r)
         for (int s = 0; s < 3; ++s)
-          tmp[r * 3 + s] = t.G[r * 3] * g[s] + t.G[r * 3 + 1] * g[3 + s] + t.G[r * 3 + 2] * g[6 + s];
+          tmp[r * 3 + s] = G[r * 3] * g[s] + G[r * 3 + 1] * g[3 + s] + G[r * 3 + 2] * g[6 + s];
       for (int r = 0; r < a; ++r)
         for (int s = 0; s < a; ++s) {
-          const double v = tmp[r * 3] * t.G[s * 3] + tmp[r * 3 + 1] * t.G[s * 3 + 1] +
-                           tmp[r * 3 + 2] * t.G[s * 3 + 2];
+          const double v =
+              tmp[r * 3] * G[s * 3] + tmp[r * 3 + 1] * G[s * 3 + 1] + tmp[r * 3 + 2] * G[s * 3 + 2];
           U[((r * a + s) * Co + o) * Ci + i] = static_cast<float>(v);
         }
     }
+  if (!Up) return;
+#pragma omp parallel for schedule(static) if (Co * Ci > 256)
+  for (int64_t e = 0; e < a * a; ++e) pe::sgemm_pack_a_all(U + e * Co * Ci, Ci, Co, Ci, Up + e * up);
 }
 
 // The conv the kernels compute: out[n,o,p,q] = sum_{i,r,s} filter[o,i,r,s] *
@@ -129,20 +176,22 @@ void transform_filter(const float* w, int64_t Co, int64_t Ci, bool flipped, cons
 // so the tile loads need no bounds checks (and offh/offw may be positive: a crop).
 struct Job {
   int64_t N, Ci, Hi, Wi, Co, Po, Qo, offh, offw;
+  int m, a;
   int64_t tP, tQ, T, TB, Hp, Wp;
 };
 
 Job make_job(int64_t N, int64_t Ci, int64_t Hi, int64_t Wi, int64_t Co, int64_t Po, int64_t Qo,
-             int64_t offh, int64_t offw, const Tile& t) {
-  Job j{N, Ci, Hi, Wi, Co, Po, Qo, offh, offw, 0, 0, 0, 0, 0, 0};
-  j.tP = (Po + t.m - 1) / t.m;
-  j.tQ = (Qo + t.m - 1) / t.m;
+             int64_t offh, int64_t offw, int m) {
+  Job j{N, Ci, Hi, Wi, Co, Po, Qo, offh, offw, m, m + 2, 0, 0, 0, 0, 0, 0};
+  j.tP = (Po + m - 1) / m;
+  j.tQ = (Qo + m - 1) / m;
   j.T = N * j.tP * j.tQ;
-  j.Hp = j.tP * t.m + 2;
-  j.Wp = j.tQ * t.m + 2;
-  // A block's V and Mb (a*a*(Ci+Co)*TB floats) stay around 2 MiB, in L2 with the GEMM panels.
-  const int64_t per_tile = t.a * t.a * (Ci + Co);
-  j.TB = std::clamp<int64_t>((int64_t{1} << 19) / per_tile / 16 * 16, 16, 512);
+  j.Hp = j.tP * m + 2;
+  j.Wp = j.tQ * m + 2;
+  // A block's V and Mb (a*a*(Ci+Co)*TB floats) about fill a core's L2, so the GEMMs read the
+  // tiles the transform has just written; a multiple of 32 (the widest GEMM panel) tiles.
+  const int64_t per_tile = j.a * j.a * (Ci + Co);
+  j.TB = std::clamp<int64_t>((int64_t{1} << 18) / per_tile / 32 * 32, 32, 512);
   return j;
 }
 
@@ -169,131 +218,217 @@ float* pad_input(const float* in, const Job& j) {
   return xp;
 }
 
-// Calls run(k, n, h, w, len) for each run of block [t0, t0+nb): len tiles in one tile row of
-// image n from block index k on, output origin (h, w) of the first, m columns apart.
-template <typename F>
-void for_runs(const Job& j, int m, int64_t t0, int64_t nb, F&& run) {
-  for (int64_t k = 0; k < nb;) {
-    const int64_t t = t0 + k, col = t % j.tQ, len = std::min(nb - k, j.tQ - col);
-    run(k, t / (j.tP * j.tQ), t / j.tQ % j.tP * m, col * m, len);
-    k += len;
-  }
-}
-
-// D[(r*a + s)*TB + k] = xp[n_k, c, h_k + r, w_k + s]: stride-m loads along each tile row.
-PE_MULTIVERSION void gather_input(const float* xp, int64_t c, const Job& j, int m, int64_t t0,
-                                  int64_t nb, float* D) {
-  const int a = m + 2;
-  for_runs(j, m, t0, nb, [&](int64_t k, int64_t n, int64_t h, int64_t w, int64_t len) {
-    const float* plane = xp + (n * j.Ci + c) * j.Hp * j.Wp + h * j.Wp + w;
-    for (int r = 0; r < a; ++r)
-      for (int s = 0; s < a; ++s) {
-        const float* __restrict src = plane + r * j.Wp + s;
-        float* __restrict d = D + (r * a + s) * j.TB + k;
-        if (m == 2)
-          for (int64_t i = 0; i < len; ++i) d[i] = src[2 * i];
-        else
-          for (int64_t i = 0; i < len; ++i) d[i] = src[4 * i];
-      }
-  });
-}
-
-// V[e][c][k] for every channel of the block (layout: e-major, rows of TB).
-void input_transform(const float* xp, const Job& j, const Tile& t, int64_t t0, int64_t nb,
-                     float* D, float* tmp, float* V) {
-  for (int64_t c = 0; c < j.Ci; ++c) {
-    gather_input(xp, c, j, t.m, t0, nb, D);
-    sandwich(D, j.TB, t.a, t.a, t.BT, t.a, t.BT, t.a, tmp, V + c * j.TB, j.Ci * j.TB, nb);
-  }
-}
-
-// Per-thread scratch of one block: V, Mb (or Z), D, tmp, Y, then `extra` floats. All threads'
-// scratch is one allocation made by the calling thread before the parallel region (an
-// allocation failure there raises MemoryError instead of terminating inside OpenMP).
+// Per-thread scratch of one block, one allocation for all threads made by the calling thread
+// before the parallel region (an allocation failure raises MemoryError instead of terminating
+// inside OpenMP): V (a*a, Ci, TB), Mb (a*a, Co, TB), the tiles' offsets and extents, `extra`.
+// The block's tiles are padded to a multiple of kL with copies of its last tile (rows = 0).
 struct Scratch {
-  float *V, *Mb, *D, *tmp, *Y, *extra;
-  static size_t floats(const Job& j, const Tile& t, size_t n_extra) {
-    const size_t a2 = t.a * t.a, tb = j.TB;
-    return (a2 * (j.Ci + j.Co) * tb + 3 * a2 * tb + n_extra + 15) / 16 * 16;
+  float *V, *Mb, *extra;
+  int64_t *in_off, *out_off;  // tile origin in xp / in the (N, Co, Po, Qo) output, channel 0
+  int32_t *rows, *cols;       // output rows / columns of the tile inside (Po, Qo)
+  static size_t floats(const Job& j, size_t n_extra) {
+    const size_t a2 = j.a * j.a, tb = j.TB;
+    return a2 * (j.Ci + j.Co) * tb + 6 * tb + (n_extra + 15) / 16 * 16;
   }
-  static float* allocate(const Job& j, const Tile& t, size_t n_extra) {
-    return workspace(5, floats(j, t, n_extra) * omp_get_max_threads());
+  static float* allocate(const Job& j, size_t n_extra) {
+    return workspace(5, floats(j, n_extra) * omp_get_max_threads());
   }
-  Scratch(float* all, const Job& j, const Tile& t, size_t n_extra) {
-    const size_t a2 = t.a * t.a, tb = j.TB;
-    V = all + floats(j, t, n_extra) * omp_get_thread_num();
-    Mb = V + a2 * j.Ci * tb, D = Mb + a2 * j.Co * tb, tmp = D + a2 * tb, Y = tmp + a2 * tb;
-    extra = Y + a2 * tb;
+  Scratch(float* all, const Job& j, size_t n_extra) {
+    const size_t a2 = j.a * j.a, tb = j.TB;
+    V = all + floats(j, n_extra) * omp_get_thread_num();
+    Mb = V + a2 * j.Ci * tb;
+    in_off = reinterpret_cast<int64_t*>(Mb + a2 * j.Co * tb);
+    out_off = in_off + tb;
+    rows = reinterpret_cast<int32_t*>(out_off + tb);
+    cols = rows + tb;
+    extra = reinterpret_cast<float*>(cols + tb);
+  }
+  // Fills the offsets of tiles [t0, t0+nb); returns nb rounded up to kL.
+  int64_t locate(const Job& j, int64_t t0, int64_t nb) {
+    const int64_t nbp = (nb + kL - 1) / kL * kL;
+    for (int64_t k = 0; k < nbp; ++k) {
+      const int64_t t = t0 + std::min(k, nb - 1), n = t / (j.tP * j.tQ);
+      const int64_t h = t / j.tQ % j.tP * j.m, w = t % j.tQ * j.m;
+      in_off[k] = (n * j.Ci * j.Hp + h) * j.Wp + w;
+      out_off[k] = (n * j.Co * j.Po + h) * j.Qo + w;
+      rows[k] = k < nb ? int32_t(std::min<int64_t>(j.m, j.Po - h)) : 0;
+      cols[k] = int32_t(std::min<int64_t>(j.m, j.Qo - w));
+    }
+    return nbp;
   }
 };
 
-// out[n,k] tiles from Y[(u*m + v)*TB + k] + bias (ReLU); rows/columns past (Po, Qo) dropped.
-PE_MULTIVERSION void store_tiles(const float* Y, const Job& j, int m, int64_t k, int64_t t0,
-                                 int64_t nb, float bias, bool relu, float* out) {
-  const float lo = relu ? 0.f : -__builtin_inff();
-  for_runs(j, m, t0, nb, [&](int64_t i0, int64_t n, int64_t h, int64_t w, int64_t len) {
-    float* plane = out + (n * j.Co + k) * j.Po * j.Qo;
-    const int64_t rows = std::min<int64_t>(m, j.Po - h);
-    const int64_t full = std::min(len, (j.Qo - w) / m);  // tiles whose m columns all fit
-    for (int64_t u = 0; u < rows; ++u)
-      for (int v = 0; v < m; ++v) {
-        const float* __restrict src = Y + (u * m + v) * j.TB + i0;
-        float* __restrict d = plane + (h + u) * j.Qo + w + v;
-        if (m == 2)
-          for (int64_t i = 0; i < full; ++i) d[2 * i] = std::max(src[i] + bias, lo);
-        else
-          for (int64_t i = 0; i < full; ++i) d[4 * i] = std::max(src[i] + bias, lo);
-        for (int64_t i = full; i < len; ++i)
-          if (w + i * m + v < j.Qo) d[i * m] = std::max(src[i] + bias, lo);
-      }
-  });
+#if defined(__x86_64__) && defined(__GNUC__)
+#define PE_GATHER 1
+#define PE_AVX512_TARGET __attribute__((target("avx512f,fma")))
+// d[r*a + q] (kL lanes) = base[rel[l] + r*Wp + q]: one gather per tap instead of kL loads. A
+// call, not inlined: the loops that call it are also compiled for CPUs without AVX-512.
+template <int a>
+PE_AVX512_TARGET void gather_avx512(const float* base, const int32_t* rel, int64_t Wp,
+                                              float (*d)[kL]) {
+  const __m512i idx = _mm512_loadu_si512(rel);
+  for (int r = 0; r < a; ++r)
+    for (int q = 0; q < a; ++q)
+      _mm512_store_ps(d[r * a + q], _mm512_i32gather_ps(
+                                        _mm512_add_epi32(idx, _mm512_set1_epi32(int(r * Wp + q))),
+                                        base, 4));
 }
+#else
+#define PE_GATHER 0
+#endif
 
-void wino_conv(const float* in, const float* U, const float* b, bool relu, float* out,
-               const Job& j, const Tile& t) {
-  const int64_t nblocks = (j.T + j.TB - 1) / j.TB, a2 = t.a * t.a;
-  const float* xp = pad_input(in, j);
-  float* all = Scratch::allocate(j, t, 0);
-#pragma omp parallel
-  {
-    Scratch s(all, j, t, 0);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t blk = 0; blk < nblocks; ++blk) {
-      const int64_t t0 = blk * j.TB, nb = std::min(j.TB, j.T - t0);
-      input_transform(xp, j, t, t0, nb, s.D, s.tmp, s.V);
-      for (int64_t e = 0; e < a2; ++e)
-        pe::sgemm(false, false, j.Co, nb, j.Ci, 1.f, U + e * j.Co * j.Ci, j.Ci,
-                  s.V + e * j.Ci * j.TB, j.TB, 0.f, s.Mb + e * j.Co * j.TB, j.TB);
-      for (int64_t k = 0; k < j.Co; ++k) {
-        sandwich(s.Mb + k * j.TB, j.Co * j.TB, t.a, t.a, t.AT, t.m, t.AT, t.m, s.tmp, s.Y, j.TB,
-                 nb);
-        store_tiles(s.Y, j, t.m, k, t0, nb, b ? b[k] : 0.f, relu, out);
+// V[e] = B^T d B of every tile and input channel, as GEMM B panels nr tiles wide: tile k of
+// channel c at V + e*Ci*TB + (k/nr)*Ci*nr + c*nr + k%nr (nr = TB: plain (Ci, TB) rows).
+template <int m, bool gather>
+PE_INLINE void input_tiles(const float* xp, const Job& j, const Scratch& s, int64_t nbp,
+                           int64_t nr) {
+  constexpr int a = m + 2;
+  alignas(64) float d[a * a][kL], tmp[a * a][kL], v[a * a][kL];
+  alignas(64) int32_t rel[kL];
+  const int64_t plane = j.Hp * j.Wp, w = std::min<int64_t>(kL, nr);
+  for (int64_t k0 = 0; k0 < nbp; k0 += kL) {
+    // The gather's 32-bit indices are relative to the group's first tile (tiles ascend).
+    const int64_t* off = s.in_off + k0;
+    const bool fits = off[kL - 1] - off[0] + a * j.Wp < (int64_t{1} << 31);
+    for (int l = 0; l < kL; ++l) rel[l] = int32_t(fits ? off[l] - off[0] : 0);
+    for (int64_t c = 0; c < j.Ci; ++c) {
+      const float* src = xp + c * plane;
+#if PE_GATHER
+      if constexpr (gather)
+        if (fits) gather_avx512<a>(src + off[0], rel, j.Wp, d);
+      if (!gather || !fits)
+#endif
+        for (int r = 0; r < a; ++r)
+          for (int q = 0; q < a; ++q)
+            for (int l = 0; l < kL; ++l) d[r * a + q][l] = src[off[l] + r * j.Wp + q];
+      // Straight into V when a panel holds the kL lanes, else through v (the scalar kernel's
+      // 8-wide panels).
+      if (w == kL) {
+        float* dst = s.V + k0 / nr * j.Ci * nr + c * nr + k0 % nr;
+        xf2d(Xf<m>::bt, a, a, d[0], kL, tmp[0], dst, j.Ci * j.TB);
+        continue;
+      }
+      xf2d(Xf<m>::bt, a, a, d[0], kL, tmp[0], v[0], kL);
+      for (int64_t l = 0; l < kL; l += w) {
+        float* dst = s.V + (k0 + l) / nr * j.Ci * nr + c * nr + (k0 + l) % nr;
+        for (int e = 0; e < a * a; ++e)
+          std::memcpy(dst + e * j.Ci * j.TB, v[e] + l, w * sizeof(float));
       }
     }
   }
 }
 
-// D[(u*m + v)*TB + k] = gy[n_k, o, h_k + u, w_k + v], zero past (Po, Qo).
-PE_MULTIVERSION void gather_grad(const float* gy, int64_t o, const Job& j, int m, int64_t t0,
-                                 int64_t nb, float* D) {
-  for_runs(j, m, t0, nb, [&](int64_t k, int64_t n, int64_t h, int64_t w, int64_t len) {
-    const float* plane = gy + (n * j.Co + o) * j.Po * j.Qo;
-    const int64_t full = std::min(len, (j.Qo - w) / m);
-    for (int u = 0; u < m; ++u)
-      for (int v = 0; v < m; ++v) {
-        float* __restrict d = D + (u * m + v) * j.TB + k;
-        if (h + u >= j.Po) {
-          std::fill(d, d + len, 0.f);
-          continue;
-        }
-        const float* __restrict src = plane + (h + u) * j.Qo + w + v;
-        if (m == 2)
-          for (int64_t i = 0; i < full; ++i) d[i] = src[2 * i];
-        else
-          for (int64_t i = 0; i < full; ++i) d[i] = src[4 * i];
-        for (int64_t i = full; i < len; ++i) d[i] = w + i * m + v < j.Qo ? src[i * m] : 0.f;
+PE_MULTIVERSION void input_transform_generic(const float* xp, const Job& j, const Scratch& s,
+                                             int64_t nbp, int64_t nr) {
+  if (j.m == 2) return input_tiles<2, false>(xp, j, s, nbp, nr);
+  input_tiles<4, false>(xp, j, s, nbp, nr);
+}
+
+#if PE_GATHER
+PE_AVX512_TARGET void input_transform_avx512(const float* xp, const Job& j, const Scratch& s,
+                                             int64_t nbp, int64_t nr) {
+  if (j.m == 2) return input_tiles<2, true>(xp, j, s, nbp, nr);
+  input_tiles<4, true>(xp, j, s, nbp, nr);
+}
+#endif
+
+// AVX-512 gathers where the CPU has them and the AVX-512 GEMM kernel is in use (PE_GEMM_KERNEL
+// forcing a lesser kernel also tests the portable loads), else the multiversioned loops.
+void input_transform(const float* xp, const Job& j, const Scratch& s, int64_t nbp, int64_t nr) {
+#if PE_GATHER
+  static const bool avx512 = __builtin_cpu_supports("avx512f") && pe::sgemm_nr() == 32;
+  if (avx512) return input_transform_avx512(xp, j, s, nbp, nr);
+#endif
+  input_transform_generic(xp, j, s, nbp, nr);
+}
+
+// out[n,k] tiles = A^T Mb[k] A + bias (ReLU); rows/columns past (Po, Qo) dropped.
+template <int m>
+PE_INLINE void output_tiles(const Job& j, const Scratch& s, int64_t nbp, const float* b, bool relu,
+                         float* out) {
+  constexpr int a = m + 2;
+  alignas(64) float tmp[a * m][kL], y[m * m][kL];
+  const float lo = relu ? 0.f : -__builtin_inff();
+  for (int64_t k = 0; k < j.Co; ++k) {
+    const float bias = b ? b[k] : 0.f;
+    float* plane = out + k * j.Po * j.Qo;
+    for (int64_t k0 = 0; k0 < nbp; k0 += kL) {
+      xf2d(Xf<m>::at, a, m, s.Mb + k * j.TB + k0, j.Co * j.TB, tmp[0], y[0], kL);
+      for (int e = 0; e < m * m; ++e) {
+        const Vec v = ld(y[e]) + bias;
+        st(y[e], v < lo ? lo : v);
       }
-  });
+      for (int l = 0; l < kL; ++l) {
+        float* o = plane + s.out_off[k0 + l];
+        const int rows = s.rows[k0 + l], cols = s.cols[k0 + l];
+        if (cols == m)
+          for (int u = 0; u < rows; ++u)
+            for (int v = 0; v < m; ++v) o[u * j.Qo + v] = y[u * m + v][l];
+        else
+          for (int u = 0; u < rows; ++u)
+            for (int v = 0; v < cols; ++v) o[u * j.Qo + v] = y[u * m + v][l];
+      }
+    }
+  }
+}
+
+PE_MULTIVERSION void output_transform(const Job& j, const Scratch& s, int64_t nbp, const float* b,
+                                      bool relu, float* out) {
+  if (j.m == 2) return output_tiles<2>(j, s, nbp, b, relu, out);
+  output_tiles<4>(j, s, nbp, b, relu, out);
+}
+
+// Mb[e][k] (rows of TB) = A gy A^T of every tile of output channel k, zero past (Po, Qo) and
+// for the padding tiles, so that they add nothing to the weight gradient.
+template <int m>
+PE_INLINE void grad_tiles(const float* gy, const Job& j, const Scratch& s, int64_t nbp) {
+  constexpr int a = m + 2;
+  alignas(64) float g[m * m][kL], tmp[m * a][kL];
+  for (int64_t k = 0; k < j.Co; ++k) {
+    const float* plane = gy + k * j.Po * j.Qo;
+    for (int64_t k0 = 0; k0 < nbp; k0 += kL) {
+      for (int l = 0; l < kL; ++l) {
+        const float* src = plane + s.out_off[k0 + l];
+        const int rows = s.rows[k0 + l], cols = s.cols[k0 + l];
+        for (int u = 0; u < m; ++u)
+          for (int v = 0; v < m; ++v)
+            g[u * m + v][l] = u < rows && v < cols ? src[u * j.Qo + v] : 0.f;
+      }
+      xf2d(Xf<m>::adj, m, a, g[0], kL, tmp[0], s.Mb + k * j.TB + k0, j.Co * j.TB);
+    }
+  }
+}
+
+PE_MULTIVERSION void grad_transform(const float* gy, const Job& j, const Scratch& s, int64_t nbp) {
+  if (j.m == 2) return grad_tiles<2>(gy, j, s, nbp);
+  grad_tiles<4>(gy, j, s, nbp);
+}
+
+// Forward (or input-gradient) conv of `in` with the packed transformed filter Up.
+void wino_conv(const float* in, const float* Up, int64_t up, const float* b, bool relu,
+               float* out, const Job& j) {
+  const int64_t nblocks = (j.T + j.TB - 1) / j.TB, a2 = j.a * j.a, nr = pe::sgemm_nr();
+  const float* xp = pad_input(in, j);
+  float* all = Scratch::allocate(j, 0);
+#pragma omp parallel
+  {
+    Scratch s(all, j, 0);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+      const int64_t t0 = blk * j.TB, nbp = s.locate(j, t0, std::min(j.TB, j.T - t0));
+      input_transform(xp, j, s, nbp, nr);
+      for (int64_t e = 0; e < a2; ++e)
+        pe::sgemm_packed(j.Co, nbp, j.Ci, Up + e * up, s.V + e * j.Ci * j.TB, 0.f,
+                         s.Mb + e * j.Co * j.TB, j.TB);
+      output_transform(j, s, nbp, b, relu, out);
+    }
+  }
+}
+
+// Floats of one packed U[e]: the GEMM's A panels round Co up to its MR rows.
+int64_t packed_size(int64_t Co, int64_t Ci) {
+  const int64_t mr = pe::sgemm_mr();
+  return (Co + mr - 1) / mr * mr * Ci;
 }
 
 }  // namespace
@@ -304,56 +439,62 @@ bool wino_supported(const Geom& g) {
   return g.R == 3 && g.S == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.G == 1;
 }
 
+// U (a*a, Co, Ci) and its packed panels in one workspace slot of the calling thread.
+struct Filter {
+  float *U, *Up;
+  int64_t up;
+  Filter(const float* w, int64_t Co, int64_t Ci, bool flipped, int m) {
+    const int64_t a2 = (m + 2) * (m + 2);
+    up = packed_size(Co, Ci);
+    U = workspace(4, a2 * (Co * Ci + up) + 16);
+    Up = U + (a2 * Co * Ci + 15) / 16 * 16;
+    transform_filter(w, Co, Ci, flipped, m, U, Up, up);
+  }
+};
+
 void fwd_winograd(const float* x, const float* w, const float* b, bool relu, float* y,
                   const Geom& g, int m) {
-  const Tile t = tile_of(m);
-  const Job j = make_job(g.N, g.C, g.H, g.W, g.K, g.P, g.Q, -g.ph, -g.pw, t);
-  float* U = workspace(4, t.a * t.a * g.K * g.C);
-  transform_filter(w, g.K, g.C, false, t, U);
-  wino_conv(x, U, b, relu, y, j, t);
+  const Job j = make_job(g.N, g.C, g.H, g.W, g.K, g.P, g.Q, -g.ph, -g.pw, m);
+  const Filter f(w, g.K, g.C, false, m);
+  wino_conv(x, f.Up, f.up, b, relu, y, j);
 }
 
 // gx[c][h][w] = sum_{k,r,s} gy[k][h+ph-r][w+pw-s] w[k][c][r][s]: a conv of gy (K channels, P x Q)
 // with the 180-degree rotated filter, offset (ph-2, pw-2), output H x W.
 void bwd_input_winograd(const float* gy, const float* w, float* gx, const Geom& g, int m) {
-  const Tile t = tile_of(m);
-  const Job j = make_job(g.N, g.K, g.P, g.Q, g.C, g.H, g.W, g.ph - 2, g.pw - 2, t);
-  float* U = workspace(4, t.a * t.a * g.K * g.C);
-  transform_filter(w, g.C, g.K, true, t, U);
-  wino_conv(gy, U, nullptr, false, gx, j, t);
+  const Job j = make_job(g.N, g.K, g.P, g.Q, g.C, g.H, g.W, g.ph - 2, g.pw - 2, m);
+  const Filter f(w, g.C, g.K, true, m);
+  wino_conv(gy, f.Up, f.up, nullptr, false, gx, j);
 }
 
+// dU[e] (K, C) = sum over tiles of Z[e] (K, tiles) @ V[e]^T, Z = A gy A^T, V in plain rows.
 void bwd_weight_winograd(const float* x, const float* gy, float* gw, const Geom& g, int m) {
-  const Tile t = tile_of(m);
-  const Job j = make_job(g.N, g.C, g.H, g.W, g.K, g.P, g.Q, -g.ph, -g.pw, t);
-  const int64_t a2 = t.a * t.a, nblocks = (j.T + j.TB - 1) / j.TB, dsize = a2 * g.K * g.C;
+  const Job j = make_job(g.N, g.C, g.H, g.W, g.K, g.P, g.Q, -g.ph, -g.pw, m);
+  const int64_t a = j.a, a2 = a * a, nblocks = (j.T + j.TB - 1) / j.TB, dsize = a2 * g.K * g.C;
+  const double* G = m == 2 ? kG2 : kG4;
   const int nt = omp_get_max_threads();
   // Each thread sums its tiles into its own dU (a*a*K*C floats: the reason the autotuner skips
   // Winograd's weight gradient when that outweighs the input, pyengine/ops/conv.py).
   std::vector<float*> parts(nt, nullptr);
   const float* xp = pad_input(x, j);
-  float* all = Scratch::allocate(j, t, dsize);
+  float* all = Scratch::allocate(j, dsize);
 #pragma omp parallel num_threads(nt)
   {
-    Scratch s(all, j, t, dsize);
+    Scratch s(all, j, dsize);
     float* acc = s.extra;
     parts[omp_get_thread_num()] = acc;
     std::fill(acc, acc + dsize, 0.f);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < nblocks; ++blk) {
-      const int64_t t0 = blk * j.TB, nb = std::min(j.TB, j.T - t0);
-      input_transform(xp, j, t, t0, nb, s.D, s.tmp, s.V);
-      for (int64_t k = 0; k < g.K; ++k) {
-        gather_grad(gy, k, j, t.m, t0, nb, s.D);
-        sandwich(s.D, j.TB, t.m, t.m, t.A, t.a, t.A, t.a, s.tmp, s.Mb + k * j.TB, g.K * j.TB,
-                 nb);
-      }
+      const int64_t t0 = blk * j.TB, nbp = s.locate(j, t0, std::min(j.TB, j.T - t0));
+      input_transform(xp, j, s, nbp, j.TB);
+      grad_transform(gy, j, s, nbp);
       for (int64_t e = 0; e < a2; ++e)
-        pe::sgemm(false, true, g.K, g.C, nb, 1.f, s.Mb + e * g.K * j.TB, j.TB,
+        pe::sgemm(false, true, g.K, g.C, nbp, 1.f, s.Mb + e * g.K * j.TB, j.TB,
                   s.V + e * g.C * j.TB, j.TB, 1.f, acc + e * g.K * g.C, g.C);
     }
     // gw[k][c][r][s] = sum_{e=(u,v)} G[u][r] dU[e][k][c] G[v][s], the threads' dU summed in double
-    const int64_t a = t.a, KC = g.K * g.C;
+    const int64_t KC = g.K * g.C;
 #pragma omp for schedule(static)
     for (int64_t kc = 0; kc < KC; ++kc) {
       double du[36];
@@ -366,7 +507,7 @@ void bwd_weight_winograd(const float* x, const float* gy, float* gw, const Geom&
         for (int c = 0; c < 3; ++c) {
           double v = 0.0;
           for (int64_t u = 0; u < a; ++u)
-            for (int64_t q = 0; q < a; ++q) v += t.G[u * 3 + r] * du[u * a + q] * t.G[q * 3 + c];
+            for (int64_t q = 0; q < a; ++q) v += G[u * 3 + r] * du[u * a + q] * G[q * 3 + c];
           gw[kc * 9 + r * 3 + c] = static_cast<float>(v);
         }
     }
