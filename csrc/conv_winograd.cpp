@@ -27,9 +27,6 @@
 // keeps the accurate tile available. The bound in tests/test_conv_winograd.py scales with it.
 // Not done: caching the filter transform per weight version (it is O(K*C), under 1 % of a pass).
 #include <omp.h>
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#endif
 
 #include <algorithm>
 #include <cstring>
@@ -173,21 +170,26 @@ void transform_filter(const float* w, int64_t Co, int64_t Ci, bool flipped, int 
 // The conv the kernels compute: out[n,o,p,q] = sum_{i,r,s} filter[o,i,r,s] *
 // in[n,i,p+offh+r,q+offw+s], reads outside in (Hi,Wi) being zero; tiles of m x m outputs. The
 // input is first copied into zero-bordered planes xp (Hp, Wp) that every tile reads inside of,
-// so the tile loads need no bounds checks (and offh/offw may be positive: a crop).
+// so the tile loads need no bounds checks (and offh/offw may be positive: a crop). Each row of
+// xp is stored split by column phase: column x at (x % m) * L + x / m (L = tQ + 1, a row Wr =
+// m * L floats), so tap (r, q) of consecutive tiles in a tile row is a contiguous run of floats
+// and 16 tiles load as one vector.
 struct Job {
   int64_t N, Ci, Hi, Wi, Co, Po, Qo, offh, offw;
   int m, a;
-  int64_t tP, tQ, T, TB, Hp, Wp;
+  int64_t tP, tQ, T, TB, Hp, Wp, L, Wr;
 };
 
 Job make_job(int64_t N, int64_t Ci, int64_t Hi, int64_t Wi, int64_t Co, int64_t Po, int64_t Qo,
              int64_t offh, int64_t offw, int m) {
-  Job j{N, Ci, Hi, Wi, Co, Po, Qo, offh, offw, m, m + 2, 0, 0, 0, 0, 0, 0};
+  Job j{N, Ci, Hi, Wi, Co, Po, Qo, offh, offw, m, m + 2, 0, 0, 0, 0, 0, 0, 0, 0};
   j.tP = (Po + m - 1) / m;
   j.tQ = (Qo + m - 1) / m;
   j.T = N * j.tP * j.tQ;
   j.Hp = j.tP * m + 2;
   j.Wp = j.tQ * m + 2;
+  j.L = j.tQ + 1;
+  j.Wr = m * j.L;
   // A block's V and Mb (a*a*(Ci+Co)*TB floats) about fill a core's L2, so the GEMMs read the
   // tiles the transform has just written; a multiple of 32 (the widest GEMM panel) tiles.
   const int64_t per_tile = j.a * j.a * (Ci + Co);
@@ -195,24 +197,38 @@ Job make_job(int64_t N, int64_t Ci, int64_t Hi, int64_t Wi, int64_t Co, int64_t 
   return j;
 }
 
-// xp[n,i] (Hp, Wp) = in[n,i] shifted by (offh, offw), zero where it reads outside.
-float* pad_input(const float* in, const Job& j) {
-  float* xp = workspace(2, j.N * j.Ci * j.Hp * j.Wp);
+// xp[n,i] (Hp, Wp, phase-split rows of Wr) = in[n,i] shifted by (offh, offw), zero where it
+// reads outside; kPad zero floats either side, read by the vector lanes that fall outside a
+// run of tiles (their values are discarded).
+constexpr int64_t kPad = 2 * kL;
+
+PE_MULTIVERSION float* pad_input(const float* in, const Job& j) {
+  const int64_t planes = j.N * j.Ci, m = j.m;
+  float* xp = workspace(2, planes * j.Hp * j.Wr + 2 * kPad) + kPad;
+  std::fill(xp - kPad, xp, 0.f);
+  std::fill(xp + planes * j.Hp * j.Wr, xp + planes * j.Hp * j.Wr + kPad, 0.f);
 #pragma omp parallel for schedule(static)
-  for (int64_t pl = 0; pl < j.N * j.Ci; ++pl) {
+  for (int64_t pl = 0; pl < planes; ++pl) {
     const float* src = in + pl * j.Hi * j.Wi;
-    float* dst = xp + pl * j.Hp * j.Wp;
-    const int64_t c0 = std::max<int64_t>(0, -j.offw), c1 = std::min(j.Wp, j.Wi - j.offw);
+    float* dst = xp + pl * j.Hp * j.Wr;
     for (int64_t r = 0; r < j.Hp; ++r) {
-      float* d = dst + r * j.Wp;
+      float* d = dst + r * j.Wr;
       const int64_t ih = r + j.offh;
-      if (ih < 0 || ih >= j.Hi || c1 <= c0) {
-        std::fill(d, d + j.Wp, 0.f);
+      if (ih < 0 || ih >= j.Hi) {
+        std::fill(d, d + j.Wr, 0.f);
         continue;
       }
-      std::fill(d, d + c0, 0.f);
-      std::memcpy(d + c0, src + ih * j.Wi + c0 + j.offw, (c1 - c0) * sizeof(float));
-      std::fill(d + c1, d + j.Wp, 0.f);
+      const float* row = src + ih * j.Wi + j.offw;
+      for (int64_t ph = 0; ph < m; ++ph) {
+        // Columns x = ph + m*i inside both xp (x < Wp) and the input (0 <= x + offw < Wi).
+        const int64_t x0 = std::max<int64_t>(0, -j.offw), x1 = std::min(j.Wp, j.Wi - j.offw);
+        const int64_t i0 = std::clamp<int64_t>((x0 - ph + m - 1) / m, 0, j.L);
+        const int64_t i1 = std::clamp<int64_t>(x1 > ph ? (x1 - ph + m - 1) / m : 0, i0, j.L);
+        float* __restrict o = d + ph * j.L;
+        std::fill(o, o + i0, 0.f);
+        for (int64_t i = i0; i < i1; ++i) o[i] = row[ph + m * i];
+        std::fill(o + i1, o + j.L, 0.f);
+      }
     }
   }
   return xp;
@@ -249,7 +265,8 @@ struct Scratch {
     for (int64_t k = 0; k < nbp; ++k) {
       const int64_t t = t0 + std::min(k, nb - 1), n = t / (j.tP * j.tQ);
       const int64_t h = t / j.tQ % j.tP * j.m, w = t % j.tQ * j.m;
-      in_off[k] = (n * j.Ci * j.Hp + h) * j.Wp + w;
+      // Padding tiles continue the last tile's run (one more vector load, not a new run).
+      in_off[k] = (n * j.Ci * j.Hp + h) * j.Wr + t % j.tQ + std::max<int64_t>(0, k - nb + 1);
       out_off[k] = (n * j.Co * j.Po + h) * j.Qo + w;
       rows[k] = k < nb ? int32_t(std::min<int64_t>(j.m, j.Po - h)) : 0;
       cols[k] = int32_t(std::min<int64_t>(j.m, j.Qo - w));
@@ -258,49 +275,39 @@ struct Scratch {
   }
 };
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define PE_GATHER 1
-#define PE_AVX512_TARGET __attribute__((target("avx512f,fma")))
-// d[r*a + q] (kL lanes) = base[rel[l] + r*Wp + q]: one gather per tap instead of kL loads. A
-// call, not inlined: the loops that call it are also compiled for CPUs without AVX-512.
-template <int a>
-PE_AVX512_TARGET void gather_avx512(const float* base, const int32_t* rel, int64_t Wp,
-                                              float (*d)[kL]) {
-  const __m512i idx = _mm512_loadu_si512(rel);
-  for (int r = 0; r < a; ++r)
-    for (int q = 0; q < a; ++q)
-      _mm512_store_ps(d[r * a + q], _mm512_i32gather_ps(
-                                        _mm512_add_epi32(idx, _mm512_set1_epi32(int(r * Wp + q))),
-                                        base, 4));
-}
-#else
-#define PE_GATHER 0
-#endif
-
 // V[e] = B^T d B of every tile and input channel, as GEMM B panels nr tiles wide: tile k of
 // channel c at V + e*Ci*TB + (k/nr)*Ci*nr + c*nr + k%nr (nr = TB: plain (Ci, TB) rows).
-template <int m, bool gather>
+// A group of kL tiles is a few runs of consecutive tiles (a tile row, or its rest); tap (r, q)
+// of a run is one unaligned vector load, merged into the group's vector by a lane mask.
+typedef int32_t IVec __attribute__((vector_size(kL * sizeof(int32_t))));
+
+template <int m>
 PE_INLINE void input_tiles(const float* xp, const Job& j, const Scratch& s, int64_t nbp,
                            int64_t nr) {
   constexpr int a = m + 2;
   alignas(64) float d[a * a][kL], tmp[a * a][kL], v[a * a][kL];
-  alignas(64) int32_t rel[kL];
-  const int64_t plane = j.Hp * j.Wp, w = std::min<int64_t>(kL, nr);
+  int64_t tap[a * a], base[kL];
+  IVec mask[kL];
+  IVec lane;
+  for (int l = 0; l < kL; ++l) lane[l] = l;
+  for (int r = 0; r < a; ++r)
+    for (int q = 0; q < a; ++q) tap[r * a + q] = r * j.Wr + q % m * j.L + q / m;
+  const int64_t plane = j.Hp * j.Wr, w = std::min<int64_t>(kL, nr);
   for (int64_t k0 = 0; k0 < nbp; k0 += kL) {
-    // The gather's 32-bit indices are relative to the group's first tile (tiles ascend).
     const int64_t* off = s.in_off + k0;
-    const bool fits = off[kL - 1] - off[0] + a * j.Wp < (int64_t{1} << 31);
-    for (int l = 0; l < kL; ++l) rel[l] = int32_t(fits ? off[l] - off[0] : 0);
+    int runs = 0;
+    for (int l = 0; l < kL; ++l)
+      if (l == 0 || off[l] != off[l - 1] + 1) {
+        base[runs] = off[l] - l;
+        mask[runs++] = lane >= l;
+      }
     for (int64_t c = 0; c < j.Ci; ++c) {
       const float* src = xp + c * plane;
-#if PE_GATHER
-      if constexpr (gather)
-        if (fits) gather_avx512<a>(src + off[0], rel, j.Wp, d);
-      if (!gather || !fits)
-#endif
-        for (int r = 0; r < a; ++r)
-          for (int q = 0; q < a; ++q)
-            for (int l = 0; l < kL; ++l) d[r * a + q][l] = src[off[l] + r * j.Wp + q];
+      for (int e = 0; e < a * a; ++e) {
+        Vec x = ld(src + base[0] + tap[e]);
+        for (int u = 1; u < runs; ++u) x = mask[u] ? ld(src + base[u] + tap[e]) : x;
+        st(d[e], x);
+      }
       // Straight into V when a panel holds the kL lanes, else through v (the scalar kernel's
       // 8-wide panels).
       if (w == kL) {
@@ -318,28 +325,10 @@ PE_INLINE void input_tiles(const float* xp, const Job& j, const Scratch& s, int6
   }
 }
 
-PE_MULTIVERSION void input_transform_generic(const float* xp, const Job& j, const Scratch& s,
-                                             int64_t nbp, int64_t nr) {
-  if (j.m == 2) return input_tiles<2, false>(xp, j, s, nbp, nr);
-  input_tiles<4, false>(xp, j, s, nbp, nr);
-}
-
-#if PE_GATHER
-PE_AVX512_TARGET void input_transform_avx512(const float* xp, const Job& j, const Scratch& s,
-                                             int64_t nbp, int64_t nr) {
-  if (j.m == 2) return input_tiles<2, true>(xp, j, s, nbp, nr);
-  input_tiles<4, true>(xp, j, s, nbp, nr);
-}
-#endif
-
-// AVX-512 gathers where the CPU has them and the AVX-512 GEMM kernel is in use (PE_GEMM_KERNEL
-// forcing a lesser kernel also tests the portable loads), else the multiversioned loops.
-void input_transform(const float* xp, const Job& j, const Scratch& s, int64_t nbp, int64_t nr) {
-#if PE_GATHER
-  static const bool avx512 = __builtin_cpu_supports("avx512f") && pe::sgemm_nr() == 32;
-  if (avx512) return input_transform_avx512(xp, j, s, nbp, nr);
-#endif
-  input_transform_generic(xp, j, s, nbp, nr);
+PE_MULTIVERSION void input_transform(const float* xp, const Job& j, const Scratch& s, int64_t nbp,
+                                     int64_t nr) {
+  if (j.m == 2) return input_tiles<2>(xp, j, s, nbp, nr);
+  input_tiles<4>(xp, j, s, nbp, nr);
 }
 
 // out[n,k] tiles = A^T Mb[k] A + bias (ReLU); rows/columns past (Po, Qo) dropped.
