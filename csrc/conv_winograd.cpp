@@ -52,6 +52,7 @@ typedef float Vec __attribute__((vector_size(kL * sizeof(float)), aligned(4)));
 
 PE_INLINE Vec ld(const float* p) { return *reinterpret_cast<const Vec*>(p); }
 PE_INLINE void st(float* p, Vec v) { *reinterpret_cast<Vec*>(p) = v; }
+typedef int32_t IVec __attribute__((vector_size(kL * sizeof(int32_t))));
 
 // Filter transform G (a, 3), in double: the filter is transformed once per call, in a double
 // sum rounded once, so U carries no extra rounding.
@@ -197,16 +198,54 @@ Job make_job(int64_t N, int64_t Ci, int64_t Hi, int64_t Wi, int64_t Co, int64_t 
   return j;
 }
 
+// d[ph*L + i] = row[m*i + ph] for i < L, the columns outside [x0, x1) zero: kL*m columns at a
+// time, split into their m phases by vector shuffles.
+template <int m>
+PE_INLINE void split_row(const float* row, int64_t x0, int64_t x1, int64_t L, float* d) {
+  alignas(64) float t[m * kL], o[m][kL];
+  for (int64_t i0 = 0; i0 < L; i0 += kL) {
+    const int64_t xs = i0 * m;
+    if (xs >= x0 && xs + m * kL <= x1)
+      std::memcpy(t, row + xs, sizeof t);
+    else
+      for (int64_t x = 0; x < m * kL; ++x) t[x] = xs + x >= x0 && xs + x < x1 ? row[xs + x] : 0.f;
+    if constexpr (m == 2) {
+      const Vec v0 = ld(t), v1 = ld(t + kL);
+      st(o[0], __builtin_shuffle(v0, v1, IVec{0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                              28, 30}));
+      st(o[1], __builtin_shuffle(v0, v1, IVec{1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27,
+                                              29, 31}));
+    } else {
+      // Phases (0, 1) and (2, 3) of each 32 columns, then their halves joined.
+      constexpr IVec lo{0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29};
+      constexpr IVec hi{2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31};
+      constexpr IVec first{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+      constexpr IVec second{8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+      const Vec v0 = ld(t), v1 = ld(t + kL), v2 = ld(t + 2 * kL), v3 = ld(t + 3 * kL);
+      const Vec p0 = __builtin_shuffle(v0, v1, lo), p1 = __builtin_shuffle(v0, v1, hi);
+      const Vec p2 = __builtin_shuffle(v2, v3, lo), p3 = __builtin_shuffle(v2, v3, hi);
+      st(o[0], __builtin_shuffle(p0, p2, first));
+      st(o[1], __builtin_shuffle(p0, p2, second));
+      st(o[2], __builtin_shuffle(p1, p3, first));
+      st(o[3], __builtin_shuffle(p1, p3, second));
+    }
+    const int64_t n = std::min<int64_t>(kL, L - i0);
+    for (int ph = 0; ph < m; ++ph) std::memcpy(d + ph * L + i0, o[ph], n * sizeof(float));
+  }
+}
+
 // xp[n,i] (Hp, Wp, phase-split rows of Wr) = in[n,i] shifted by (offh, offw), zero where it
 // reads outside; kPad zero floats either side, read by the vector lanes that fall outside a
 // run of tiles (their values are discarded).
 constexpr int64_t kPad = 2 * kL;
 
 PE_MULTIVERSION float* pad_input(const float* in, const Job& j) {
-  const int64_t planes = j.N * j.Ci, m = j.m;
+  const int64_t planes = j.N * j.Ci;
   float* xp = workspace(2, planes * j.Hp * j.Wr + 2 * kPad) + kPad;
   std::fill(xp - kPad, xp, 0.f);
   std::fill(xp + planes * j.Hp * j.Wr, xp + planes * j.Hp * j.Wr + kPad, 0.f);
+  // Columns x of xp inside the input: 0 <= x + offw < Wi, and x < Wp.
+  const int64_t x0 = std::max<int64_t>(0, -j.offw), x1 = std::min(j.Wp, j.Wi - j.offw);
 #pragma omp parallel for schedule(static)
   for (int64_t pl = 0; pl < planes; ++pl) {
     const float* src = in + pl * j.Hi * j.Wi;
@@ -214,21 +253,12 @@ PE_MULTIVERSION float* pad_input(const float* in, const Job& j) {
     for (int64_t r = 0; r < j.Hp; ++r) {
       float* d = dst + r * j.Wr;
       const int64_t ih = r + j.offh;
-      if (ih < 0 || ih >= j.Hi) {
+      if (ih < 0 || ih >= j.Hi || x1 <= x0)
         std::fill(d, d + j.Wr, 0.f);
-        continue;
-      }
-      const float* row = src + ih * j.Wi + j.offw;
-      for (int64_t ph = 0; ph < m; ++ph) {
-        // Columns x = ph + m*i inside both xp (x < Wp) and the input (0 <= x + offw < Wi).
-        const int64_t x0 = std::max<int64_t>(0, -j.offw), x1 = std::min(j.Wp, j.Wi - j.offw);
-        const int64_t i0 = std::clamp<int64_t>((x0 - ph + m - 1) / m, 0, j.L);
-        const int64_t i1 = std::clamp<int64_t>(x1 > ph ? (x1 - ph + m - 1) / m : 0, i0, j.L);
-        float* __restrict o = d + ph * j.L;
-        std::fill(o, o + i0, 0.f);
-        for (int64_t i = i0; i < i1; ++i) o[i] = row[ph + m * i];
-        std::fill(o + i1, o + j.L, 0.f);
-      }
+      else if (j.m == 2)
+        split_row<2>(src + ih * j.Wi + j.offw, x0, x1, j.L, d);
+      else
+        split_row<4>(src + ih * j.Wi + j.offw, x0, x1, j.L, d);
     }
   }
   return xp;
@@ -279,8 +309,6 @@ struct Scratch {
 // channel c at V + e*Ci*TB + (k/nr)*Ci*nr + c*nr + k%nr (nr = TB: plain (Ci, TB) rows).
 // A group of kL tiles is a few runs of consecutive tiles (a tile row, or its rest); tap (r, q)
 // of a run is one unaligned vector load, merged into the group's vector by a lane mask.
-typedef int32_t IVec __attribute__((vector_size(kL * sizeof(int32_t))));
-
 template <int m>
 PE_INLINE void input_tiles(const float* xp, const Job& j, const Scratch& s, int64_t nbp,
                            int64_t nr) {
@@ -482,21 +510,26 @@ void bwd_weight_winograd(const float* x, const float* gy, float* gw, const Geom&
         pe::sgemm(false, true, g.K, g.C, nbp, 1.f, s.Mb + e * g.K * j.TB, j.TB,
                   s.V + e * g.C * j.TB, j.TB, 1.f, acc + e * g.K * g.C, g.C);
     }
-    // gw[k][c][r][s] = sum_{e=(u,v)} G[u][r] dU[e][k][c] G[v][s], the threads' dU summed in double
+    // gw[k][c] = G^T dU[.][k][c] G (a x a -> 3 x 3), the threads' dU summed in double
     const int64_t KC = g.K * g.C;
 #pragma omp for schedule(static)
     for (int64_t kc = 0; kc < KC; ++kc) {
-      double du[36];
+      double du[36], t[6 * 3];
       for (int64_t e = 0; e < a2; ++e) {
         double v = 0.0;
         for (int p = 0; p < nt; ++p) v += parts[p] ? parts[p][e * KC + kc] : 0.f;
         du[e] = v;
       }
+      for (int64_t u = 0; u < a; ++u)
+        for (int c = 0; c < 3; ++c) {
+          double v = 0.0;
+          for (int64_t q = 0; q < a; ++q) v += du[u * a + q] * G[q * 3 + c];
+          t[u * 3 + c] = v;
+        }
       for (int r = 0; r < 3; ++r)
         for (int c = 0; c < 3; ++c) {
           double v = 0.0;
-          for (int64_t u = 0; u < a; ++u)
-            for (int64_t q = 0; q < a; ++q) v += G[u * 3 + r] * du[u * a + q] * G[q * 3 + c];
+          for (int64_t u = 0; u < a; ++u) v += G[u * 3 + r] * t[u * 3 + c];
           gw[kc * 9 + r * 3 + c] = static_cast<float>(v);
         }
     }

@@ -10,9 +10,12 @@ every partial sum). Measured worst ratios on the shapes below: 2.3 for F(2x2), 2
 4.6 for im2col; C gives each about 8x headroom.
 """
 
+import os
+
 import numpy as np
 import pytest
 from opcheck import check_op
+from pyrun import run_python
 from torchcheck import torch_check
 
 import pyengine as pe
@@ -35,6 +38,14 @@ SHAPES = [
     (1, 2, 3, 3, 2, 0),
     (1, 16, 17, 19, 8, 1),
     (2, 6, 4, 10, 5, 2),
+]
+# The kernel's vector paths: 16-tile groups made of several tile rows (and a padded last group),
+# tile rows longer than a group, several blocks of tiles per call, channel counts that are no
+# multiple of 16 or of the GEMM's 12-row panels.
+WIDE_SHAPES = [
+    (3, 20, 21, 75, 13, 1),
+    (2, 17, 37, 23, 24, 2),
+    (1, 9, 70, 66, 7, 0),
 ]
 
 
@@ -80,8 +91,12 @@ def _arrays(rng, N, Cin, H, W, K, p):
 
 
 @pytest.mark.parametrize("algo", TILED)
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", SHAPES + WIDE_SHAPES)
 def test_against_float64(rng, algo, shape):
+    _check_against_float64(rng, algo, shape)
+
+
+def _check_against_float64(rng, algo, shape):
     x, w, b, gy, geo = _arrays(rng, *shape)
     got = _passes(algo, x, w, b, gy, geo)
     for what, g, (ref, bound) in zip(("y", "gx", "gw"), got, _references(x, w, b, gy, geo)):
@@ -89,6 +104,22 @@ def test_against_float64(rng, algo, shape):
         tol = C[algo] * EPS32 * bound.max()
         assert err <= tol, f"{algo} {shape} {what}: max error {err:.3g} > {tol:.3g}"
     np.testing.assert_allclose(got[3], gy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("kernel", ["avx2", "scalar"])
+def test_fallback_gemm_kernels(kernel):
+    """The transforms write the GEMM's panels of the kernel in use: 16 tiles wide with AVX2, 8
+    (a vector split over two panels) with the portable kernel."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import numpy as np\n"
+        "from test_conv_winograd import SHAPES, WIDE_SHAPES, TILED, _check_against_float64\n"
+        "for shape in SHAPES[:2] + WIDE_SHAPES[:2]:\n"
+        "    for algo in TILED[:2]:\n"
+        "        _check_against_float64(np.random.default_rng(0), algo, shape)\n"
+    )
+    here = os.path.dirname(os.path.abspath(__file__))
+    run_python(["-c", code, here], env={"PE_GEMM_KERNEL": kernel}, check=True)
 
 
 def test_tile_error_on_dncnn_shapes(rng):
