@@ -205,10 +205,9 @@ PE_INLINE void split_row(const float* row, int64_t x0, int64_t x1, int64_t L, fl
   alignas(64) float t[m * kL], o[m][kL];
   for (int64_t i0 = 0; i0 < L; i0 += kL) {
     const int64_t xs = i0 * m;
-    if (xs >= x0 && xs + m * kL <= x1)
-      std::memcpy(t, row + xs, sizeof t);
-    else
-      for (int64_t x = 0; x < m * kL; ++x) t[x] = xs + x >= x0 && xs + x < x1 ? row[xs + x] : 0.f;
+    const int64_t c0 = std::max(x0, xs), c1 = std::min(x1, xs + m * kL);
+    if (c0 != xs || c1 != xs + m * kL) std::fill(t, t + m * kL, 0.f);
+    if (c1 > c0) std::memcpy(t + (c0 - xs), row + c0, (c1 - c0) * sizeof(float));
     if constexpr (m == 2) {
       const Vec v0 = ld(t), v1 = ld(t + kL);
       st(o[0], __builtin_shuffle(v0, v1, IVec{0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
@@ -359,12 +358,36 @@ PE_MULTIVERSION void input_transform(const float* xp, const Job& j, const Scratc
   input_tiles<4>(xp, j, s, nbp, nr);
 }
 
+// z (m vectors, kL*m floats) = the columns m*l + v of y[v] (lane l), v < m: a row of m x m
+// tiles in memory order.
+template <int m>
+PE_INLINE void interleave(const float (*y)[kL], float (*z)[kL]) {
+  constexpr IVec lo{0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
+  constexpr IVec hi{8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const Vec y0 = ld(y[0]), y1 = ld(y[1]);
+  if constexpr (m == 2) {
+    st(z[0], __builtin_shuffle(y0, y1, lo));
+    st(z[1], __builtin_shuffle(y0, y1, hi));
+  } else {
+    // Pairs (y0, y1) and (y2, y3) per tile, then the pairs of four tiles joined.
+    constexpr IVec plo{0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23};
+    constexpr IVec phi{8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31};
+    const Vec y2 = ld(y[2]), y3 = ld(y[3]);
+    const Vec q0 = __builtin_shuffle(y0, y1, lo), q1 = __builtin_shuffle(y0, y1, hi);
+    const Vec r0 = __builtin_shuffle(y2, y3, lo), r1 = __builtin_shuffle(y2, y3, hi);
+    st(z[0], __builtin_shuffle(q0, r0, plo));
+    st(z[1], __builtin_shuffle(q0, r0, phi));
+    st(z[2], __builtin_shuffle(q1, r1, plo));
+    st(z[3], __builtin_shuffle(q1, r1, phi));
+  }
+}
+
 // out[n,k] tiles = A^T Mb[k] A + bias (ReLU); rows/columns past (Po, Qo) dropped.
 template <int m>
 PE_INLINE void output_tiles(const Job& j, const Scratch& s, int64_t nbp, const float* b, bool relu,
                          float* out) {
   constexpr int a = m + 2;
-  alignas(64) float tmp[a * m][kL], y[m * m][kL];
+  alignas(64) float tmp[a * m][kL], y[m * m][kL], z[m][kL];
   const float lo = relu ? 0.f : -__builtin_inff();
   for (int64_t k = 0; k < j.Co; ++k) {
     const float bias = b ? b[k] : 0.f;
@@ -375,15 +398,26 @@ PE_INLINE void output_tiles(const Job& j, const Scratch& s, int64_t nbp, const f
         const Vec v = ld(y[e]) + bias;
         st(y[e], v < lo ? lo : v);
       }
-      for (int l = 0; l < kL; ++l) {
-        float* o = plane + s.out_off[k0 + l];
-        const int rows = s.rows[k0 + l], cols = s.cols[k0 + l];
-        if (cols == m)
-          for (int u = 0; u < rows; ++u)
-            for (int v = 0; v < m; ++v) o[u * j.Qo + v] = y[u * m + v][l];
-        else
-          for (int u = 0; u < rows; ++u)
-            for (int v = 0; v < cols; ++v) o[u * j.Qo + v] = y[u * m + v][l];
+      const int64_t* off = s.out_off + k0;
+      for (int l0 = 0, l1; l0 < kL; l0 = l1) {
+        // Tiles [l0, l1): a run along one tile row, its columns m*(l - l0) + v contiguous; the
+        // last tile may have fewer than m columns inside (Po, Qo).
+        for (l1 = l0 + 1; l1 < kL && off[l1] == off[l1 - 1] + m; ++l1) {
+        }
+        const int rows = s.rows[k0 + l0];
+        const int64_t c0 = m * l0, c1 = m * (l1 - 1) + s.cols[k0 + l1 - 1];
+        float* base = plane + off[l0] - c0;
+        for (int u = 0; u < rows; ++u) {
+          interleave<m>(y + u * m, z);
+          float* o = base + u * j.Qo;
+          for (int t = 0; t < m; ++t) {
+            const int64_t x0 = std::max<int64_t>(c0, t * kL), x1 = std::min<int64_t>(c1, (t + 1) * kL);
+            if (x0 == t * kL && x1 == (t + 1) * kL)
+              st(o + t * kL, ld(z[t]));
+            else
+              for (int64_t x = x0; x < x1; ++x) o[x] = z[t][x - t * kL];
+          }
+        }
       }
     }
   }
