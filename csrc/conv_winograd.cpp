@@ -173,8 +173,8 @@ void transform_filter(const float* w, int64_t Co, int64_t Ci, bool flipped, int 
 // input is first copied into zero-bordered planes xp (Hp, Wp) that every tile reads inside of,
 // so the tile loads need no bounds checks (and offh/offw may be positive: a crop). Each row of
 // xp is stored split by column phase: column x at (x % m) * L + x / m (L = tQ + 1, a row Wr =
-// m * L floats), so tap (r, q) of consecutive tiles in a tile row is a contiguous run of floats
-// and 16 tiles load as one vector.
+// m * L floats and some slack), so tap (r, q) of consecutive tiles in a tile row is a
+// contiguous run of floats and 16 tiles load as one vector.
 struct Job {
   int64_t N, Ci, Hi, Wi, Co, Po, Qo, offh, offw;
   int m, a;
@@ -190,7 +190,7 @@ Job make_job(int64_t N, int64_t Ci, int64_t Hi, int64_t Wi, int64_t Co, int64_t 
   j.Hp = j.tP * m + 2;
   j.Wp = j.tQ * m + 2;
   j.L = j.tQ + 1;
-  j.Wr = m * j.L;
+  j.Wr = m * j.L + (kL - j.L % kL) % kL;  // slack for split_row's last whole vector
   // A block's V and Mb (a*a*(Ci+Co)*TB floats) about fill a core's L2, so the GEMMs read the
   // tiles the transform has just written; a multiple of 32 (the widest GEMM panel) tiles.
   const int64_t per_tile = j.a * j.a * (Ci + Co);
@@ -228,8 +228,15 @@ PE_INLINE void split_row(const float* row, int64_t x0, int64_t x1, int64_t L, fl
       st(o[2], __builtin_shuffle(p1, p3, first));
       st(o[3], __builtin_shuffle(p1, p3, second));
     }
+    // Whole vectors where a row is one chunk: past a phase's L floats they spill into the next
+    // phase, written after, or into the row's slack. A later chunk would spill into the next
+    // phase's first chunk, already written.
     const int64_t n = std::min<int64_t>(kL, L - i0);
-    for (int ph = 0; ph < m; ++ph) std::memcpy(d + ph * L + i0, o[ph], n * sizeof(float));
+    for (int ph = 0; ph < m; ++ph)
+      if (n == kL || i0 == 0)
+        st(d + ph * L + i0, ld(o[ph]));
+      else
+        std::memcpy(d + ph * L + i0, o[ph], n * sizeof(float));
   }
 }
 
@@ -238,9 +245,9 @@ PE_INLINE void split_row(const float* row, int64_t x0, int64_t x1, int64_t L, fl
 // run of tiles (their values are discarded).
 constexpr int64_t kPad = 2 * kL;
 
-PE_MULTIVERSION float* pad_input(const float* in, const Job& j) {
+PE_MULTIVERSION float* pad_input(const float* in, const Job& j, int slot) {
   const int64_t planes = j.N * j.Ci;
-  float* xp = workspace(2, planes * j.Hp * j.Wr + 2 * kPad) + kPad;
+  float* xp = workspace(slot, planes * j.Hp * j.Wr + 2 * kPad) + kPad;
   std::fill(xp - kPad, xp, 0.f);
   std::fill(xp + planes * j.Hp * j.Wr, xp + planes * j.Hp * j.Wr + kPad, 0.f);
   // Columns x of xp inside the input: 0 <= x + offw < Wi, and x < Wp.
@@ -258,6 +265,9 @@ PE_MULTIVERSION float* pad_input(const float* in, const Job& j) {
         split_row<2>(src + ih * j.Wi + j.offw, x0, x1, j.L, d);
       else
         split_row<4>(src + ih * j.Wi + j.offw, x0, x1, j.L, d);
+      // Finite slack: the padding tiles' lanes read it, and the weight gradient multiplies them
+      // by zero.
+      std::fill(d + j.m * j.L, d + j.Wr, 0.f);
     }
   }
   return xp;
@@ -269,11 +279,13 @@ PE_MULTIVERSION float* pad_input(const float* in, const Job& j) {
 // The block's tiles are padded to a multiple of kL with copies of its last tile (rows = 0).
 struct Scratch {
   float *V, *Mb, *extra;
-  int64_t *in_off, *out_off;  // tile origin in xp / in the (N, Co, Po, Qo) output, channel 0
+  // Tile origins, channel 0: in xp, in the (N, Co, Po, Qo) output, in the padded output
+  // gradient gp (the weight gradient's, same tiles and row layout as xp with Co channels).
+  int64_t *in_off, *out_off, *g_off;
   int32_t *rows, *cols;       // output rows / columns of the tile inside (Po, Qo)
   static size_t floats(const Job& j, size_t n_extra) {
     const size_t a2 = j.a * j.a, tb = j.TB;
-    return a2 * (j.Ci + j.Co) * tb + 6 * tb + (n_extra + 15) / 16 * 16;
+    return a2 * (j.Ci + j.Co) * tb + 8 * tb + (n_extra + 15) / 16 * 16;
   }
   static float* allocate(const Job& j, size_t n_extra) {
     return workspace(5, floats(j, n_extra) * omp_get_max_threads());
@@ -284,7 +296,8 @@ struct Scratch {
     Mb = V + a2 * j.Ci * tb;
     in_off = reinterpret_cast<int64_t*>(Mb + a2 * j.Co * tb);
     out_off = in_off + tb;
-    rows = reinterpret_cast<int32_t*>(out_off + tb);
+    g_off = out_off + tb;
+    rows = reinterpret_cast<int32_t*>(g_off + tb);
     cols = rows + tb;
     extra = reinterpret_cast<float*>(cols + tb);
   }
@@ -295,7 +308,9 @@ struct Scratch {
       const int64_t t = t0 + std::min(k, nb - 1), n = t / (j.tP * j.tQ);
       const int64_t h = t / j.tQ % j.tP * j.m, w = t % j.tQ * j.m;
       // Padding tiles continue the last tile's run (one more vector load, not a new run).
-      in_off[k] = (n * j.Ci * j.Hp + h) * j.Wr + t % j.tQ + std::max<int64_t>(0, k - nb + 1);
+      const int64_t run = t % j.tQ + std::max<int64_t>(0, k - nb + 1);
+      in_off[k] = (n * j.Ci * j.Hp + h) * j.Wr + run;
+      g_off[k] = (n * j.Co * j.Hp + h) * j.Wr + run;
       out_off[k] = (n * j.Co * j.Po + h) * j.Qo + w;
       rows[k] = k < nb ? int32_t(std::min<int64_t>(j.m, j.Po - h)) : 0;
       cols[k] = int32_t(std::min<int64_t>(j.m, j.Qo - w));
@@ -308,33 +323,43 @@ struct Scratch {
 // channel c at V + e*Ci*TB + (k/nr)*Ci*nr + c*nr + k%nr (nr = TB: plain (Ci, TB) rows).
 // A group of kL tiles is a few runs of consecutive tiles (a tile row, or its rest); tap (r, q)
 // of a run is one unaligned vector load, merged into the group's vector by a lane mask.
+// Runs of consecutive tiles in a group of kL tiles at offsets off (ascending): run u covers
+// lanes [start_u, start_{u+1}), lane l reading base[u] + l; mask[u] selects lanes >= start_u.
+struct Runs {
+  int n = 0;
+  int64_t base[kL];
+  IVec mask[kL];
+  PE_INLINE explicit Runs(const int64_t* off) {
+    IVec lane;
+    for (int l = 0; l < kL; ++l) lane[l] = l;
+    for (int l = 0; l < kL; ++l)
+      if (l == 0 || off[l] != off[l - 1] + 1) {
+        base[n] = off[l] - l;
+        mask[n++] = lane >= l;
+      }
+  }
+  // kL lanes of tap t: one unaligned load per run, merged by lane.
+  PE_INLINE Vec load(const float* src, int64_t t) const {
+    Vec x = ld(src + base[0] + t);
+    for (int u = 1; u < n; ++u) x = mask[u] ? ld(src + base[u] + t) : x;
+    return x;
+  }
+};
+
 template <int m>
 PE_INLINE void input_tiles(const float* xp, const Job& j, const Scratch& s, int64_t nbp,
                            int64_t nr) {
   constexpr int a = m + 2;
   alignas(64) float d[a * a][kL], tmp[a * a][kL], v[a * a][kL];
-  int64_t tap[a * a], base[kL];
-  IVec mask[kL];
-  IVec lane;
-  for (int l = 0; l < kL; ++l) lane[l] = l;
+  int64_t tap[a * a];
   for (int r = 0; r < a; ++r)
     for (int q = 0; q < a; ++q) tap[r * a + q] = r * j.Wr + q % m * j.L + q / m;
   const int64_t plane = j.Hp * j.Wr, w = std::min<int64_t>(kL, nr);
   for (int64_t k0 = 0; k0 < nbp; k0 += kL) {
-    const int64_t* off = s.in_off + k0;
-    int runs = 0;
-    for (int l = 0; l < kL; ++l)
-      if (l == 0 || off[l] != off[l - 1] + 1) {
-        base[runs] = off[l] - l;
-        mask[runs++] = lane >= l;
-      }
+    const Runs runs(s.in_off + k0);
     for (int64_t c = 0; c < j.Ci; ++c) {
       const float* src = xp + c * plane;
-      for (int e = 0; e < a * a; ++e) {
-        Vec x = ld(src + base[0] + tap[e]);
-        for (int u = 1; u < runs; ++u) x = mask[u] ? ld(src + base[u] + tap[e]) : x;
-        st(d[e], x);
-      }
+      for (int e = 0; e < a * a; ++e) st(d[e], runs.load(src, tap[e]));
       // Straight into V when a panel holds the kL lanes, else through v (the scalar kernel's
       // 8-wide panels).
       if (w == kL) {
@@ -432,34 +457,39 @@ PE_MULTIVERSION void output_transform(const Job& j, const Scratch& s, int64_t nb
 // Mb[e][k] (rows of TB) = A gy A^T of every tile of output channel k, zero past (Po, Qo) and
 // for the padding tiles, so that they add nothing to the weight gradient.
 template <int m>
-PE_INLINE void grad_tiles(const float* gy, const Job& j, const Scratch& s, int64_t nbp) {
+PE_INLINE void grad_tiles(const float* gp, const Job& j, const Scratch& s, int64_t nbp) {
   constexpr int a = m + 2;
   alignas(64) float g[m * m][kL], tmp[m * a][kL];
-  for (int64_t k = 0; k < j.Co; ++k) {
-    const float* plane = gy + k * j.Po * j.Qo;
-    for (int64_t k0 = 0; k0 < nbp; k0 += kL) {
-      for (int l = 0; l < kL; ++l) {
-        const float* src = plane + s.out_off[k0 + l];
-        const int rows = s.rows[k0 + l], cols = s.cols[k0 + l];
-        for (int u = 0; u < m; ++u)
-          for (int v = 0; v < m; ++v)
-            g[u * m + v][l] = u < rows && v < cols ? src[u * j.Qo + v] : 0.f;
-      }
+  IVec lane;
+  for (int l = 0; l < kL; ++l) lane[l] = l;
+  const int64_t plane = j.Hp * j.Wr;
+  for (int64_t k0 = 0; k0 < nbp; k0 += kL) {
+    const Runs runs(s.g_off + k0);
+    int valid = 0;  // the padding tiles (rows 0, at the end) must add nothing
+    while (valid < kL && s.rows[k0 + valid] > 0) ++valid;
+    const IVec keep = lane < valid;
+    for (int64_t k = 0; k < j.Co; ++k) {
+      const float* src = gp + k * plane;
+      for (int u = 0; u < m; ++u)
+        for (int v = 0; v < m; ++v) {
+          const Vec x = runs.load(src, u * j.Wr + v * j.L);
+          st(g[u * m + v], keep ? x : Vec{});
+        }
       xf2d(Xf<m>::adj, m, a, g[0], kL, tmp[0], s.Mb + k * j.TB + k0, j.Co * j.TB);
     }
   }
 }
 
-PE_MULTIVERSION void grad_transform(const float* gy, const Job& j, const Scratch& s, int64_t nbp) {
-  if (j.m == 2) return grad_tiles<2>(gy, j, s, nbp);
-  grad_tiles<4>(gy, j, s, nbp);
+PE_MULTIVERSION void grad_transform(const float* gp, const Job& j, const Scratch& s, int64_t nbp) {
+  if (j.m == 2) return grad_tiles<2>(gp, j, s, nbp);
+  grad_tiles<4>(gp, j, s, nbp);
 }
 
 // Forward (or input-gradient) conv of `in` with the packed transformed filter Up.
 void wino_conv(const float* in, const float* Up, int64_t up, const float* b, bool relu,
                float* out, const Job& j) {
   const int64_t nblocks = (j.T + j.TB - 1) / j.TB, a2 = j.a * j.a, nr = pe::sgemm_nr();
-  const float* xp = pad_input(in, j);
+  const float* xp = pad_input(in, j, 2);
   float* all = Scratch::allocate(j, 0);
 #pragma omp parallel
   {
@@ -527,7 +557,10 @@ void bwd_weight_winograd(const float* x, const float* gy, float* gw, const Geom&
   // Each thread sums its tiles into its own dU (a*a*K*C floats: the reason the autotuner skips
   // Winograd's weight gradient when that outweighs the input, pyengine/ops/conv.py).
   std::vector<float*> parts(nt, nullptr);
-  const float* xp = pad_input(x, j);
+  const float* xp = pad_input(x, j, 2);
+  // gy padded like x (its own tiles' grid is x's): zero outside (Po, Qo), no bounds checks.
+  const Job jg = make_job(g.N, g.K, g.P, g.Q, g.K, g.P, g.Q, 0, 0, m);
+  const float* gp = pad_input(gy, jg, 3);
   float* all = Scratch::allocate(j, dsize);
 #pragma omp parallel num_threads(nt)
   {
@@ -539,7 +572,7 @@ void bwd_weight_winograd(const float* x, const float* gy, float* gw, const Geom&
     for (int64_t blk = 0; blk < nblocks; ++blk) {
       const int64_t t0 = blk * j.TB, nbp = s.locate(j, t0, std::min(j.TB, j.T - t0));
       input_transform(xp, j, s, nbp, j.TB);
-      grad_transform(gy, j, s, nbp);
+      grad_transform(gp, j, s, nbp);
       for (int64_t e = 0; e < a2; ++e)
         pe::sgemm(false, true, g.K, g.C, nbp, 1.f, s.Mb + e * g.K * j.TB, j.TB,
                   s.V + e * g.C * j.TB, j.TB, 1.f, acc + e * g.K * g.C, g.C);
