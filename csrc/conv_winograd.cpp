@@ -2,30 +2,37 @@
 // dilation 1, groups 1, any padding (Lavin & Gray 2016). Each m x m output tile is
 //   Y = A^T [ (G g G^T) (.) (B^T d B) ] A
 // over an a x a input tile d (a = m + 2), so one tile costs a*a multiplications per channel pair
-// instead of 9*m*m: 2.25x fewer at m = 2, 4x fewer at m = 4. Per block of TB tiles:
-//   V[e] (C, TB)  = input transform of every tile and channel (e = one of the a*a positions),
-//   Mb[e] (K, TB) = U[e] (K, C) @ V[e]       (a*a GEMMs on the pe::sgemm micro-kernels),
-//   y             = output transform of Mb, + bias (ReLU), written straight into (N,K,P,Q).
+// instead of 9*m*m: 2.25x fewer at m = 2, 4x fewer at m = 4. Per call, U[e] = (G g G^T)[e] is
+// computed and packed once into the GEMM's A panels; then per block of TB tiles (a thread each):
+//   V[e] (C, TB)  = B^T d B of every tile and channel (e = one of the a*a positions), written
+//                   directly in the micro-kernel's B panel layout (no packing per GEMM),
+//   Mb[e] (K, TB) = U[e] (K, C) @ V[e]       (a*a pe::sgemm_packed calls),
+//   y             = A^T Mb A + bias (ReLU), stored a tile row at a time into (N,K,P,Q).
 // The input gradient is the same conv of gy with the flipped, transposed filter; the weight
 // gradient is its adjoint, dU[e] (K, C) = sum over tiles of (A gy A^T)[e] @ V[e]^T, then
-// gw = G^T dU G. The transforms run vectorised over the tiles of a block (contiguous TB-long
-// rows), so they compile to AVX-512/AVX2 with PE_MULTIVERSION like the other kernels.
+// gw = G^T dU G. Every transform handles 16 tiles per vector (one AVX-512 register, two AVX2)
+// with the explicit F(2x2)/F(4x4) formulas; the input is first copied into zero-bordered,
+// column-phase-split rows so that 16 tiles' tap is one vector load per run of tiles.
 //
-// Tile size, from `python -m benchmarks.winograd_tiles` (2026-12-03, the 2-core AVX-512 VM,
-// OMP_NUM_THREADS=2, measured under load: ~8 other jobs on the 2 cores, so times are rough).
-// Float32 error, max |err| / max |ref| against a float64 direct conv, DnCNN layer 16x64x40x40,
-// pad 1, x ~ N(0,1), w ~ N(0,1/576), forward / input grad / weight grad:
-//   im2col      9.3e-7 / 1.1e-6 / 4.1e-7
-//   F(2x2,3x3)  2.9e-7 / 3.4e-7 / 6.4e-7
-//   F(4x4,3x3)  7.5e-6 / 7.1e-6 / 4.2e-6   (transform coefficients up to 8 and 1/24)
+// Tile size, from `OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE python -m benchmarks.winograd_tiles`
+// (2026-12-04 04:16 UTC, the 2-core AVX-512 VM shared with other jobs: load average 4.5-6, so
+// times are rough; compare within a row). Float32 error, max |err| / max |ref| against a float64
+// im2col conv, DnCNN layer 16x64x40x40, pad 1, x ~ N(0,1), w ~ N(0,1/576), forward / input
+// grad / weight grad:
+//   im2col      8.6e-7 / 7.9e-7 / 4.9e-7
+//   F(2x2,3x3)  2.4e-7 / 3.2e-7 / 5.6e-7
+//   F(4x4,3x3)  5.5e-6 / 6.1e-6 / 3.5e-6   (transform coefficients up to 8 and 1/24)
 // Time in ms, forward / input grad / weight grad (64->64, pad 1):
-//   16x64x40x40:    im2col 77/77/103,      F2 80/88/98,     F4 74/83/87
-//   4x64x128x128:   im2col 229/233/285,    F2 253/247/245,  F4 157/162/179
-//   1x64x512x512:   im2col 1039/1072/1178, F2 795/816/849,  F4 743/702/670
+//   16x64x40x40:    im2col 19.4/19.5/22.0,    F2 13.1/13.4/17.4,    F4 9.6/9.2/11.8
+//   4x64x128x128:   im2col 49.4/49.2/55.4,    F2 33.8/34.8/44.3,    F4 22.1/21.9/28.4
+//   1x64x512x512:   im2col 302/371/580,       F2 316/326/404,       F4 205/201/271
 // F(4x4) is the fastest on every 64-channel shape and its error, ~10x im2col's, stays orders of
 // magnitude below float32 training noise, so "winograd" uses it (wino_default_tile); "winograd_f2"
 // keeps the accurate tile available. The bound in tests/test_conv_winograd.py scales with it.
-// Not done: caching the filter transform per weight version (it is O(K*C), under 1 % of a pass).
+// The filter transform is not cached across calls: a training step's forward and input gradient
+// need different ones (G g G^T of g and of its rotated transpose; for F(4x4) neither is a
+// permutation of the other), and the weights change every step; it costs ~4 % of a pass
+// (perf, single thread, DnCNN layer), which only repeated inference with fixed weights would save.
 #include <omp.h>
 
 #include <algorithm>
@@ -33,26 +40,11 @@
 #include <vector>
 
 #include "conv.h"
+#include "conv_winograd_xf.h"
 #include "gemm.h"
 
 namespace pe::conv {
 namespace {
-
-// Tiles per transform vector: every transform below works on kL tiles at once, one float per
-// lane, in loops the compiler turns into one AVX-512 (or two AVX2) operation per line.
-constexpr int kL = 16;
-
-// The transforms are templates inlined into PE_MULTIVERSION functions, so each target clone
-// compiles them for its own vector width (a call would reach the baseline SSE2 copy).
-#define PE_INLINE inline __attribute__((always_inline))
-
-// kL floats as one GCC vector: one zmm in the AVX-512 clone, two ymm in the AVX2 one; loads and
-// stores through it need only float alignment.
-typedef float Vec __attribute__((vector_size(kL * sizeof(float)), aligned(4)));
-
-PE_INLINE Vec ld(const float* p) { return *reinterpret_cast<const Vec*>(p); }
-PE_INLINE void st(float* p, Vec v) { *reinterpret_cast<Vec*>(p) = v; }
-typedef int32_t IVec __attribute__((vector_size(kL * sizeof(int32_t))));
 
 // Filter transform G (a, 3), in double: the filter is transformed once per call, in a double
 // sum rounded once, so U carries no extra rounding.
@@ -60,84 +52,6 @@ constexpr double kG2[12] = {1, 0, 0, .5, .5, .5, .5, -.5, .5, 0, 0, 1};
 constexpr double kG4[18] = {1. / 4,  0,        0,       -1. / 6, -1. / 6, -1. / 6,
                             -1. / 6, 1. / 6,   -1. / 6, 1. / 24, 1. / 12, 1. / 6,
                             1. / 24, -1. / 12, 1. / 6,  0,       0,       1};
-
-// One-dimensional transforms of kL-lane rows: row i of the input at d + i*ds, of the output at
-// o + i*os. bt: B^T (input tile), at: A^T (output tile), adj: A = (A^T)^T (the output
-// transform's adjoint, for the weight gradient), with F(4x4,3x3)'s matrices
-//   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
-//   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
-// and F(2x2,3x3)'s B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1],
-// written out so that the zero and unit coefficients cost nothing.
-template <int m>
-struct Xf;
-
-template <>
-struct Xf<4> {
-  static constexpr int a = 6;
-  static PE_INLINE void bt(const float* d, int64_t ds, float* o, int64_t os) {
-    const Vec d0 = ld(d), d1 = ld(d + ds), d2 = ld(d + 2 * ds), d3 = ld(d + 3 * ds);
-    const Vec d4 = ld(d + 4 * ds), d5 = ld(d + 5 * ds);
-    const Vec p = d4 - 4.f * d2, q = d3 - 4.f * d1, r = d4 - d2, s = 2.f * (d3 - d1);
-    st(o, 4.f * d0 - 5.f * d2 + d4);
-    st(o + os, p + q);
-    st(o + 2 * os, p - q);
-    st(o + 3 * os, r + s);
-    st(o + 4 * os, r - s);
-    st(o + 5 * os, 4.f * d1 - 5.f * d3 + d5);
-  }
-  static PE_INLINE void at(const float* d, int64_t ds, float* o, int64_t os) {
-    const Vec d1 = ld(d + ds), d2 = ld(d + 2 * ds), d3 = ld(d + 3 * ds), d4 = ld(d + 4 * ds);
-    const Vec sp = d1 + d2, sm = d1 - d2, tp = d3 + d4, tm = d3 - d4;
-    st(o, ld(d) + sp + tp);
-    st(o + os, sm + 2.f * tm);
-    st(o + 2 * os, sp + 4.f * tp);
-    st(o + 3 * os, sm + 8.f * tm + ld(d + 5 * ds));
-  }
-  static PE_INLINE void adj(const float* d, int64_t ds, float* o, int64_t os) {
-    const Vec d0 = ld(d), d1 = ld(d + ds), d2 = ld(d + 2 * ds), d3 = ld(d + 3 * ds);
-    const Vec ep = d0 + d2, em = d1 + d3, fp = d0 + 4.f * d2, fm = 2.f * d1 + 8.f * d3;
-    st(o, d0);
-    st(o + os, ep + em);
-    st(o + 2 * os, ep - em);
-    st(o + 3 * os, fp + fm);
-    st(o + 4 * os, fp - fm);
-    st(o + 5 * os, d3);
-  }
-};
-
-template <>
-struct Xf<2> {
-  static constexpr int a = 4;
-  static PE_INLINE void bt(const float* d, int64_t ds, float* o, int64_t os) {
-    const Vec d0 = ld(d), d1 = ld(d + ds), d2 = ld(d + 2 * ds), d3 = ld(d + 3 * ds);
-    st(o, d0 - d2);
-    st(o + os, d1 + d2);
-    st(o + 2 * os, d2 - d1);
-    st(o + 3 * os, d1 - d3);
-  }
-  static PE_INLINE void at(const float* d, int64_t ds, float* o, int64_t os) {
-    const Vec d1 = ld(d + ds), d2 = ld(d + 2 * ds);
-    st(o, ld(d) + d1 + d2);
-    st(o + os, d1 - d2 - ld(d + 3 * ds));
-  }
-  static PE_INLINE void adj(const float* d, int64_t ds, float* o, int64_t os) {
-    const Vec d0 = ld(d), d1 = ld(d + ds);
-    st(o, d0);
-    st(o + os, d0 + d1);
-    st(o + 2 * os, d0 - d1);
-    st(o + 3 * os, -d1);
-  }
-};
-
-// Two-dimensional transform of kL tiles: out = L in L^T with L = Xf::f (rows x n), in and out
-// being (n x n) and (rows x rows) grids of kL-lane rows, row-major, is and os floats apart;
-// tmp holds n x rows.
-template <typename F>
-PE_INLINE void xf2d(F f, int n, int rows, const float* in, int64_t is, float* tmp, float* out,
-                    int64_t os) {
-  for (int r = 0; r < n; ++r) f(in + r * n * is, is, tmp + r * rows * kL, kL);
-  for (int c = 0; c < rows; ++c) f(tmp + c * kL, rows * kL, out + c * os, rows * os);
-}
 
 // U[e][o][i] = (G w G^T)[e] for the 3x3 filter of output channel o, input channel i: w[o][i]
 // for a conv, or (flipped = true, the input gradient's conv) w[i][o] rotated by 180 degrees.
@@ -196,48 +110,6 @@ Job make_job(int64_t N, int64_t Ci, int64_t Hi, int64_t Wi, int64_t Co, int64_t 
   const int64_t per_tile = j.a * j.a * (Ci + Co);
   j.TB = std::clamp<int64_t>((int64_t{1} << 18) / per_tile / 32 * 32, 32, 512);
   return j;
-}
-
-// d[ph*L + i] = row[m*i + ph] for i < L, the columns outside [x0, x1) zero: kL*m columns at a
-// time, split into their m phases by vector shuffles.
-template <int m>
-PE_INLINE void split_row(const float* row, int64_t x0, int64_t x1, int64_t L, float* d) {
-  alignas(64) float t[m * kL], o[m][kL];
-  for (int64_t i0 = 0; i0 < L; i0 += kL) {
-    const int64_t xs = i0 * m;
-    const int64_t c0 = std::max(x0, xs), c1 = std::min(x1, xs + m * kL);
-    if (c0 != xs || c1 != xs + m * kL) std::fill(t, t + m * kL, 0.f);
-    if (c1 > c0) std::memcpy(t + (c0 - xs), row + c0, (c1 - c0) * sizeof(float));
-    if constexpr (m == 2) {
-      const Vec v0 = ld(t), v1 = ld(t + kL);
-      st(o[0], __builtin_shuffle(v0, v1, IVec{0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
-                                              28, 30}));
-      st(o[1], __builtin_shuffle(v0, v1, IVec{1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27,
-                                              29, 31}));
-    } else {
-      // Phases (0, 1) and (2, 3) of each 32 columns, then their halves joined.
-      constexpr IVec lo{0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29};
-      constexpr IVec hi{2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31};
-      constexpr IVec first{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
-      constexpr IVec second{8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
-      const Vec v0 = ld(t), v1 = ld(t + kL), v2 = ld(t + 2 * kL), v3 = ld(t + 3 * kL);
-      const Vec p0 = __builtin_shuffle(v0, v1, lo), p1 = __builtin_shuffle(v0, v1, hi);
-      const Vec p2 = __builtin_shuffle(v2, v3, lo), p3 = __builtin_shuffle(v2, v3, hi);
-      st(o[0], __builtin_shuffle(p0, p2, first));
-      st(o[1], __builtin_shuffle(p0, p2, second));
-      st(o[2], __builtin_shuffle(p1, p3, first));
-      st(o[3], __builtin_shuffle(p1, p3, second));
-    }
-    // Whole vectors where a row is one chunk: past a phase's L floats they spill into the next
-    // phase, written after, or into the row's slack. A later chunk would spill into the next
-    // phase's first chunk, already written.
-    const int64_t n = std::min<int64_t>(kL, L - i0);
-    for (int ph = 0; ph < m; ++ph)
-      if (n == kL || i0 == 0)
-        st(d + ph * L + i0, ld(o[ph]));
-      else
-        std::memcpy(d + ph * L + i0, o[ph], n * sizeof(float));
-  }
 }
 
 // xp[n,i] (Hp, Wp, phase-split rows of Wr) = in[n,i] shifted by (offh, offw), zero where it
@@ -323,28 +195,6 @@ struct Scratch {
 // channel c at V + e*Ci*TB + (k/nr)*Ci*nr + c*nr + k%nr (nr = TB: plain (Ci, TB) rows).
 // A group of kL tiles is a few runs of consecutive tiles (a tile row, or its rest); tap (r, q)
 // of a run is one unaligned vector load, merged into the group's vector by a lane mask.
-// Runs of consecutive tiles in a group of kL tiles at offsets off (ascending): run u covers
-// lanes [start_u, start_{u+1}), lane l reading base[u] + l; mask[u] selects lanes >= start_u.
-struct Runs {
-  int n = 0;
-  int64_t base[kL];
-  IVec mask[kL];
-  PE_INLINE explicit Runs(const int64_t* off) {
-    IVec lane;
-    for (int l = 0; l < kL; ++l) lane[l] = l;
-    for (int l = 0; l < kL; ++l)
-      if (l == 0 || off[l] != off[l - 1] + 1) {
-        base[n] = off[l] - l;
-        mask[n++] = lane >= l;
-      }
-  }
-  // kL lanes of tap t: one unaligned load per run, merged by lane.
-  PE_INLINE Vec load(const float* src, int64_t t) const {
-    Vec x = ld(src + base[0] + t);
-    for (int u = 1; u < n; ++u) x = mask[u] ? ld(src + base[u] + t) : x;
-    return x;
-  }
-};
 
 template <int m>
 PE_INLINE void input_tiles(const float* xp, const Job& j, const Scratch& s, int64_t nbp,
@@ -381,30 +231,6 @@ PE_MULTIVERSION void input_transform(const float* xp, const Job& j, const Scratc
                                      int64_t nr) {
   if (j.m == 2) return input_tiles<2>(xp, j, s, nbp, nr);
   input_tiles<4>(xp, j, s, nbp, nr);
-}
-
-// z (m vectors, kL*m floats) = the columns m*l + v of y[v] (lane l), v < m: a row of m x m
-// tiles in memory order.
-template <int m>
-PE_INLINE void interleave(const float (*y)[kL], float (*z)[kL]) {
-  constexpr IVec lo{0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
-  constexpr IVec hi{8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-  const Vec y0 = ld(y[0]), y1 = ld(y[1]);
-  if constexpr (m == 2) {
-    st(z[0], __builtin_shuffle(y0, y1, lo));
-    st(z[1], __builtin_shuffle(y0, y1, hi));
-  } else {
-    // Pairs (y0, y1) and (y2, y3) per tile, then the pairs of four tiles joined.
-    constexpr IVec plo{0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23};
-    constexpr IVec phi{8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31};
-    const Vec y2 = ld(y[2]), y3 = ld(y[3]);
-    const Vec q0 = __builtin_shuffle(y0, y1, lo), q1 = __builtin_shuffle(y0, y1, hi);
-    const Vec r0 = __builtin_shuffle(y2, y3, lo), r1 = __builtin_shuffle(y2, y3, hi);
-    st(z[0], __builtin_shuffle(q0, r0, plo));
-    st(z[1], __builtin_shuffle(q0, r0, phi));
-    st(z[2], __builtin_shuffle(q1, r1, plo));
-    st(z[3], __builtin_shuffle(q1, r1, phi));
-  }
 }
 
 // out[n,k] tiles = A^T Mb[k] A + bias (ReLU); rows/columns past (Po, Qo) dropped.
