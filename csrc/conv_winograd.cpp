@@ -43,6 +43,9 @@
 #include "conv_winograd_xf.h"
 #include "gemm.h"
 
+// As in conv_winograd_xf.h: Vec values only pass between always-inlined functions.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace pe::conv {
 namespace {
 
