@@ -135,3 +135,39 @@ def test_dip_tasks(images, tmp_path, capsys, task, baseline):
     assert code == 0 and baseline in stdout, stdout
     hist = json.loads((out / "im0_dip_psnr.json").read_text())
     assert hist["iteration"] == [1, 2, 3] and (out / "im0_comparison.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "mask,extra,missing",
+    [
+        ("random", ["--mask-ratio", "0.25"], 0.25),
+        ("box", ["--boxes", "1", "--box-size", "8"], 0.0625),
+    ],
+)
+def test_dip_inpaint_masks(images, tmp_path, capsys, mask, extra, missing):
+    out = tmp_path / mask
+    code, stdout, _ = _run(
+        capsys, "dip", images / "im0.png", "--task", "inpaint", "--mask", mask, *extra,
+        "--iters", "2", "--depth", "2", "--channels", "4", "--code", "4", "--crop", "32",
+        "--out", out,
+    )  # fmt: skip
+    assert code == 0 and f"{mask} mask: {missing:.1%} of the pixels missing" in stdout, stdout
+    observed = np.asarray(Image.open(out / "im0_observed.png"))
+    assert (observed == 0).mean() >= missing  # the missing pixels are black in the observation
+
+
+def test_dip_text_mask_and_mask_errors(images, tmp_path, capsys):
+    from pyengine.data import text_mask
+
+    base = ["dip", images / "im0.png", "--task", "inpaint", "--iters", "1", "--depth", "2"]
+    base += ["--channels", "4", "--code", "4", "--crop", "32", "--out", tmp_path / "t"]
+    code, stdout, _ = _run(capsys, *base, "--mask", "text", "--seed", "3")
+    expect = 1 - text_mask((32, 32), np.random.default_rng(3)).mean()
+    assert code == 0 and f"text mask: {expect:.1%} of the pixels missing" in stdout, stdout
+    for extra, match in (
+        (["--mask", "text", "--mask-ratio", "0.3"], "applies to --mask random"),
+        (["--mask", "box", "--box-size", "40"], "--mask box"),
+        (["--mask-ratio", "1.5"], "(0, 1)"),
+    ):
+        code, _, err = _run(capsys, *base, *extra)
+        assert code == 2 and match in err and "Traceback" not in err, err
