@@ -171,3 +171,38 @@ def test_dip_text_mask_and_mask_errors(images, tmp_path, capsys):
     ):
         code, _, err = _run(capsys, *base, *extra)
         assert code == 2 and match in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "name,extra",
+    [
+        ("sr", ["--arch", "subpixel", "--depth", "3", "--patch", "24"]),
+        ("deblur", ["--depth", "1", "--patch", "16", "--scales", "2"]),
+    ],
+)
+def test_resume_equals_an_uninterrupted_run(images, tmp_path, capsys, name, extra):
+    common = ["--data", images, "--val", images, "--steps", "3", "--batch", "2"]
+    common += ["--channels", "4", "--workers", "1", "--seed", "7", *extra]
+    full, first = tmp_path / "full", tmp_path / "first"
+    assert _run(capsys, "train", name, *common, "--epochs", "3", "--out", full)[0] == 0
+    # interrupted after epoch 1 (what the checkpoint of a run killed in epoch 2 holds); the full
+    # run's default --lr-step is --epochs - 1 = 2
+    assert (
+        _run(capsys, "train", name, *common, "--epochs", "1", "--lr-step", "2", "--out", first)[0]
+        == 0
+    )
+    code, stdout, _ = _run(capsys, "train", name, "--epochs", "3", "--out", first, "--resume")
+    assert code == 0 and "epoch 2/3" in stdout and "epoch 1/3" not in stdout, stdout
+    a, b = (json.loads((r / "history.json").read_text()) for r in (full, first))
+    assert len(a["loss"]) == 9 and a["loss"] == b["loss"] and a["val_psnr"] == b["val_psnr"]
+    ca, cb = (pe.load(r / "checkpoint.npz") for r in (full, first))
+    for k in ca["model"]:
+        assert np.array_equal(ca["model"][k].numpy(), cb["model"][k].numpy()), k
+    assert ca["task"] == cb["task"] and json.loads(ca["args"]) == json.loads(cb["args"])
+    # settings that differ from the checkpoint's are refused; a finished run says so
+    code, _, err = _run(capsys, "train", name, "--out", first, "--resume", "--batch", "4")
+    assert code == 2 and "--batch 4 (checkpoint: 2)" in err, err
+    code, stdout, _ = _run(capsys, "train", name, "--epochs", "3", "--out", first, "--resume")
+    assert code == 0 and "already trained 3 epochs" in stdout
+    code, _, err = _run(capsys, "train", name, *common, "--out", full)
+    assert code == 2 and "pass --resume" in err
