@@ -95,6 +95,7 @@ def test_user_errors(trained, images, tmp_path, capsys):
         (["deblur", images / "im0.png", "--model", ckpt], "not a deblur model"),
         (["train", "sr", "--patch", "25", "--data", images, "--out", tmp_path / "x"], "multiple"),
         (["train", "deblur", "--sigma", "-1", "--out", tmp_path / "x"], "sigma must be >= 0"),
+        (["train", "sr", "--rgb", "--channels-in", "1", "--out", tmp_path / "x"], "--rgb means"),
     ):
         code, _, err = _run(capsys, *argv)
         assert code == 2 and match in err and len(err.strip().splitlines()) == 1, err

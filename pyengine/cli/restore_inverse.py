@@ -28,6 +28,7 @@ import numpy as np
 
 from pyengine.cli import UserError
 from pyengine.cli.common import (
+    add_channels_args,
     check_device,
     check_finite,
     check_out_dir,
@@ -36,6 +37,7 @@ from pyengine.cli.common import (
     clipped_ssim,
     positive_int,
     read_folder,
+    resolve_channels,
     seed_everything,
 )
 
@@ -286,6 +288,7 @@ def cmd_train_inverse(args: argparse.Namespace) -> int:
 
     name = args.task
     check_device(args.device)
+    resolve_channels(args)
     out = check_out_dir(args.out or f"runs/{name}")
     archs = ("msdeblur",) if name == "deblur" else ("vdsr", "subpixel")
     ckpt = start_or_resume(args, out, archs)
@@ -419,7 +422,7 @@ def _train_parser(train_sub: Any, name: str, text: str) -> None:
         help="residual blocks per scale (deblur) or conv layers (sr)",
     )
     p.add_argument("--channels", type=positive_int, default=d["channels"], help="feature width")
-    p.add_argument("--rgb", action="store_true", help="train on 3-channel color images")
+    add_channels_args(p)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument(
         "--lr-step",

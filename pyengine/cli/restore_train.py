@@ -34,6 +34,7 @@ from pyengine.cli.common import (
     clipped_ssim,
     read_checkpoint,
     read_folder,
+    resolve_channels,
     seed_everything,
 )
 from pyengine.serialization import mkstemp_umask
@@ -120,6 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pyengine.models import build_model
 
     check_device(args.device)
+    resolve_channels(args)
     launch = args.launch
     out = launch.bcast(check_out_dir(_out_dir(args)))  # rank 0's choice of run folder
     ckpt = start_or_resume(args, out, (args.arch,))
