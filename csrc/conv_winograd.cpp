@@ -255,8 +255,12 @@ PE_INLINE void output_tiles(const Job& j, const Scratch& s, int64_t nbp, const f
       const int64_t* off = s.out_off + k0;
       for (int l0 = 0, l1; l0 < kL; l0 = l1) {
         // Tiles [l0, l1): a run along one tile row, its columns m*(l - l0) + v contiguous; the
-        // last tile may have fewer than m columns inside (Po, Qo).
-        for (l1 = l0 + 1; l1 < kL && off[l1] == off[l1 - 1] + m; ++l1) {
+        // last tile may have fewer than m columns inside (Po, Qo). Runs are told by in_off (in
+        // the output, the next tile row can start m floats on when Qo is 1); the padding tiles
+        // (rows 0) form their own run, which writes nothing.
+        const int64_t* in = s.in_off + k0;
+        for (l1 = l0 + 1; l1 < kL && in[l1] == in[l1 - 1] + 1 && s.rows[k0 + l1] == s.rows[k0 + l0];
+             ++l1) {
         }
         const int rows = s.rows[k0 + l0];
         const int64_t c0 = m * l0, c1 = m * (l1 - 1) + s.cols[k0 + l1 - 1];

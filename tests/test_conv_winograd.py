@@ -46,6 +46,8 @@ WIDE_SHAPES = [
     (3, 20, 21, 75, 13, 1),
     (2, 17, 37, 23, 24, 2),
     (1, 9, 70, 66, 7, 0),
+    (2, 3, 21, 3, 2, 0),  # one output column: successive tile rows m floats apart in y
+    (3, 2, 2, 1, 3, 1),
 ]
 
 
