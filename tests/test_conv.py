@@ -454,7 +454,8 @@ def test_auto_tuning_matches_forced(rng, monkeypatch, timed, transposed):
             np.testing.assert_allclose(a, r, rtol=1e-4, atol=2e-4 * max(1.0, np.abs(r).max()))
     if timed:
         assert len(C._tuned) == 9  # 3 shapes x (forward, input grad, weight grad)
-        assert set(C._tuned.values()) <= {"direct", "im2col"}
+        # the 3x3 layers may time Winograd fastest too (it is a candidate wherever it applies)
+        assert set(C._tuned.values()) <= {"direct", "im2col", "winograd"}
     else:
         assert C._tuned == {}
 
