@@ -187,7 +187,7 @@ class Function:
             if isinstance(t, Tensor):
                 if ref is None:
                     ref = t
-                elif t.device != ref.device:
+                elif t.device is not ref.device and t.device != ref.device:
                     raise RuntimeError(
                         f"{cls.__name__}: expected all tensors on the same device, got "
                         f"{ref.device} and {t.device}"
