@@ -2,6 +2,7 @@
 // backward, and a fused axpby used by gradient accumulation. float32, any shape, contiguous.
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <type_traits>
 
 #include "common.h"
@@ -461,6 +462,30 @@ void axpby(const py::array& x, py::array& y, float a, float b) {
   chunked(x.size(), [&](int64_t s, int64_t len) { axpby_loop(px + s, py_ + s, len, a, b); });
 }
 
+// y = x (and z = x when z is given) over the threads, in one pass over x. The CPU backend's
+// copy for large arrays: a leaf's first gradient is copied when it cannot be taken as is (the
+// caller's gradient), the same array handed to both inputs of an add is copied for both leaves
+// at once (x read once, each 64 KiB chunk from L2 the second time), and NumPy copies on one
+// thread, which leaves a 2-core machine's memory bandwidth half used.
+void copy(const py::array& x, py::array& y, std::optional<py::array> z) {
+  const float* px = pe::in_ptr(x, "x");
+  float* py_ = pe::out_ptr(y, "y");
+  pe::check_same_size(x, y, "x", "y");
+  pe::check_no_overlap(y, x, "copy: y", "x");
+  float* pz = nullptr;
+  if (z) {
+    pz = pe::out_ptr(*z, "z");
+    pe::check_same_size(x, *z, "x", "z");
+    pe::check_no_overlap(*z, x, "copy: z", "x");
+    pe::check_no_overlap(*z, y, "copy: z", "y");
+  }
+  py::gil_scoped_release nogil;
+  chunked(x.size(), [&](int64_t s, int64_t len) {
+    std::memcpy(py_ + s, px + s, len * sizeof(float));
+    if (pz) std::memcpy(pz + s, px + s, len * sizeof(float));
+  });
+}
+
 }  // namespace
 
 void bind_elementwise(py::module_& m) {
@@ -482,4 +507,6 @@ void bind_elementwise(py::module_& m) {
   m.def("math_backward", &math_backward, py::arg("op"), py::arg("saved"), py::arg("grad_output"),
         py::arg("grad_input"), py::arg("alpha") = 0.f);
   m.def("axpby", &axpby, py::arg("x"), py::arg("y"), py::arg("a"), py::arg("b"));
+  m.def("copy", &copy, py::arg("x"), py::arg("y"), py::arg("z") = py::none(),
+        "y = x, and z = x when given (float32, same sizes, no overlap), in one pass");
 }
