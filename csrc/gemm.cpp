@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <thread>
@@ -399,17 +400,25 @@ const Blocking& blocking() {
 // of its threads, is taken here before the parallel region opens: a std::bad_alloc thrown
 // inside an OpenMP region cannot leave it and would terminate the process instead of reaching
 // Python as a MemoryError.
+// PE_GEMM_SCRATCH_LIMIT=<floats> makes a larger request fail as an allocation failure would,
+// so that tests can check it reaches Python as MemoryError on any machine (as PE_GEMM_KERNEL
+// lets them test the fallback kernels).
 float* workspace(size_t floats) {
   struct Buf {
     float* p = nullptr;
     size_t cap = 0;
     ~Buf() { std::free(p); }
   };
+  static const size_t limit = [] {
+    const char* env = std::getenv("PE_GEMM_SCRATCH_LIMIT");
+    return env ? size_t(std::strtoull(env, nullptr, 10)) : SIZE_MAX;
+  }();
   thread_local Buf buf;
   if (floats > buf.cap) {
     std::free(buf.p);
     buf.p = nullptr;
     buf.cap = 0;
+    if (floats > limit) throw std::bad_alloc();
     const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
     buf.p = static_cast<float*>(std::aligned_alloc(64, bytes));
     if (!buf.p) throw std::bad_alloc();
