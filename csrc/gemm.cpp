@@ -376,11 +376,15 @@ const Impl& pick_impl() {
 }
 
 // Block sizes from this machine's caches, read once at run time (sysconf; the fallbacks are the
-// smallest caches of the x86 cores we build for). kc: the MR x kc micro-panel of op(A), reused
-// for every NR-column panel of the B block, takes 9/16 of L1d, leaving the rest for the B and C
-// lines streaming past it (on a 48 KiB L1 this gives the kc = 576 measured best there for the
-// 12x32 kernel). b_block: the packed kc x nc block of op(B), reused for every A micro-panel, takes
-// 5/8 of the per-core L2, leaving room for A panels and C tiles.
+// smallest caches of the x86 cores we build for). b_block: the packed kc x nc block of op(B),
+// reused for every A micro-panel, takes 5/8 of the per-core L2, leaving room for the A panels
+// and C tiles passing through. kc: as long as the B block still holds 8 NR-wide panels (so that
+// each packed A micro-panel is reused over 256+ columns), because every further K block means
+// one more load and store of the C tiles; and at most what lets the MR x kc A micro-panel fit
+// in L1d. On a 1 MiB L2 this gives kc = 640: one K block for a 3x3x64 conv's K = 576, as with
+// the 576 measured best on a Zen5 core. Sizing the A micro-panel to 9/16 of a 32 KiB L1d instead
+// (kc 384, so K = 576 in two blocks of 288) measured 5-10% slower on that conv's 64 x 576 x
+// 25600 GEMM on this session's Zen4 cores (single thread, best of 15, shared machine).
 struct Blocking {
   int64_t kc, b_block;
 };
@@ -389,17 +393,13 @@ const Blocking& blocking() {
   static const Blocking b = [] {
     const long l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
     const int64_t l1b = l1 > 0 ? l1 : 32 * 1024, l2b = l2 > 0 ? l2 : 256 * 1024;
-    const int64_t mr = pick_impl().mr;
-    const int64_t kc = std::clamp<int64_t>(l1b * 9 / 16 / (4 * mr) / 8 * 8, 64, 2048);
-    return Blocking{kc, std::max<int64_t>(l2b * 5 / 8 / 4, kc * pick_impl().nr)};
+    const int64_t mr = pick_impl().mr, nr = pick_impl().nr, b_block = l2b * 5 / 8 / 4;
+    const int64_t kc = std::min(b_block / (8 * nr), l1b / (4 * mr)) / 8 * 8;
+    return Blocking{std::clamp<int64_t>(kc, 64, 1024), b_block};
   }();
   return b;
 }
 
-// Grow-only, 64-byte aligned scratch of the calling thread. Every buffer a GEMM needs, for all
-// of its threads, is taken here before the parallel region opens: a std::bad_alloc thrown
-// inside an OpenMP region cannot leave it and would terminate the process instead of reaching
-// Python as a MemoryError.
 // PE_GEMM_SCRATCH_LIMIT=<floats> makes a larger request fail as an allocation failure would,
 // so that tests can check it reaches Python as MemoryError on any machine (as PE_GEMM_KERNEL
 // lets them test the fallback kernels).
