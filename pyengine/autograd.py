@@ -27,6 +27,7 @@ import numpy as np
 
 from pyengine.backend import Device, backend
 
+
 class _ThreadFlag(threading.local):
     """A per-thread flag that every thread sees first at its default: reading an unset attribute
     of a plain threading.local through getattr(..., default) raises and catches an
