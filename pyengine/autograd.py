@@ -358,8 +358,7 @@ def _engine(
     targets = None if inputs is None else {id(t): i for i, t in enumerate(inputs)}
     captured: list[Any] = [None] * (0 if inputs is None else len(inputs))
     anomaly = _anomaly.enabled
-    order = _toposort(roots)
-    for t in reversed(order):
+    for t in reversed(_toposort(roots)):
         g = grads.pop(id(t), None)
         if g is None:
             continue
@@ -373,7 +372,7 @@ def _engine(
                 captured[targets[id(t)]] = g
         elif ctx is None:
             if targets is None and t.requires_grad:
-                _accumulate_leaf(t, g, as_tensor=create_graph, pending=(grads, order))
+                _accumulate_leaf(t, g, as_tensor=create_graph)
             continue
         elif t._retains_grad and accumulate:
             _accumulate_leaf(t, g, may_take=False, as_tensor=create_graph)  # g goes on below
@@ -481,9 +480,7 @@ def grad(
     return tuple(out)
 
 
-def _accumulate_leaf(
-    t: Any, g: Any, may_take: bool = True, as_tensor: bool = False, pending: Any = None
-) -> None:
+def _accumulate_leaf(t: Any, g: Any, may_take: bool = True, as_tensor: bool = False) -> None:
     Tensor = _tensor_class()
     if as_tensor:
         t.grad = g if t.grad is None else t.grad + g
@@ -495,10 +492,6 @@ def _accumulate_leaf(
         # the user's gradient) is copied so that .grad never aliases it.
         if may_take and isinstance(g, np.ndarray) and g.base is None and sys.getrefcount(g) <= 3:
             t.grad = Tensor._wrap(g, t.device)
-        elif (other := _leaf_copy_too(g, pending, backend(t.device))) is not None:
-            mine, theirs = backend(t.device).copy_pair(g)
-            pending[0][id(other)] = theirs
-            t.grad = Tensor._wrap(mine, t.device)
         else:
             t.grad = Tensor._wrap(backend(t.device).copy(g), t.device)
     else:
@@ -506,28 +499,6 @@ def _accumulate_leaf(
         k.axpby(g, t.grad._data, 1.0, 1.0)
     for hook in list(_post_accumulate_grad_hooks.get(id(t), ())):
         hook(t)
-
-
-def _leaf_copy_too(g: Any, pending: Any, be: Any) -> Any:
-    """The other leaf, if any, that is still to receive this same array ``g`` (Add's backward
-    hands one gradient to both inputs) and will copy it as well: then one pass over ``g`` makes
-    both copies (``copy_pair``) instead of two passes. Not when ``g`` is fresh and only the
-    pending entries hold it besides this call (the last leaf will take it without a copy),
-    nor where the backend has no ``copy_pair``."""
-    if pending is None or g.size < 1 << 16 or not hasattr(be, "copy_pair"):
-        return None
-    grads, order = pending
-    holders = [k for k, v in grads.items() if v is g]
-    # References besides the pending entries: the engine's, _accumulate_leaf's and this
-    # function's variables and getrefcount's argument.
-    if not holders or (g.base is None and sys.getrefcount(g) <= 4 + len(holders)):
-        return None
-    for x in order:
-        if id(x) == holders[0]:
-            if x._ctx is None and x.requires_grad and x.grad is None:
-                return x
-            return None
-    return None
 
 
 # id(leaf) -> its hooks; an entry goes when its tensor is collected (Tensor has __slots__ and no

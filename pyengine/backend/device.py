@@ -176,14 +176,6 @@ class CPUBackend:
             return out
         return a.copy()
 
-    def copy_pair(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Two copies of ``a`` made in one pass over it (see autograd._leaf_copy_too)."""
-        if a.dtype != np.float32 or not a.flags.c_contiguous:
-            return a.copy(), a.copy()
-        y, z = np.empty_like(a), np.empty_like(a)
-        self.kernels(a.dtype).copy(a, y, z)
-        return y, z
-
     def copy_(self, dst: np.ndarray, src: np.ndarray) -> None:
         np.copyto(dst, src)
 
