@@ -16,10 +16,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
-#include <thread>
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 namespace pe {
 namespace {
