@@ -177,27 +177,17 @@ PE_MULTIVERSION void row_normalize_relu(const float* __restrict x, float* __rest
   for (int64_t i = 0; i < n; ++i) y[i] = std::max((x[i] - m) * a + b, 0.f);
 }
 
-// With g = (y > 0 ? dy : 0): sum(g) and sum(g * (x - m)).
+// With g = (y > 0 ? dy : 0): sum(g) and sum(g * (x - m)). One vector of partial sums each (the
+// row is read from DRAM; a longer accumulator array makes the masked loop scalar).
 PE_MULTIVERSION void row_masked_grad_sums(const float* __restrict dy, const float* __restrict y,
                                           const float* __restrict x, int64_t n, float m, float* sg,
                                           float* sgx) {
-  float a1[kLanes] = {}, a2[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int64_t j = 0; j < kLanes; ++j) {
-      const float g = y[i + j] > 0.f ? dy[i + j] : 0.f;
-      a1[j] += g;
-      a2[j] += g * (x[i + j] - m);
-    }
   float s1 = 0.f, s2 = 0.f;
-  for (; i < n; ++i) {
+#pragma omp simd reduction(+ : s1, s2)
+  for (int64_t i = 0; i < n; ++i) {
     const float g = y[i] > 0.f ? dy[i] : 0.f;
     s1 += g;
     s2 += g * (x[i] - m);
-  }
-  for (int64_t j = 0; j < kLanes; ++j) {
-    s1 += a1[j];
-    s2 += a2[j];
   }
   *sg = s1;
   *sgx = s2;
