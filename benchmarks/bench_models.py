@@ -261,7 +261,9 @@ def run(quick: bool, rounds: int = 2) -> list[dict[str, Any]]:
 
 def profile(model: str, shape: tuple[int, ...], steps: int = 3) -> dict[str, list[float]]:
     """Seconds per (Function class, forward/backward) over ``steps`` steps, by wrapping every
-    Function subclass's forward and backward with a timer."""
+    Function subclass's forward and backward with a timer. Only the outermost call counts (a
+    fused node's call of its base class's forward is its own time), under the class of the node;
+    convolutions are split by weight shape, so the first, middle and last layers show apart."""
     from pyengine.autograd import Function
 
     acc: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
@@ -272,13 +274,24 @@ def profile(model: str, shape: tuple[int, ...], steps: int = 3) -> dict[str, lis
         classes.append(c)
         todo += c.__subclasses__()
     orig = {}
+    depth = [0]
 
-    def timed(fn: Callable, key: str, slot: int) -> Callable:
-        def wrapper(*args: Any, **kw: Any) -> Any:
+    def timed(fn: Callable, slot: int) -> Callable:
+        def wrapper(ctx: Any, *args: Any, **kw: Any) -> Any:
+            if depth[0]:
+                return fn(ctx, *args, **kw)
+            if slot == 0:
+                name = type(ctx).__name__
+                w = args[1] if "Conv" in name and len(args) > 1 else None
+                ctx._profile_key = name + (f" w{tuple(w.shape)}" if w is not None else "")
+            depth[0] += 1
             t0 = time.perf_counter()
-            out = fn(*args, **kw)
-            acc[key][slot] += time.perf_counter() - t0
-            return out
+            try:
+                return fn(ctx, *args, **kw)
+            finally:
+                depth[0] -= 1
+                key = getattr(ctx, "_profile_key", type(ctx).__name__)
+                acc[key][slot] += time.perf_counter() - t0
 
         return wrapper
 
@@ -288,7 +301,7 @@ def profile(model: str, shape: tuple[int, ...], steps: int = 3) -> dict[str, lis
         for slot, meth in enumerate(("forward", "backward")):
             if meth in c.__dict__:
                 orig[(c, meth)] = c.__dict__[meth]
-                setattr(c, meth, timed(c.__dict__[meth], c.__name__, slot))
+                setattr(c, meth, timed(c.__dict__[meth], slot))
     try:
         t0 = time.perf_counter()
         for _ in range(steps):
@@ -317,9 +330,9 @@ def main() -> None:
             f"{kernels * 1e3:.1f} ms, elsewhere (Python, autograd, optimizer) "
             f"{(total - kernels) * 1e3:.1f} ms"
         )
-        print(f"{'op':<24} {'fwd ms':>8} {'bwd ms':>8} {'% step':>7}")
+        print(f"{'op':<36} {'fwd ms':>8} {'bwd ms':>8} {'% step':>7}")
         for k, (f, b) in sorted(prof.items(), key=lambda kv: -sum(kv[1])):
-            print(f"{k:<24} {f * 1e3:8.2f} {b * 1e3:8.2f} {100 * (f + b) / total:7.1f}")
+            print(f"{k:<36} {f * 1e3:8.2f} {b * 1e3:8.2f} {100 * (f + b) / total:7.1f}")
         return
     for r in run(args.quick):
         print(json.dumps(r))
