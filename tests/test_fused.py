@@ -131,3 +131,14 @@ def test_denoise_array_folds_batchnorm(rng):
     got = denoise_array(model, noisy, tile=0)
     np.testing.assert_allclose(got, ref, atol=1e-5)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # model left as it was
+
+
+def test_instance_forward_is_not_fused(rng):
+    """A module whose forward was replaced on the instance (as nn.summary does) runs itself."""
+    seq = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU())
+    calls = []
+    relu = seq[2]
+    relu.forward = lambda x: calls.append(1) or F.relu(x)
+    x = pe.tensor(rng.standard_normal((2, 1, 5, 5)).astype(np.float32))
+    y = seq(x)
+    assert calls == [1] and type(y.grad_fn).__name__ != "BatchNormReLU"
