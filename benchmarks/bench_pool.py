@@ -77,12 +77,18 @@ def _passes(lib: Any, fn: Callable, x: np.ndarray, g: np.ndarray) -> tuple[Calla
 
 
 def case(
-    name: str, shape: tuple[int, ...], fn: Callable, scale: float, nbytes: Callable, repeats: int
+    name: str,
+    shape: tuple[int, ...],
+    fn: Callable,
+    out_shape: tuple[int, ...],
+    nbytes: Callable,
+    repeats: int,
 ) -> list[dict[str, Any]]:
-    n, c, h, w = shape
+    """The "fwd" and "f+b" rows of ``fn`` on a ``shape`` input whose output is ``out_shape``
+    (bench_pixel_shuffle's cases too)."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape, dtype=np.float32)
-    g = rng.standard_normal((n, c, int(h * scale), int(w * scale)), dtype=np.float32)
+    g = rng.standard_normal(out_shape, dtype=np.float32)
     fwd_b, bwd_b = nbytes(x.size, g.size)
 
     ref = [t.numpy() for t in _passes(pe, fn, x.astype(np.float64), g.astype(np.float64))[1]()]
@@ -120,7 +126,9 @@ def run(quick: bool) -> list[dict[str, Any]]:
     for name, shape, fn, scale, nbytes in CASES:
         if quick:
             shape = (QUICK_BATCH, *shape[1:])
-        rows += case(name, shape, fn, scale, nbytes, 3 if quick else 20)
+        n, c, h, w = shape
+        out = (n, c, int(h * scale), int(w * scale))
+        rows += case(name, shape, fn, out, nbytes, 3 if quick else 20)
     return rows
 
 

@@ -97,6 +97,25 @@ def test_training_prints_parameters_and_memory(capsys, tmp_path):
     assert code == 0 and f"({params:,} parameters, about " in out and "GiB to train" in out
 
 
+@pytest.mark.parametrize(
+    "arch,flags", [("dncnn", ["--channels-in", "3"]), ("unet", ["--rgb", "--channels-in", "3"])]
+)
+def test_channels_in_is_the_spelled_out_rgb(capsys, tmp_path, color, arch, flags):
+    data = tmp_path / "imgs"
+    data.mkdir()
+    color.rename(data / color.name)
+    run = ["train", arch, *TINY, "--epochs", "1", "--data", data, "--val", data]
+    assert _run(capsys, *run, *flags, "--out", tmp_path / "c")[0] == 0
+    ckpt = pe.load(tmp_path / "c" / "checkpoint.npz")
+    cfg, saved = json.loads(ckpt["config"]), json.loads(ckpt["args"])
+    assert cfg.get("image_channels", cfg.get("in_channels")) == 3 and saved["rgb"] is True
+    assert _run(capsys, *run, "--channels-in", "1", "--out", tmp_path / "g")[0] == 0
+    cfg = json.loads(pe.load(tmp_path / "g" / "checkpoint.npz")["config"])
+    assert cfg.get("image_channels", cfg.get("in_channels")) == 1
+    line = _refused(capsys, [*run, "--rgb", "--channels-in", "1", "--out", tmp_path / "x"], "--rgb")
+    assert "--channels-in is 1" in line and not (tmp_path / "x").exists()
+
+
 # ---------------------------------------------------------------- output locations
 def _bad_outs(tmp_path):
     afile = tmp_path / "afile"

@@ -95,6 +95,7 @@ def test_user_errors(trained, images, tmp_path, capsys):
         (["deblur", images / "im0.png", "--model", ckpt], "not a deblur model"),
         (["train", "sr", "--patch", "25", "--data", images, "--out", tmp_path / "x"], "multiple"),
         (["train", "deblur", "--sigma", "-1", "--out", tmp_path / "x"], "sigma must be >= 0"),
+        (["train", "sr", "--rgb", "--channels-in", "1", "--out", tmp_path / "x"], "--rgb means"),
     ):
         code, _, err = _run(capsys, *argv)
         assert code == 2 and match in err and len(err.strip().splitlines()) == 1, err
@@ -135,3 +136,74 @@ def test_dip_tasks(images, tmp_path, capsys, task, baseline):
     assert code == 0 and baseline in stdout, stdout
     hist = json.loads((out / "im0_dip_psnr.json").read_text())
     assert hist["iteration"] == [1, 2, 3] and (out / "im0_comparison.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "mask,extra,missing",
+    [
+        ("random", ["--mask-ratio", "0.25"], 0.25),
+        ("box", ["--boxes", "1", "--box-size", "8"], 0.0625),
+    ],
+)
+def test_dip_inpaint_masks(images, tmp_path, capsys, mask, extra, missing):
+    out = tmp_path / mask
+    code, stdout, _ = _run(
+        capsys, "dip", images / "im0.png", "--task", "inpaint", "--mask", mask, *extra,
+        "--iters", "2", "--depth", "2", "--channels", "4", "--code", "4", "--crop", "32",
+        "--out", out,
+    )  # fmt: skip
+    assert code == 0 and f"{mask} mask: {missing:.1%} of the pixels missing" in stdout, stdout
+    observed = np.asarray(Image.open(out / "im0_observed.png"))
+    assert (observed == 0).mean() >= missing  # the missing pixels are black in the observation
+
+
+def test_dip_text_mask_and_mask_errors(images, tmp_path, capsys):
+    from pyengine.data import text_mask
+
+    base = ["dip", images / "im0.png", "--task", "inpaint", "--iters", "1", "--depth", "2"]
+    base += ["--channels", "4", "--code", "4", "--crop", "32", "--out", tmp_path / "t"]
+    code, stdout, _ = _run(capsys, *base, "--mask", "text", "--seed", "3")
+    expect = 1 - text_mask((32, 32), np.random.default_rng(3)).mean()
+    assert code == 0 and f"text mask: {expect:.1%} of the pixels missing" in stdout, stdout
+    for extra, match in (
+        (["--mask", "text", "--mask-ratio", "0.3"], "applies to --mask random"),
+        (["--mask", "box", "--box-size", "40"], "--mask box"),
+        (["--mask-ratio", "1.5"], "(0, 1)"),
+    ):
+        code, _, err = _run(capsys, *base, *extra)
+        assert code == 2 and match in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "name,extra",
+    [
+        ("sr", ["--arch", "subpixel", "--depth", "3", "--patch", "24"]),
+        ("deblur", ["--depth", "1", "--patch", "16", "--scales", "2"]),
+    ],
+)
+def test_resume_equals_an_uninterrupted_run(images, tmp_path, capsys, name, extra):
+    common = ["--data", images, "--val", images, "--steps", "3", "--batch", "2"]
+    common += ["--channels", "4", "--workers", "1", "--seed", "7", *extra]
+    full, first = tmp_path / "full", tmp_path / "first"
+    assert _run(capsys, "train", name, *common, "--epochs", "3", "--out", full)[0] == 0
+    # interrupted after epoch 1 (what the checkpoint of a run killed in epoch 2 holds); the full
+    # run's default --lr-step is --epochs - 1 = 2
+    assert (
+        _run(capsys, "train", name, *common, "--epochs", "1", "--lr-step", "2", "--out", first)[0]
+        == 0
+    )
+    code, stdout, _ = _run(capsys, "train", name, "--epochs", "3", "--out", first, "--resume")
+    assert code == 0 and "epoch 2/3" in stdout and "epoch 1/3" not in stdout, stdout
+    a, b = (json.loads((r / "history.json").read_text()) for r in (full, first))
+    assert len(a["loss"]) == 9 and a["loss"] == b["loss"] and a["val_psnr"] == b["val_psnr"]
+    ca, cb = (pe.load(r / "checkpoint.npz") for r in (full, first))
+    for k in ca["model"]:
+        assert np.array_equal(ca["model"][k].numpy(), cb["model"][k].numpy()), k
+    assert ca["task"] == cb["task"] and json.loads(ca["args"]) == json.loads(cb["args"])
+    # settings that differ from the checkpoint's are refused; a finished run says so
+    code, _, err = _run(capsys, "train", name, "--out", first, "--resume", "--batch", "4")
+    assert code == 2 and "--batch 4 (checkpoint: 2)" in err, err
+    code, stdout, _ = _run(capsys, "train", name, "--epochs", "3", "--out", first, "--resume")
+    assert code == 0 and "already trained 3 epochs" in stdout
+    code, _, err = _run(capsys, "train", name, *common, "--out", full)
+    assert code == 2 and "pass --resume" in err

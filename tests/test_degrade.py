@@ -176,6 +176,53 @@ def test_masks(rng):
         D.random_pixel_mask((4, 4), 1.0, rng)
 
 
+def test_masks_are_deterministic_for_a_seed():
+    for kind in ("random", "box", "text"):
+        a, b, c = (D.inpainting_mask(kind, (48, 64), np.random.default_rng(s)) for s in (1, 1, 2))
+        assert a.shape == (1, 48, 64) and a.dtype == np.float32
+        assert set(np.unique(a)) <= {0.0, 1.0}
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, c), kind
+    r = D.inpainting_mask("random", (48, 64), np.random.default_rng(0), ratio=0.3)
+    assert (r == 0).sum() == round(0.3 * 48 * 64)
+    # box: the missing pixels are the union of the boxes; the default side is 1/8 of the shorter
+    one = D.inpainting_mask("box", (48, 64), np.random.default_rng(0), boxes=1)
+    assert (one == 0).sum() == 6 * 6
+    with pytest.raises(ValueError, match="random, box or text"):
+        D.inpainting_mask("stripes", (8, 8), np.random.default_rng(0))
+
+
+def test_text_mask_is_pillow_bitmap_font_ink():
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default_imagefont()
+    m = D.text_mask((27, 100), np.random.default_rng(4), text="pyengine", scale=1)
+    ink = m[0] == 0
+    rows = np.flatnonzero(ink.any(1))
+    r0 = int(np.random.default_rng(4).integers(0, 16))
+    assert rows.min() >= r0 and rows.max() < r0 + 16 + 11  # lines every 16 rows from r0
+    ref = Image.new("L", (100, 11), 0)
+    ImageDraw.Draw(ref).text((0, 0), "pyengine " * 2 + "pyengine", fill=255, font=font)
+    np.testing.assert_array_equal(ink[r0 : r0 + 11], np.asarray(ref) > 0)
+    # scale s: the scale-1 mask of the canvas with every pixel repeated s x s times
+    for s in (2, 3):
+        small = D.text_mask((20, 30), np.random.default_rng(7), scale=1)
+        big = D.text_mask((20 * s, 30 * s), np.random.default_rng(7), scale=s)
+        np.testing.assert_array_equal(big[0], np.kron(small[0], np.ones((s, s))))
+    # cropped when the image is not a multiple of the scale: still exactly the replicated canvas
+    odd = D.text_mask((41, 59), np.random.default_rng(7), scale=2)
+    np.testing.assert_array_equal(odd, D.text_mask((42, 60), np.random.default_rng(7))[:, :41, :59])
+
+
+def test_text_mask_missing_fraction_as_documented():
+    fr = [1 - D.text_mask((256, 256), np.random.default_rng(i)).mean() for i in range(10)]
+    assert 0.15 < min(fr) and max(fr) < 0.19, fr
+    with pytest.raises(ValueError, match="scale"):
+        D.text_mask((8, 8), np.random.default_rng(0), scale=0)
+    with pytest.raises(ValueError, match="visible"):
+        D.text_mask((8, 8), np.random.default_rng(0), text="  ")
+
+
 # ---------------------------------------------------------------------------- Wiener
 def test_wiener_inverts_reflect_blur(rng):
     x = rng.random((1, 32, 40))

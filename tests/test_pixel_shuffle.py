@@ -108,3 +108,16 @@ def test_kernel_rejects_bad_shapes():
         k.pixel_shuffle_forward(x, x.copy(), 0)
     with pytest.raises(ValueError, match="overflows"):
         k.pixel_shuffle_forward(x, x.copy(), 2**40)
+
+
+def test_benchmark_cases_run_their_checks():
+    """benchmarks/bench_pixel_shuffle.py checks each case against the float64 twin (and PyTorch)
+    before timing it: its cases, shrunk to a tiny batch, pass those checks and give both rows."""
+    from benchmarks import bench_pixel_shuffle as bench
+    from benchmarks.bench_pool import _plain_bytes, case
+
+    for name, shape, fn, _ in bench.CASES:
+        small = (1, shape[1], 8, 8)
+        rows = case(name, small, fn, tuple(fn(F, pe.zeros(small)).shape), _plain_bytes, 1)
+        assert [row["workload"] for row in rows] == [f"{name} fwd", f"{name} f+b"]
+        assert all(row["ms"] > 0 and row["numpy_ms"] > 0 for row in rows)

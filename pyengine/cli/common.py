@@ -48,6 +48,26 @@ def positive_int(text: str) -> int:
     return v
 
 
+def add_channels_args(p: argparse.ArgumentParser) -> None:
+    """``--rgb`` and its spelled-out form ``--channels-in 1|3`` (see ``resolve_channels``)."""
+    p.add_argument("--rgb", action="store_true", help="train on 3-channel color images")
+    p.add_argument(
+        "--channels-in",
+        type=int,
+        choices=(1, 3),
+        help="image channels: 1 (grey, the default) or 3 (colour, the same as --rgb)",
+    )
+
+
+def resolve_channels(args: argparse.Namespace) -> None:
+    """``--channels-in`` sets ``args.rgb``; given with ``--rgb`` they must agree."""
+    if args.channels_in is None:
+        return
+    if args.rgb and args.channels_in != 3:
+        raise UserError(f"--rgb means 3 image channels, but --channels-in is {args.channels_in}")
+    args.rgb = args.channels_in == 3
+
+
 # ---------------------------------------------------------------------------- models and images
 def image_channels(model: Any) -> int:
     cfg = model.config()

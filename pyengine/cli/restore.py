@@ -17,6 +17,7 @@ import numpy as np
 
 from pyengine.cli import UserError
 from pyengine.cli.common import (
+    add_channels_args,
     check_channels,
     check_device,
     check_out_dir,
@@ -188,7 +189,7 @@ def _train_parser(train_sub: Any, name: str, help_text: str) -> None:
         default=d["channels"],
         help="feature channels (DnCNN width, U-Net base)",
     )
-    p.add_argument("--rgb", action="store_true", help="train on 3-channel color images")
+    add_channels_args(p)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument(
         "--lr-step",

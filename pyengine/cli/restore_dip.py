@@ -4,7 +4,8 @@ and super-resolution.
 An hourglass U-Net (bilinear upsampling) maps a fixed random code to the image and is fitted to
 the single degraded observation through its forward model: ``--task denoise`` fits the noisy
 image, ``inpaint`` fits the observed pixels only (loss ``|m * (f(z) - y)|^2`` with the mask ``m``
-of ``--missing`` random missing pixels), ``sr`` fits the low-resolution image through the
+of ``--mask``: ``--mask-ratio`` random missing pixels, lines of text or boxes, as
+``pyengine.data.degrade`` defines them), ``sr`` fits the low-resolution image through the
 MATLAB-bicubic downsampler (loss ``|D f(z) - y|^2``). The network reproduces image structure long
 before it fits noise or hallucinates, so the output passes through a PSNR peak; with a clean
 reference we keep the best iterate, without one the final iterate. A PSNR-vs-iteration curve,
@@ -44,10 +45,25 @@ def _observe(args: argparse.Namespace, img: np.ndarray, rng: np.random.Generator
     from pyengine.models.baselines import bicubic_upsample, mean_fill
 
     if args.task == "inpaint":
-        if not 0 < args.missing < 1:
-            raise UserError(f"--missing must be in (0, 1), got {args.missing}")
-        mask = D.random_pixel_mask(img.shape[1:], args.missing, rng)
+        if args.missing is not None and args.mask != "random":
+            raise UserError(f"--mask-ratio applies to --mask random, not --mask {args.mask}")
+        ratio = 0.5 if args.missing is None else args.missing
+        if not 0 < ratio < 1:
+            raise UserError(f"--mask-ratio must be in (0, 1), got {ratio}")
+        try:
+            mask = D.inpainting_mask(
+                args.mask,
+                img.shape[1:],
+                rng,
+                ratio=ratio,
+                boxes=args.boxes,
+                box_size=args.box_size,
+                text_scale=args.text_scale,
+            )
+        except ValueError as e:
+            raise UserError(f"--mask {args.mask}: {e}") from None
         obs = img * mask
+        print(f"{args.mask} mask: {1 - float(mask.mean()):.1%} of the pixels missing")
         return obs, img, mask, mean_fill(obs, mask), "mean fill"
     if args.task == "sr":
         clean = np.ascontiguousarray(D.modcrop(img, args.scale))
@@ -204,7 +220,33 @@ def add_dip_parser(sub: argparse._SubParsersAction) -> None:
         "image", nargs="?", metavar="IMAGE", help="default: bundled 'camera', 128x128 centre crop"
     )
     p.add_argument("--task", choices=("denoise", "inpaint", "sr"), default="denoise")
-    p.add_argument("--missing", type=float, default=0.5, help="inpaint: missing-pixel ratio")
+    p.add_argument(
+        "--mask",
+        choices=("random", "text", "box"),
+        default="random",
+        help="inpaint: random missing pixels, lines of text, or square boxes",
+    )
+    p.add_argument(
+        "--mask-ratio",
+        "--missing",
+        dest="missing",
+        type=float,
+        help="inpaint, --mask random: missing-pixel ratio (default: 0.5)",
+    )
+    p.add_argument(
+        "--boxes", type=int, default=4, help="inpaint, --mask box: number of boxes (default: 4)"
+    )
+    p.add_argument(
+        "--box-size",
+        type=positive_int,
+        help="inpaint, --mask box: box side in pixels (default: 1/8 of the shorter image side)",
+    )
+    p.add_argument(
+        "--text-scale",
+        type=positive_int,
+        default=2,
+        help="inpaint, --mask text: font pixel size in image pixels (default: 2)",
+    )
     p.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="sr: factor")
     p.add_argument(
         "--sigma",

@@ -11,7 +11,10 @@ inverts it (``pyengine.models.baselines``) and the PSNR the literature reports f
 Training draws patch ``i`` of epoch ``e`` from a generator seeded with ``(seed, e, i)``; the
 validation images are degraded once, each with its own seeded generator. A checkpoint (the
 ``pyengine-restore-1`` format of ``pyengine train dncnn``) is written after every epoch and holds
-the task, so ``pyengine deblur``/``sr``/``eval`` reuse the same forward model.
+the task, so ``pyengine deblur``/``sr``/``eval`` reuse the same forward model. It also holds what
+``--resume`` needs, with ``train dncnn``'s contract and code (restore_train.py's
+``start_or_resume``/``restore_state``/``save_state``/``train_epoch``): a resumed run computes the
+same losses as an uninterrupted one, bit for bit.
 """
 
 from __future__ import annotations
@@ -19,19 +22,23 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pyengine.cli import UserError
 from pyengine.cli.common import (
-    CHECKPOINT_FORMAT,
+    add_channels_args,
     check_device,
+    check_finite,
+    check_out_dir,
     check_sigma,
+    clean_stale_tmp,
     clipped_ssim,
     positive_int,
     read_folder,
+    resolve_channels,
+    seed_everything,
 )
 
 INVERSE_ARCHS = {"msdeblur": "deblur", "vdsr": "sr", "subpixel": "sr"}
@@ -256,80 +263,100 @@ def _loss(model: Any, inp: Any, clean: Any) -> Any:
     return F.mse_loss(out, clean)
 
 
+def _run_keys(name: str) -> tuple[str, ...]:
+    """The settings that define a run of ``train NAME``; ``--resume`` takes them from the
+    checkpoint (``--epochs`` may grow)."""
+    task = ("kernel", "blur_sigma", "box_size", "motion_length", "motion_angle", "sigma", "scales")
+    if name == "sr":
+        task = ("scale", "arch")
+    common = ("data", "val", "steps", "batch", "patch", "depth", "channels", "rgb", "lr")
+    return common + task + ("lr_step", "seed")
+
+
 def cmd_train_inverse(args: argparse.Namespace) -> int:
     import pyengine as pe
     from pyengine.cli import plots
-    from pyengine.cli.progress import progress
-    from pyengine.cli.restore_train import _atomic_text
+    from pyengine.cli.distributed import Launch
+    from pyengine.cli.restore_train import (
+        restore_state,
+        save_state,
+        start_or_resume,
+        train_epoch,
+    )
     from pyengine.data import DataLoader, bundled_images
+    from pyengine.models import build_model
 
     name = args.task
     check_device(args.device)
-    if args.lr <= 0:
-        raise UserError(f"--lr must be positive, got {args.lr}")
+    resolve_channels(args)
+    out = check_out_dir(args.out or f"runs/{name}")
+    archs = ("msdeblur",) if name == "deblur" else ("vdsr", "subpixel")
+    ckpt = start_or_resume(args, out, archs)
+    args.arch_name = "msdeblur" if name == "deblur" else args.arch
+    check_finite("--lr", args.lr, positive=True)
+    if args.lr_step is None:  # the last epoch at a tenth of the learning rate
+        args.lr_step = max(1, args.epochs - 1)
     task = task_from_args(args, name)
-    out = Path(args.out or f"runs/{name}")
-    if (out / "checkpoint.npz").exists():
-        raise UserError(f"'{out}' already holds a checkpoint: pass another --out")
+    clean_stale_tmp(out)
     c = 3 if args.rgb else 1
     train = read_folder(args.data, c) if args.data else bundled_images("train", c)
     val = read_folder(args.val, c) if args.val else bundled_images("val", c, size=256)
     val_clean = [task.prepare(v) for v in val.load_all()]
     dataset = PairDataset(train.load_all(), task, args.patch, args.steps * args.batch, args.seed)
-    pe.manual_seed(args.seed)
+    seed_everything(args.seed, deterministic=not args.benchmark)
     try:
-        model = _build(args, name).to(args.device)
+        model = (
+            _build(args, name)
+            if ckpt is None
+            else build_model(args.arch_name, json.loads(ckpt["config"]))
+        )
     except ValueError as e:
         raise UserError(str(e)) from None
+    model.to(args.device)
     opt = pe.optim.Adam(model.parameters(), lr=args.lr)
-    sched = pe.optim.lr_scheduler.StepLR(opt, max(1, args.epochs - 1), 0.1)
+    sched = pe.optim.lr_scheduler.StepLR(opt, args.lr_step, 0.1)
     loader = DataLoader(
         dataset, args.batch, seed=args.seed, num_workers=args.workers, drop_last=True
     )
     base_rows = [r[0] for r in evaluate(None, task, val_clean)]
     base_psnr = float(np.mean(base_rows))
     base_name = "Wiener" if name == "deblur" else "bicubic"
+    history: dict[str, Any] = {"loss": [], "val_psnr": [], "baseline_psnr": base_psnr}
+    start = 0
+    if ckpt is not None:
+        history, start = restore_state(ckpt, out, model, opt, sched)
+        if start >= args.epochs:
+            print(f"{out}: already trained {start} epochs (ask for more with --epochs)")
+            return 0
     print(
         f"training {args.arch_name} ({model.num_parameters():,} parameters) for {task.describe()} "
         f"on {args.data or 'bundled images'} -> {out}; validation {base_name} PSNR "
         f"{base_psnr:.2f} dB",
         flush=True,
     )
-    history: dict[str, Any] = {"loss": [], "val_psnr": [], "baseline_psnr": base_psnr}
+    args.launch = Launch()
+    run_args = {k: getattr(args, k) for k in _run_keys(name)}
     t_start = time.perf_counter()
-    for epoch in range(args.epochs):
+    for epoch in range(start, args.epochs):
         t0 = time.perf_counter()
-        model.train()
-        loader.set_epoch(epoch)
-        bar = progress(len(loader) * args.batch, f"epoch {epoch + 1}/{args.epochs}", unit="patch")
-        with bar:
-            for inp, clean in loader:
-                inp, clean = inp.to(args.device), clean.to(args.device)
-                loss = _loss(model, inp, clean)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                history["loss"].append(float(loss.item()))
-                bar.update(args.batch)
-                bar.set_postfix(loss=f"{history['loss'][-1]:.2e}", refresh=False)
+        kept = f"; {out / 'checkpoint.npz'} keeps epoch {epoch}" if epoch else ""
+        history["loss"].extend(train_epoch(model, opt, loader, epoch, args, kept, _loss))
         sched.step()
         model.eval()
         rows = evaluate(model, task, val_clean, args.device)
         psnr = float(np.mean([r[1] for r in rows]))
         history["val_psnr"].append(psnr)
-        pe.save(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "arch": args.arch_name,
-                "config": json.dumps(model.config()),
-                "model": model.state_dict(),
-                "epoch": epoch + 1,
-                "task": json.dumps(task.spec),
-                "history": json.dumps(history),
-            },
-            out / "checkpoint.npz",
+        save_state(
+            out,
+            args.arch_name,
+            model,
+            opt,
+            sched,
+            epoch + 1,
+            history,
+            run_args,
+            task=json.dumps(task.spec),
         )
-        _atomic_text(out / "history.json", json.dumps(history, indent=1) + "\n")
         plots.training_curves(
             out / "curves.png",
             history["loss"],
@@ -349,7 +376,7 @@ def cmd_train_inverse(args: argparse.Namespace) -> int:
         print(
             f"epoch {epoch + 1}/{args.epochs}: loss {np.mean(history['loss'][-args.steps :]):.3e}  "
             f"val PSNR {psnr:.2f} dB ({psnr - base_psnr:+.2f} vs {base_name})  "
-            f"{time.perf_counter() - t0:.0f} s",
+            f"lr {sched.get_last_lr()[0]:.1e}  {time.perf_counter() - t0:.0f} s",
             flush=True,
         )
     print(f"done in {time.perf_counter() - t_start:.0f} s: {out / 'checkpoint.npz'}")
@@ -395,20 +422,36 @@ def _train_parser(train_sub: Any, name: str, text: str) -> None:
         help="residual blocks per scale (deblur) or conv layers (sr)",
     )
     p.add_argument("--channels", type=positive_int, default=d["channels"], help="feature width")
-    p.add_argument("--rgb", action="store_true", help="train on 3-channel color images")
+    add_channels_args(p)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument(
-        "--lr", type=float, default=1e-3, help="Adam learning rate (x0.1 for the last epoch)"
+        "--lr-step",
+        type=positive_int,
+        help="multiply the learning rate by 0.1 every this many epochs (default: --epochs - 1, "
+        "so the last epoch runs at a tenth)",
     )
     p.add_argument("--out", help=f"run folder (default: runs/{name})")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from --out's last checkpoint")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed (data, degradation, init); the run is bit-reproducible for a seed and "
+        "thread count",
+    )
+    p.add_argument(
+        "--benchmark",
+        action="store_true",
+        help="choose conv algorithms by timing: can be faster, but runs are no longer "
+        "bit-identical from one process to the next",
+    )
     p.add_argument("--workers", type=int, default=2, help="data-loading threads")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.set_defaults(func=_dispatch_train, task=name)
-
-
-def _dispatch_train(args: argparse.Namespace) -> int:
-    args.arch_name = "msdeblur" if args.task == "deblur" else args.arch
-    return cmd_train_inverse(args)
+    p.set_defaults(
+        func=cmd_train_inverse,
+        task=name,
+        run_defaults={k: p.get_default(k) for k in _run_keys(name)},
+    )
 
 
 def register(sub: Any, train_sub: Any) -> None:

@@ -5,7 +5,8 @@ Reproducibility: the model is initialised from ``--seed``; patch ``i`` of epoch 
 its own generator seeded with ``(seed, e, i)``; the checkpoint holds the model (with BatchNorm
 statistics), Adam's moments, the schedule, the epoch and the global generator's state. A run
 resumed from the checkpoint of epoch ``e`` therefore computes the same losses from epoch ``e + 1``
-on as an uninterrupted run.
+on as an uninterrupted run. ``start_or_resume``, ``restore_state``, ``save_state`` and
+``train_epoch`` are that contract; ``pyengine train deblur|sr`` (restore_inverse.py) uses them too.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pyengine.cli.common import (
     clipped_ssim,
     read_checkpoint,
     read_folder,
+    resolve_channels,
     seed_everything,
 )
 from pyengine.serialization import mkstemp_umask
@@ -119,16 +121,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pyengine.models import build_model
 
     check_device(args.device)
+    resolve_channels(args)
     launch = args.launch
     out = launch.bcast(check_out_dir(_out_dir(args)))  # rank 0's choice of run folder
-    ckpt = None
-    if args.resume:
-        if not (out / CHECKPOINT).is_file():
-            raise UserError(f"--resume: '{out}' has no {CHECKPOINT}")
-        ckpt = read_checkpoint(out / CHECKPOINT, args.arch)
-        _resume_settings(args, json.loads(ckpt["args"]))
-    elif (out / CHECKPOINT).exists():
-        raise UserError(f"'{out}' already holds a checkpoint: pass --resume, or another --out")
+    ckpt = start_or_resume(args, out, (args.arch,))
     check_train_sigma(args.sigma, args.sigma_range)
     check_finite("--lr", args.lr, positive=True)
     check_finite("--lr-gamma", args.lr_gamma, positive=True)
@@ -174,15 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     history: dict[str, Any] = {"loss": [], "val_psnr": [], "val_ssim": [], "noisy_psnr": noisy_psnr}
     start = 0
     if ckpt is not None:
-        try:
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-        except (ValueError, RuntimeError, KeyError) as e:
-            raise UserError(f"'{out / CHECKPOINT}' does not match this model: {e}") from None
-        sched.load_state_dict(ckpt["scheduler"])
-        pe.random.generator().bit_generator.state = json.loads(ckpt["rng"])
-        history = json.loads(ckpt["history"])
-        start = int(ckpt["epoch"])
+        history, start = restore_state(ckpt, out, model, opt, sched)
         if start >= args.epochs:
             print(f"{out}: already trained {start} epochs (ask for more with --epochs)")
             return 0
@@ -203,7 +191,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     for epoch in range(start, args.epochs):
         t0 = time.perf_counter()
         kept = f"; {out / CHECKPOINT} keeps epoch {epoch}" if epoch else ""
-        loss = _train_epoch(net, opt, loader, epoch, args, kept)
+        loss = train_epoch(net, opt, loader, epoch, args, kept, _residual_loss)
         history["loss"].extend(loss)
         sched.step()
         if not launch.is_main:  # rank 0 alone validates, checkpoints and reports
@@ -211,22 +199,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         psnr, ssim, den = _validate(model, val_clean, val_noisy, args.device)
         history["val_psnr"].append(psnr)
         history["val_ssim"].append(ssim)
-        pe.save(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "arch": args.arch,
-                "config": json.dumps(model.config()),
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "epoch": epoch + 1,
-                "rng": json.dumps(pe.random.generator().bit_generator.state),
-                "history": json.dumps(history),
-                "args": json.dumps(run_args),
-            },
-            out / CHECKPOINT,
-        )
-        _atomic_text(out / "history.json", json.dumps(history, indent=1) + "\n")
+        save_state(out, args.arch, model, opt, sched, epoch + 1, history, run_args)
         _figures(out, history, args.steps, val_noisy[0], den, val_clean[0], noisy_psnr)
         print(
             f"epoch {epoch + 1}/{args.epochs}: loss {np.mean(loss):.3e}  val PSNR {psnr:.2f} dB "
@@ -235,6 +208,74 @@ def cmd_train(args: argparse.Namespace) -> int:
             flush=True,
         )
     return 0
+
+
+def start_or_resume(args: argparse.Namespace, out: Path, archs: tuple[str, ...]) -> Any:
+    """The checkpoint to continue from with ``--resume`` (its run settings copied into ``args``),
+    else None; a new run refuses a folder that already holds a checkpoint."""
+    path = out / CHECKPOINT
+    if not args.resume:
+        if path.exists():
+            raise UserError(f"'{out}' already holds a checkpoint: pass --resume, or another --out")
+        return None
+    if not path.is_file():
+        raise UserError(f"--resume: '{out}' has no {CHECKPOINT}")
+    ckpt = read_checkpoint(path)
+    if ckpt["arch"] not in archs:
+        raise UserError(f"'{path}' holds a {ckpt['arch']} model, not a {' or '.join(archs)}")
+    if not {"args", "optimizer", "scheduler", "rng"} <= set(ckpt):
+        raise UserError(f"'{path}' was written without the training state --resume needs")
+    _resume_settings(args, json.loads(ckpt["args"]))
+    return ckpt
+
+
+def restore_state(ckpt: Any, out: Path, model: Any, opt: Any, sched: Any) -> tuple[dict, int]:
+    """Load a checkpoint's model, optimizer, schedule and generator state; returns (history,
+    epochs done)."""
+    import pyengine as pe
+
+    try:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+    except (ValueError, RuntimeError, KeyError) as e:
+        raise UserError(f"'{out / CHECKPOINT}' does not match this model: {e}") from None
+    sched.load_state_dict(ckpt["scheduler"])
+    pe.random.generator().bit_generator.state = json.loads(ckpt["rng"])
+    return json.loads(ckpt["history"]), int(ckpt["epoch"])
+
+
+def save_state(
+    out: Path,
+    arch: str,
+    model: Any,
+    opt: Any,
+    sched: Any,
+    epoch: int,
+    history: dict[str, Any],
+    run_args: dict[str, Any],
+    **extra: str,
+) -> None:
+    """The atomic end-of-epoch checkpoint (everything ``restore_state`` reads) and history.json;
+    ``extra`` adds entries (the inverse problems' task)."""
+    import pyengine as pe
+
+    pe.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "arch": arch,
+            "config": json.dumps(model.config()),
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch,
+            "rng": json.dumps(pe.random.generator().bit_generator.state),
+            "history": json.dumps(history),
+            "args": json.dumps(run_args),
+            **extra,
+        },
+        out / CHECKPOINT,
+    )
+    _atomic_text(out / "history.json", json.dumps(history, indent=1) + "\n")
 
 
 def _resume_settings(args: argparse.Namespace, saved: dict[str, Any]) -> None:
@@ -257,10 +298,24 @@ def _resume_settings(args: argparse.Namespace, saved: dict[str, Any]) -> None:
         setattr(args, k, v)
 
 
-def _train_epoch(
-    model: Any, opt: Any, loader: Any, epoch: int, args: argparse.Namespace, kept: str
-) -> list:
+def _residual_loss(model: Any, noisy: Any, clean: Any) -> Any:
     import pyengine.nn.functional as F
+
+    # DnCNN's residual objective: mse(net(y), y - x) == mse(y - net(y), x).
+    return F.mse_loss(model(noisy), noisy - clean)
+
+
+def train_epoch(
+    model: Any,
+    opt: Any,
+    loader: Any,
+    epoch: int,
+    args: argparse.Namespace,
+    kept: str,
+    loss_fn: Any,
+) -> list:
+    """One epoch of ``loss_fn(model, input, target)`` over ``loader``'s batches; returns the
+    losses (averaged over the ranks of a distributed run)."""
     from pyengine.cli.progress import progress
 
     model.train()
@@ -268,11 +323,10 @@ def _train_epoch(
     losses: list[float] = []
     bar = progress(len(loader) * args.batch, f"epoch {epoch + 1}/{args.epochs}", unit="patch")
     with bar:
-        for noisy, clean in loader:
+        for inp, target in loader:
             if args.device != "cpu":
-                noisy, clean = noisy.to(args.device), clean.to(args.device)
-            # DnCNN's residual objective: mse(net(y), y - x) == mse(y - net(y), x).
-            loss = F.mse_loss(model(noisy), noisy - clean)
+                inp, target = inp.to(args.device), target.to(args.device)
+            loss = loss_fn(model, inp, target)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -19,9 +19,11 @@ from pyengine.data.degrade import (
     box_mask,
     gaussian_kernel,
     imresize,
+    inpainting_mask,
     modcrop,
     motion_kernel,
     random_pixel_mask,
+    text_mask,
 )
 from pyengine.data.io import (
     IMAGE_EXTENSIONS,
@@ -50,9 +52,11 @@ __all__ = [
     "box_mask",
     "gaussian_kernel",
     "imresize",
+    "inpainting_mask",
     "modcrop",
     "motion_kernel",
     "random_pixel_mask",
+    "text_mask",
     "BUNDLED_TRAIN",
     "BUNDLED_VAL",
     "DataLoader",

@@ -12,7 +12,14 @@ normalised to sum 1), output pixel ``u`` (1-based) centred at input coordinate
 super-resolution literature reports PSNRs. Computed in float64 on float data (MATLAB rounds uint8
 inputs after each axis; literature code, and this one, resize the float image).
 
-Masks: 1 = observed, 0 = missing; the observation is ``mask * x``.
+Masks: (1, H, W) float32, 1 = observed, 0 = missing, the same for every channel; the observation
+is ``mask * x``. ``random_pixel_mask``: exactly ``round(ratio * H * W)`` pixels missing, uniformly
+chosen. ``box_mask``: ``boxes`` squares of side ``size`` at uniform positions (the missing pixels
+are their union: ``boxes * size**2`` when they do not overlap). ``text_mask``: lines of text in
+Pillow's built-in bitmap font (6-pixel character advance, 11-pixel line, no file is read or
+downloaded), a line every 16 font pixels from a random first row, each upscaled ``scale`` times by
+pixel replication; the missing pixels are exactly the font's ink (17 % on average for the default
+random words on 256x256 images: 15.9 to 18.9 % over seeds 0-49; 12 to 21 % on 96x96).
 """
 
 from __future__ import annotations
@@ -211,3 +218,84 @@ def box_mask(shape: tuple[int, int], boxes: int, size: int, rng: np.random.Gener
         i, j = int(rng.integers(0, H - size + 1)), int(rng.integers(0, W - size + 1))
         m[:, i : i + size, j : j + size] = 0
     return m
+
+
+# Pillow's built-in bitmap font: 6 pixels per character, 11 pixels per line of text.
+FONT_ADVANCE, FONT_HEIGHT, TEXT_PITCH = 6, 11, 16
+
+
+def _bitmap_font():
+    from PIL import ImageFont
+
+    # Pillow >= 10.1 answers load_default() with a FreeType (antialiased) font when it can;
+    # the bitmap font is the same in every Pillow version and draws only 0 or 255.
+    return getattr(ImageFont, "load_default_imagefont", ImageFont.load_default)()
+
+
+def _random_words(n_chars: int, rng: np.random.Generator) -> str:
+    words, length = [], 0
+    while length < n_chars:
+        w = "".join(chr(97 + int(c)) for c in rng.integers(0, 26, int(rng.integers(2, 9))))
+        words.append(w)
+        length += len(w) + 1
+    return " ".join(words)
+
+
+def text_mask(
+    shape: tuple[int, int], rng: np.random.Generator, text: str | None = None, scale: int = 2
+) -> np.ndarray:
+    """(1, H, W) float32 mask whose missing pixels are lines of text across the image.
+
+    On a canvas of ``ceil(H / scale)`` x ``ceil(W / scale)`` font pixels, line ``k`` is drawn with
+    Pillow's bitmap font at column 0, row ``r0 + 16 k`` (``r0`` uniform in ``[0, 16)``), for every
+    ``k`` whose row is inside the canvas; it reads ``text`` repeated (space separated) or, by
+    default, random lower-case words of 2 to 8 letters, long enough to cross the canvas. The
+    canvas is then upscaled by repeating each pixel ``scale`` x ``scale`` times and cropped to
+    H x W: a pixel is missing exactly where the font put ink. Deterministic for a generator state.
+    """
+    from PIL import Image, ImageDraw
+
+    H, W = shape
+    if not isinstance(scale, (int, np.integer)) or scale < 1:
+        raise ValueError(f"text mask scale must be a positive integer, got {scale!r}")
+    if H < 1 or W < 1:
+        raise ValueError(f"text mask needs a non-empty image, got {H}x{W}")
+    if text is not None and not text.strip():
+        raise ValueError("text mask text must contain a visible character")
+    ch, cw = -(-H // scale), -(-W // scale)
+    canvas = Image.new("L", (cw, ch), 0)
+    draw, font = ImageDraw.Draw(canvas), _bitmap_font()
+    n_chars = cw // FONT_ADVANCE + 1
+    for row in range(int(rng.integers(0, TEXT_PITCH)), ch, TEXT_PITCH):
+        if text is None:
+            line = _random_words(n_chars, rng)
+        else:
+            line = " ".join([text] * (n_chars // (len(text) + 1) + 1))
+        draw.text((0, row), line, fill=255, font=font)
+    ink = np.asarray(canvas) > 0
+    ink = ink.repeat(scale, 0).repeat(scale, 1)[:H, :W]
+    return (~ink).astype(np.float32)[None]
+
+
+def inpainting_mask(
+    kind: str,
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    *,
+    ratio: float = 0.5,
+    boxes: int = 4,
+    box_size: int | None = None,
+    text: str | None = None,
+    text_scale: int = 2,
+) -> np.ndarray:
+    """One of the inpainting masks by name: ``random`` (``ratio`` of the pixels missing),
+    ``box`` (``boxes`` squares of side ``box_size``, default an eighth of the shorter side) or
+    ``text`` (``text_mask`` with ``text`` and ``text_scale``)."""
+    if kind == "random":
+        return random_pixel_mask(shape, ratio, rng)
+    if kind == "box":
+        size = max(1, min(shape) // 8) if box_size is None else box_size
+        return box_mask(shape, boxes, size, rng)
+    if kind == "text":
+        return text_mask(shape, rng, text, text_scale)
+    raise ValueError(f"unknown inpainting mask '{kind}' (random, box or text)")
