@@ -2,16 +2,18 @@
 through autograd, against NumPy and PyTorch (autograd too). GB/s counts the minimum traffic of
 each workload in float32 streams of N elements: add/mul forward 3 (read a, b; write y); relu
 forward 2; mul fwd+bwd 8 (+ read g, a, b; write ga, gb); add fwd+bwd 7 (+ copy g to ga and gb);
-relu fwd+bwd 5 (+ read y, g; write gx). "% peak" is relative to the NumPy triad bandwidth."""
+relu fwd+bwd 5 (+ read y, g; write gx). "% peak" is relative to the NumPy triad bandwidth. The
+autograd rows time each library in a process of its own (harness.isolated_ms)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 import pyengine as pe
-from benchmarks.harness import check_close, measure, torch
+from benchmarks.harness import check_close, isolated_ms, measure, row, torch
 from pyengine.backend.device import _cpu
 
 
@@ -74,49 +76,76 @@ def kernels(n: int, repeats: int) -> list[dict[str, Any]]:
     return rows
 
 
+_STREAMS = {"add": 7, "mul": 8, "relu": 5}
+
+
+def work_autograd(lib: str, op: str, n: int) -> Callable[[], object]:
+    """One forward+backward of ``op`` in ``lib``'s own process (harness.isolated_ms): leaves'
+    gradients reset, the caller's gradient passed to backward, as a training step does."""
+    a, b, g = _data(n)
+    if lib == "numpy":
+        return {
+            "add": lambda: (a + b, g.copy(), g.copy()),
+            "mul": lambda: (a * b, g * b, g * a),
+            "relu": lambda: _np_relu(a, g),
+        }[op]
+    if lib == "pyengine":
+        pa, pb, pg = (
+            pe.tensor(a, requires_grad=True),
+            pe.tensor(b, requires_grad=True),
+            pe.tensor(g),
+        )
+        f = {"add": lambda: pa + pb, "mul": lambda: pa * pb, "relu": lambda: pa.relu()}[op]
+
+        def step() -> None:
+            pa.grad = pb.grad = None
+            f().backward(pg)
+
+        return step
+    ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    tg = torch.from_numpy(g)
+    tf = {"add": lambda: ta + tb, "mul": lambda: ta * tb, "relu": lambda: torch.relu(ta)}[op]
+
+    def tstep() -> None:
+        ta.grad = tb.grad = None
+        tf().backward(tg)
+
+    return tstep
+
+
 def autograd(n: int, repeats: int) -> list[dict[str, Any]]:
+    """Forward+backward through autograd, each library timed in a process of its own (two
+    OpenMP runtimes in one process, or one library's allocator state, skew the other)."""
     a, b, g = _data(n)
     pa, pb, pg = pe.tensor(a, requires_grad=True), pe.tensor(b, requires_grad=True), pe.tensor(g)
     fns = {
-        "add": (lambda x, y: x + y, lambda: (a + b, g.copy(), g.copy()), 7),
-        "mul": (lambda x, y: x * y, lambda: (a * b, g * b, g * a), 8),
-        "relu": (lambda x, y: x.relu(), lambda: _np_relu(a, g), 5),
+        "add": (lambda x, y: x + y, lambda: (a + b, g.copy(), g.copy())),
+        "mul": (lambda x, y: x * y, lambda: (a * b, g * b, g * a)),
+        "relu": (lambda x, y: x.relu(), lambda: _np_relu(a, g)),
     }
     rows = []
-    for op, (f, np_fn, streams) in fns.items():
-
-        def step(f=f) -> tuple[Any, ...]:
-            pa.grad = pb.grad = None
-            y = f(pa, pb)
-            y.backward(pg)
-            return y, pa.grad, pb.grad
-
-        def check(step=step, np_fn=np_fn, op=op) -> None:
-            got, ref = step(), np_fn()
-            for i, r in enumerate(ref):
-                check_close(f"{op} fwd+bwd output {i}", got[i].detach().numpy(), r)
-
-        t = None
-        if torch is not None:
-            ta = torch.tensor(a, requires_grad=True)
-            tb = torch.tensor(b, requires_grad=True)
-            tg = torch.from_numpy(g)
-            tf = (lambda x, y: torch.relu(x)) if op == "relu" else f
-
-            def t(tf=tf, ta=ta, tb=tb, tg=tg) -> None:
-                ta.grad = tb.grad = None
-                tf(ta, tb).backward(tg)
-
+    for op, (f, np_fn) in fns.items():
+        pa.grad = pb.grad = None
+        y = f(pa, pb)
+        y.backward(pg)
+        got = (y, pa.grad, pb.grad)
+        for i, r in enumerate(np_fn()):
+            check_close(f"{op} fwd+bwd output {i}", got[i].detach().numpy(), r)
+        libs = ("pyengine", "numpy", *(("torch",) if torch is not None else ()))
+        ms = {
+            lib: isolated_ms(
+                "benchmarks.bench_elementwise:work_autograd", op, n, lib=lib, repeats=repeats
+            )
+            for lib in libs
+        }
         rows.append(
-            measure(
+            row(
                 f"{op} fwd+bwd (autograd)",
                 (n,),
-                step,
-                check=check,
-                numpy_fn=np_fn,
-                torch_fn=t,
-                nbytes=streams * 4 * n,
-                repeats=repeats,
+                ms["pyengine"],
+                nbytes=_STREAMS[op] * 4 * n,
+                numpy_ms=ms["numpy"],
+                torch_ms=ms.get("torch"),
             )
         )
     return rows

@@ -48,8 +48,10 @@ PE_MULTIVERSION void im2col(const float* xg, float* col, const Geom& g, int64_t 
 
 // Implicit im2col: packs rows [k0, k0+kc) x columns [j0, j0+nc) of the column matrix of a batch
 // of images' group xg (Cg,H,W), consecutive images img floats apart (row (c,r,s), column
-// n*P*Q + p*Q + q, as im2col builds it per image) straight into sgemm_pack_b's NR-wide panels. Each row is first gathered contiguously into an L1-resident
-// line (a few copies of input-row pieces between zero borders), then dealt out to the panels.
+// n*P*Q + p*Q + q, as im2col builds it per image) straight into sgemm_pack_b's NR-wide panels.
+// Each row is first gathered contiguously into `line` (a few copies of input-row pieces between
+// zero borders; nc floats, L1-resident, the GEMM's per-thread scratch, so that nothing is
+// allocated inside its parallel region), then dealt out to the panels.
 constexpr int64_t kPfChannels = 2;
 
 template <int64_t NR>
@@ -64,7 +66,8 @@ inline void deal_row(const float* line, int64_t nc, int64_t kc, float* dst) {
 }
 
 PE_MULTIVERSION void pack_patches(const float* xg, int64_t img, const Geom& g, int64_t NR,
-                                  int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+                                  int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst,
+                                  float* __restrict line) {
   const int64_t RS = g.R * g.S, PQ = g.P * g.Q, HW = g.H * g.W;
   const int64_t n_first = j0 / PQ, p_first = j0 % PQ / g.Q, q_first = j0 % g.Q;
   // Input rows this block reads, per channel of its first image: the loads are short runs
@@ -75,7 +78,6 @@ PE_MULTIVERSION void pack_patches(const float* xg, int64_t img, const Geom& g, i
   const int64_t last_row = (j0 + nc - 1) % PQ / g.Q * g.sh - g.ph + (g.R - 1) * g.dh;
   const int64_t hi = one_image ? std::min(g.H, last_row + 1) * g.W : HW;
   const float* x0 = xg + n_first * img;
-  float* __restrict line = workspace(0, nc);
   for (int64_t kk = 0; kk < kc; ++kk) {
     const int64_t k = k0 + kk, c = k / RS, r = k % RS / g.S, s = k % g.S;
     if (k % RS == 0 && c + kPfChannels < g.Cg())
@@ -179,8 +181,9 @@ void fwd_gathered(const float* x, const float* w, const float* b, float* y, cons
   float* out = workspace(3, pe::mul(g.Kg(), cols));
   for (int64_t gi = 0; gi < g.G; ++gi) {
     const float* xg = x + gi * g.Cg() * HW;
-    const pe::PackB pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
-      pack_patches(xg, g.C * HW, g, NR, k0, kc, j0, nc, dst);
+    const pe::PackB pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst,
+                               float* line) {
+      pack_patches(xg, g.C * HW, g, NR, k0, kc, j0, nc, dst, line);
     };
     pe::sgemm_pack_b(false, g.Kg(), cols, CRS, 1.f, w + gi * g.Kg() * CRS, CRS, pack, 0.f, out,
                      cols);
@@ -229,9 +232,8 @@ void fwd_im2col(const float* x, const float* w, const float* b, float* y, const 
       pad_planes(xg, xp, g.Cg(), g.H, g.W, Hp, Wp, g.ph, g.pw);
       // The AVX-512 kernel reads the rows in place; other kernels get them packed.
       if (!pe::sgemm_rows_b(g.Kg(), Lw, CRS, wg, xp, off.data(), out, Lw)) {
-        const pe::PackB pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
-          pack_wide(xp, off.data(), NR, k0, kc, j0, nc, dst);
-        };
+        const pe::PackB pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst,
+                                   float*) { pack_wide(xp, off.data(), NR, k0, kc, j0, nc, dst); };
         pe::sgemm_pack_b(false, g.Kg(), Lw, CRS, 1.f, wg, CRS, pack, 0.f, out, Lw);
       }
       for (int64_t k = 0; k < g.Kg(); ++k) {
@@ -322,11 +324,15 @@ void bwd_weight_im2col(const float* x, const float* gy, float* gw, const Geom& g
     for (int64_t n = 0; n < g.N; ++n) image(n, true, gw);
     return;
   }
+  // Parts for as many threads as asked for; only the team the runtime actually grants (fewer
+  // under OMP_DYNAMIC, OMP_THREAD_LIMIT or in a nested region) writes and sums them: the parts
+  // of threads that never ran hold whatever the scratch held before.
   const int nt = omp_get_max_threads();
   float* parts = workspace(1, pe::mul(nt, wsize));
   Errors errors;
 #pragma omp parallel num_threads(nt)
   {
+    const int team = omp_get_num_threads();
     float* acc = parts + omp_get_thread_num() * wsize;
     std::memset(acc, 0, wsize * sizeof(float));
 #pragma omp for schedule(static)
@@ -334,7 +340,7 @@ void bwd_weight_im2col(const float* x, const float* gy, float* gw, const Geom& g
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < wsize; ++i) {
       float s = 0.f;
-      for (int t = 0; t < nt; ++t) s += parts[t * wsize + i];
+      for (int t = 0; t < team; ++t) s += parts[t * wsize + i];
       gw[i] = s;
     }
   }

@@ -9,11 +9,17 @@
 #include <immintrin.h>
 #include <omp.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 namespace pe {
 namespace {
@@ -55,8 +61,6 @@ void with_edges(int64_t kc, const float* a, const float* b, float* c, int64_t ld
 
 struct Impl {
   int mr, nr;
-  int64_t kc;       // largest K block; A panel mr x kc should stay in L1
-  int64_t b_block;  // floats of packed B (kc x nc) meant to stay in L2
   KernelFn kernel;
   PackAFn pack_a;
   PackBFn pack_b;
@@ -361,28 +365,60 @@ const Impl& pick_impl() {
     const std::string force = env ? env : "";
     if (force.empty() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma"))
-      return Impl{kMR512, kNR512, 576, 160 * 1024, kernel_avx512, pack_a_avx512, pack_b_avx512,
-                  "avx512 12x32"};
+      return Impl{kMR512, kNR512, kernel_avx512, pack_a_avx512, pack_b_avx512, "avx512 12x32"};
     if (force != "scalar" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-      return Impl{6, 16, 256, 64 * 1024, with_edges<6, 16, kernel_avx2_6x16>, pack_a_generic<6>,
+      return Impl{6, 16, with_edges<6, 16, kernel_avx2_6x16>, pack_a_generic<6>,
                   pack_b_generic<16>, "avx2 6x16"};
-    return Impl{4, 8, 256, 64 * 1024, with_edges<4, 8, kernel_scalar<4, 8>>, pack_a_generic<4>,
-                pack_b_generic<8>, "scalar 4x8"};
+    return Impl{4, 8, with_edges<4, 8, kernel_scalar<4, 8>>, pack_a_generic<4>, pack_b_generic<8>,
+                "scalar 4x8"};
   }();
   return impl;
 }
 
-// Grow-only, 64-byte aligned scratch owned by each thread so packing never allocates in steady
-// state (OpenMP keeps its worker threads alive between calls).
+// Block sizes from this machine's caches, read once at run time (sysconf; the fallbacks are the
+// smallest caches of the x86 cores we build for). b_block: the packed kc x nc block of op(B),
+// reused for every A micro-panel, takes 5/8 of the per-core L2, leaving room for the A panels
+// and C tiles passing through. kc: as long as the B block still holds 8 NR-wide panels (so that
+// each packed A micro-panel is reused over 256+ columns), because every further K block means
+// one more load and store of the C tiles; and at most what lets the MR x kc A micro-panel fit
+// in L1d. On a 1 MiB L2 this gives kc = 640: one K block for a 3x3x64 conv's K = 576, as with
+// the 576 measured best on a Zen5 core. Sizing the A micro-panel to 9/16 of a 32 KiB L1d instead
+// (kc 384, so K = 576 in two blocks of 288) measured 5-10% slower on that conv's 64 x 576 x
+// 25600 GEMM on this session's Zen4 cores (single thread, best of 15, shared machine).
+struct Blocking {
+  int64_t kc, b_block;
+};
+
+const Blocking& blocking() {
+  static const Blocking b = [] {
+    const long l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    const int64_t l1b = l1 > 0 ? l1 : 32 * 1024, l2b = l2 > 0 ? l2 : 256 * 1024;
+    const int64_t mr = pick_impl().mr, nr = pick_impl().nr, b_block = l2b * 5 / 8 / 4;
+    const int64_t kc = std::min(b_block / (8 * nr), l1b / (4 * mr)) / 8 * 8;
+    return Blocking{std::clamp<int64_t>(kc, 64, 1024), b_block};
+  }();
+  return b;
+}
+
+// PE_GEMM_SCRATCH_LIMIT=<floats> makes a larger request fail as an allocation failure would,
+// so that tests can check it reaches Python as MemoryError on any machine (as PE_GEMM_KERNEL
+// lets them test the fallback kernels).
 float* workspace(size_t floats) {
   struct Buf {
     float* p = nullptr;
     size_t cap = 0;
     ~Buf() { std::free(p); }
   };
+  static const size_t limit = [] {
+    const char* env = std::getenv("PE_GEMM_SCRATCH_LIMIT");
+    return env ? size_t(std::strtoull(env, nullptr, 10)) : SIZE_MAX;
+  }();
   thread_local Buf buf;
   if (floats > buf.cap) {
     std::free(buf.p);
+    buf.p = nullptr;
+    buf.cap = 0;
+    if (floats > limit) throw std::bad_alloc();
     const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
     buf.p = static_cast<float*>(std::aligned_alloc(64, bytes));
     if (!buf.p) throw std::bad_alloc();
@@ -393,26 +429,48 @@ float* workspace(size_t floats) {
 
 constexpr int64_t kPackAOnce = 64 * 1024;  // floats (256 KB)
 
-// C rows [m0, m1) x columns [n0, n1) on the calling thread; arguments as in sgemm_pack_b.
-void gemm_block(const Impl& im, bool ta, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
-                int64_t K, float alpha, const float* A, int64_t lda, const PackB& pack_b,
-                float beta, float* C, int64_t ldc) {
-  const int64_t MR = im.mr, NR = im.nr;
-  // Equal-sized blocks: a short tail block would pay the C load/store and packing overheads
-  // for little work.
-  auto even = [](int64_t n, int64_t most, int64_t step) {
-    const int64_t parts = (n + most - 1) / most;
-    return ((n + parts - 1) / parts + step - 1) / step * step;
-  };
-  const int64_t kc_max = even(K, im.kc, 8);
-  const int64_t nc_max = even(n1 - n0, std::max(NR, im.b_block / kc_max / NR * NR), NR);
-  // When this thread's rows of op(A) are few (e.g. conv weights), pack them once for all of K
-  // instead of once per N block; otherwise pack one MR-row panel at a time.
-  const int64_t rows = (m1 - m0 + MR - 1) / MR * MR;
-  const bool a_once = rows * K <= kPackAOnce;
-  const size_t b_size = size_t(kc_max * nc_max), a_size = size_t(a_once ? rows * K : MR * kc_max);
-  float* bbuf = workspace(b_size + a_size);
-  float* abuf = bbuf + b_size;
+// Equal-sized blocks of at most `most`, multiples of `step`: a short tail block would pay the C
+// load/store and packing overheads for little work.
+int64_t even(int64_t n, int64_t most, int64_t step) {
+  const int64_t parts = (n + most - 1) / most;
+  return ((n + parts - 1) / parts + step - 1) / step * step;
+}
+
+int64_t round_up(int64_t n, int64_t step) { return (n + step - 1) / step * step; }
+
+// Blocking of one thread's rows x cols rectangle of C (gemm_block) and the scratch it needs:
+// the packed B block, op(A) (all rows at once when they are few, e.g. conv weights, instead of
+// once per N block; else one MR-row panel) and the pack line PackB may use.
+struct Plan {
+  int64_t kc_max, nc_max, rows;
+  bool a_once;
+  size_t b_size, a_size;
+  size_t floats() const { return round_up(int64_t(b_size + a_size + nc_max), 16); }
+};
+
+Plan plan(const Impl& im, int64_t m, int64_t n, int64_t K) {
+  const Blocking& bl = blocking();
+  Plan p;
+  p.kc_max = even(K, bl.kc, 8);
+  p.nc_max = even(n, std::max<int64_t>(im.nr, bl.b_block / p.kc_max / im.nr * im.nr), im.nr);
+  p.rows = round_up(m, im.mr);
+  p.a_once = p.rows * K <= kPackAOnce;
+  p.b_size = size_t(p.kc_max * p.nc_max);
+  p.a_size = size_t(p.a_once ? p.rows * K : im.mr * p.kc_max);
+  return p;
+}
+
+// C rows [m0, m1) x columns [n0, n1) on the calling thread, blocked by pl (planned for at least
+// this rectangle), with its scratch at buf (pl.floats()); arguments as in sgemm_pack_b.
+void gemm_block(const Impl& im, const Plan& pl, float* buf, bool ta, int64_t m0, int64_t m1,
+                int64_t n0, int64_t n1, int64_t K, float alpha, const float* A, int64_t lda,
+                const PackB& pack_b, float beta, float* C, int64_t ldc) {
+  const int64_t MR = im.mr, NR = im.nr, kc_max = pl.kc_max, nc_max = pl.nc_max;
+  const int64_t rows = round_up(m1 - m0, MR);
+  float* bbuf = buf;
+  float* abuf = bbuf + pl.b_size;
+  float* line = abuf + pl.a_size;
+  const bool a_once = pl.a_once;
   if (a_once)
     for (int64_t pc = 0; pc < K; pc += kc_max)
       for (int64_t ic = m0, kc = std::min(kc_max, K - pc); ic < m1; ic += MR)
@@ -422,7 +480,7 @@ void gemm_block(const Impl& im, bool ta, int64_t m0, int64_t m1, int64_t n0, int
     for (int64_t pc = 0; pc < K; pc += kc_max) {
       const int64_t kc = std::min(kc_max, K - pc);
       const float beta_p = pc == 0 ? beta : 1.f;  // later K blocks accumulate onto C
-      pack_b(pc, kc, jc, nc, bbuf);
+      pack_b(pc, kc, jc, nc, bbuf, line);
       for (int64_t ic = m0; ic < m1; ic += MR) {
         const int64_t mr = std::min(MR, m1 - ic);
         const float* ap = a_once ? abuf + pc * rows + (ic - m0) * kc : abuf;
@@ -467,6 +525,77 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
     for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.f ? 0.f : beta * C[i * ldc + j];
 }
 
+// Waits for a counter that a running thread is advancing; yields now and then so that a
+// descheduled producer on an oversubscribed machine gets the core back.
+void wait_for(const std::atomic<int64_t>& counter, int64_t target) {
+  for (int spins = 0; counter.load(std::memory_order_acquire) < target; ++spins) {
+    if (spins % 256 == 255)
+      std::this_thread::yield();
+    else
+      _mm_pause();
+  }
+}
+
+// Short products (a few hundred microseconds) on several threads. A static split costs them
+// what a fixed schedule cannot hide: with OMP_WAIT_POLICY=PASSIVE (pyengine's default) a worker
+// is woken by the OS tens of microseconds after the region opens, on a busy machine far later,
+// and the calling thread then waits at the join for the worker's whole share; and each thread of
+// a row split packs all of op(B) again. Here op(B) is packed once per (KC x NC) block into a
+// buffer all threads share, and the work is a list of tasks taken in order from one counter:
+// per block, the packing of its NR panels (in groups), then its MR-row micro-panels of C (each
+// thread packs the A panel it takes). A thread that has not woken up yet holds no task, so
+// nobody waits for it; the one that runs first does the work until the other joins.
+// Dependencies (all on lower-numbered tasks, so taking tasks in order cannot deadlock): a
+// block's row tasks wait for its packing; a block's packing waits for the row tasks of the
+// block two back, whose buffer it reuses (two buffers: packing overlaps the previous block's
+// compute); the row tasks of a later K block of the same columns wait for the earlier K block's
+// (they accumulate onto the same C).
+void gemm_shared_b(const Impl& im, int nt, bool ta, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float* A, int64_t lda, const PackB& pack_b, float beta, float* C,
+                   int64_t ldc) {
+  const int64_t MR = im.mr, NR = im.nr;
+  const Blocking& bl = blocking();
+  const int64_t kc_max = even(K, bl.kc, 8);
+  const int64_t nc_max = even(N, std::max<int64_t>(NR, bl.b_block / kc_max / NR * NR), NR);
+  const int64_t kb = (K + kc_max - 1) / kc_max, nblocks = kb * ((N + nc_max - 1) / nc_max);
+  const int64_t panels = nc_max / NR, group = std::max<int64_t>(1, panels / (2 * nt));
+  const int64_t n_pack = (panels + group - 1) / group, n_rows = (M + MR - 1) / MR;
+  const int64_t per_block = n_pack + n_rows, total = nblocks * per_block;
+  const size_t b_size = size_t(kc_max * nc_max);
+  const size_t own = size_t(round_up(MR * kc_max + nc_max, 16));  // A panel + pack line
+  float* bufs = workspace(2 * b_size + size_t(nt) * own);
+  std::unique_ptr<std::atomic<int64_t>[]> packed(new std::atomic<int64_t>[nblocks]);
+  std::unique_ptr<std::atomic<int64_t>[]> done(new std::atomic<int64_t>[nblocks]);
+  for (int64_t b = 0; b < nblocks; ++b) packed[b].store(0), done[b].store(0);
+  std::atomic<int64_t> next{0};
+#pragma omp parallel num_threads(nt)
+  {
+    float* abuf = bufs + 2 * b_size + size_t(omp_get_thread_num()) * own;
+    float* line = abuf + MR * kc_max;
+    for (int64_t t = next.fetch_add(1); t < total; t = next.fetch_add(1)) {
+      const int64_t b = t / per_block, task = t % per_block;
+      const int64_t jc = b / kb * nc_max, pc = b % kb * kc_max;
+      const int64_t nc = std::min(nc_max, N - jc), kc = std::min(kc_max, K - pc);
+      float* bbuf = bufs + (b % 2) * b_size;
+      if (task < n_pack) {
+        if (b >= 2) wait_for(done[b - 2], n_rows);
+        const int64_t j0 = task * group * NR, j1 = std::min(nc, j0 + group * NR);
+        if (j0 < j1) pack_b(pc, kc, jc + j0, j1 - j0, bbuf + j0 * kc, line);
+        packed[b].fetch_add(1, std::memory_order_release);
+        continue;
+      }
+      wait_for(packed[b], n_pack);
+      if (pc > 0) wait_for(done[b - 1], n_rows);
+      const int64_t ic = (task - n_pack) * MR, mr = std::min(MR, M - ic);
+      im.pack_a(ta, A, lda, ic, mr, pc, kc, abuf);
+      for (int64_t jr = 0; jr < nc; jr += NR)
+        im.kernel(kc, abuf, bbuf + jr * kc, C + ic * ldc + jc + jr, ldc, alpha,
+                  pc == 0 ? beta : 1.f, int(mr), int(std::min(NR, nc - jr)));
+      done[b].fetch_add(1, std::memory_order_release);
+    }
+  }
+}
+
 }  // namespace
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -479,7 +608,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
     return;
   }
   const Impl& im = pick_impl();
-  const PackB pack_b = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  const PackB pack_b = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst, float*) {
     im.pack_b(trans_b, B, ldb, k0, kc, j0, nc, dst);
   };
   sgemm_pack_b(trans_a, M, N, K, alpha, A, lda, pack_b, beta, C, ldc);
@@ -495,20 +624,31 @@ void sgemm_pack_b(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, co
   // Below ~64^3 the fork/join costs more than the second core gains.
   const int nt = (omp_in_parallel() || M * N * K < 64 * 64 * 64) ? 1 : omp_get_max_threads();
   if (nt == 1) {
-    gemm_block(im, trans_a, 0, M, 0, N, K, alpha, A, lda, pack_b, beta, C, ldc);
+    const Plan pl = plan(im, M, N, K);
+    gemm_block(im, pl, workspace(pl.floats()), trans_a, 0, M, 0, N, K, alpha, A, lda, pack_b,
+               beta, C, ldc);
     return;
   }
+  // Up to 512^3 a call lasts well under a millisecond on two cores, where waking the team and
+  // the duplicated packing of a static split weigh most (gemm_shared_b), provided there are
+  // enough row panels to share; wider problems (conv weights times patches: few rows, many
+  // columns) and long ones keep the static rectangles, which need no synchronisation at all.
+  if (M * N * K <= int64_t(512) * 512 * 512 && (M + im.mr - 1) / im.mr >= 4 * nt)
+    return gemm_shared_b(im, nt, trans_a, M, N, K, alpha, A, lda, pack_b, beta, C, ldc);
   int tm = 1, tn = 1;
   split(M, N, K, nt, im.mr, im.nr, tm, tn);
   const int64_t pm = (M + im.mr - 1) / im.mr, pn = (N + im.nr - 1) / im.nr;
   const int64_t rows = (pm + tm - 1) / tm * im.mr, cols = (pn + tn - 1) / tn * im.nr;
+  const Plan pl = plan(im, rows, cols, K);
+  float* bufs = workspace(size_t(nt) * pl.floats());
   // Striding by the team size keeps every rectangle covered if the runtime grants fewer threads.
 #pragma omp parallel num_threads(nt)
   for (int t = omp_get_thread_num(); t < nt; t += omp_get_num_threads()) {
     const int64_t m0 = (t / tn) * rows, n0 = (t % tn) * cols;
     const int64_t m1 = std::min(M, m0 + rows), n1 = std::min(N, n0 + cols);
     if (m0 < m1 && n0 < n1)
-      gemm_block(im, trans_a, m0, m1, n0, n1, K, alpha, A, lda, pack_b, beta, C, ldc);
+      gemm_block(im, pl, bufs + size_t(omp_get_thread_num()) * pl.floats(), trans_a, m0, m1, n0,
+                 n1, K, alpha, A, lda, pack_b, beta, C, ldc);
   }
 }
 
@@ -522,16 +662,18 @@ bool sgemm_rows_b(int64_t M, int64_t N, int64_t K, const float* A, const float* 
     return true;
   }
   constexpr int64_t MR = kMR512, NR = kNR512;
-  const int64_t kc_max = std::min<int64_t>(K, im.kc), rows = (M + MR - 1) / MR * MR;
+  const int64_t kc_max = std::min<int64_t>(K, blocking().kc), rows = (M + MR - 1) / MR * MR;
   const int64_t panels = (N + NR - 1) / NR;
   const int nt = (omp_in_parallel() || M * N * K < 64 * 64 * 64) ? 1 : omp_get_max_threads();
+  const size_t a_floats = size_t(round_up(rows * kc_max, 16));
+  float* abufs = workspace(size_t(nt) * a_floats);
   // Column panels split over the threads; each packs all of A per K block (A is the small
   // operand here: conv weights) and sweeps its panels with every A micro-panel.
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int t = omp_get_thread_num(), n = omp_get_num_threads();
     const int64_t p0 = panels * t / n, p1 = panels * (t + 1) / n;
-    float* abuf = workspace(size_t(rows * kc_max));
+    float* abuf = abufs + size_t(t) * a_floats;
     for (int64_t pc = 0; pc < K && p0 < p1; pc += kc_max) {
       const int64_t kc = std::min(kc_max, K - pc);
       for (int64_t ic = 0; ic < M; ic += MR)
@@ -560,31 +702,32 @@ void bind_gemm(py::module_& m) {
       "gemm",
       [](py::array a, py::array b, py::array c, bool trans_a, bool trans_b, float alpha,
          float beta) {
-        auto shape = [](const py::array& x) {
-          std::string s = "(";
-          for (py::ssize_t i = 0; i < x.ndim(); ++i)
-            s += std::to_string(x.shape(i)) + (i + 1 < x.ndim() || x.ndim() == 1 ? ", " : "");
-          return s + ")";
+        // The message is built only on failure: formatting it on every call cost as much as
+        // the rest of the binding's checks together on a 1x1 product.
+        auto fail = [&](const char* what) {
+          auto shape = [](const py::array& x) {
+            std::string s = "(";
+            for (py::ssize_t i = 0; i < x.ndim(); ++i)
+              s += std::to_string(x.shape(i)) + (i + 1 < x.ndim() || x.ndim() == 1 ? ", " : "");
+            return s + ")";
+          };
+          throw std::invalid_argument(std::string("gemm: ") + what + "; got a" + shape(a) +
+                                      ", b" + shape(b) + ", c" + shape(c) + ", trans_a=" +
+                                      (trans_a ? "True" : "False") +
+                                      ", trans_b=" + (trans_b ? "True" : "False"));
         };
-        const std::string shapes = "a" + shape(a) + ", b" + shape(b) + ", c" + shape(c) +
-                                   ", trans_a=" + (trans_a ? "True" : "False") +
-                                   ", trans_b=" + (trans_b ? "True" : "False");
         for (const py::array* x : {&a, &b, &c}) {
-          if (!x->dtype().is(py::dtype::of<float>()))
-            throw std::invalid_argument("gemm: operands must be float32; got " + shapes);
-          if (x->ndim() != 2)
-            throw std::invalid_argument("gemm: operands must be 2-D; got " + shapes);
-          if (!(x->flags() & py::array::c_style))
-            throw std::invalid_argument("gemm: operands must be C-contiguous; got " + shapes);
+          if (!x->dtype().is(py::dtype::of<float>())) fail("operands must be float32");
+          if (x->ndim() != 2) fail("operands must be 2-D");
+          if (!(x->flags() & py::array::c_style)) fail("operands must be C-contiguous");
         }
-        if (!c.writeable()) throw std::invalid_argument("gemm: c must be writeable; got " + shapes);
+        if (!c.writeable()) fail("c must be writeable");
         pe::check_no_overlap(c, a, "gemm: c", "a");
         pe::check_no_overlap(c, b, "gemm: c", "b");
         pe::apply_num_threads();
         const int64_t M = trans_a ? a.shape(1) : a.shape(0), Ka = trans_a ? a.shape(0) : a.shape(1);
         const int64_t Kb = trans_b ? b.shape(1) : b.shape(0), N = trans_b ? b.shape(0) : b.shape(1);
-        if (Ka != Kb || c.shape(0) != M || c.shape(1) != N)
-          throw std::invalid_argument("gemm: shape mismatch: " + shapes);
+        if (Ka != Kb || c.shape(0) != M || c.shape(1) != N) fail("shape mismatch");
         const float* pa = static_cast<const float*>(a.data());
         const float* pb = static_cast<const float*>(b.data());
         float* pc = static_cast<float*>(c.mutable_data());

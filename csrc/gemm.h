@@ -13,9 +13,12 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
 // The same GEMM with B never stored: pack(k0, kc, j0, nc, dst) writes rows [k0, k0+kc) x
 // columns [j0, j0+nc) of B as ceil(nc/NR) panels of kc x NR floats (panel p at dst + p*kc*NR,
 // element (k, j) at k*NR + j), zero past column nc; NR = sgemm_nr(). It is called from several
-// threads at once (on disjoint blocks), so it must not share mutable state. Lets a convolution
+// threads at once (on disjoint blocks), so it must not share mutable state; `line` is scratch of
+// at least nc floats owned by the calling thread, allocated before the GEMM's parallel region
+// (pack must not allocate: an exception cannot leave an OpenMP region). Lets a convolution
 // pack image patches straight into the GEMM's panels (implicit GEMM, no column buffer).
-using PackB = std::function<void(int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst)>;
+using PackB = std::function<void(int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst,
+                                 float* line)>;
 void sgemm_pack_b(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                   int64_t lda, const PackB& pack, float beta, float* C, int64_t ldc);
 int64_t sgemm_nr();

@@ -27,11 +27,21 @@ import numpy as np
 
 from pyengine.backend import Device, backend
 
-_mode = threading.local()
+
+class _ThreadFlag(threading.local):
+    """A per-thread flag that every thread sees first at its default: reading an unset attribute
+    of a plain threading.local through getattr(..., default) raises and catches an
+    AttributeError, ~0.7 us on each op's Function.apply."""
+
+    def __init__(self, default: bool) -> None:
+        self.enabled = default
+
+
+_mode = _ThreadFlag(True)
 
 
 def is_grad_enabled() -> bool:
-    return getattr(_mode, "enabled", True)
+    return _mode.enabled
 
 
 def set_grad_enabled(enabled: bool) -> None:
@@ -59,13 +69,13 @@ def enable_grad() -> _GradMode:
     return _GradMode(True)
 
 
-_anomaly = threading.local()
+_anomaly = _ThreadFlag(False)
 
 
 @contextlib.contextmanager
 def detect_anomaly(enabled: bool = True):
     """Raise as soon as an op's forward or backward produces NaN or inf, naming the op."""
-    prev = getattr(_anomaly, "enabled", False)
+    prev = _anomaly.enabled
     _anomaly.enabled = enabled
     try:
         yield
@@ -187,7 +197,7 @@ class Function:
             if isinstance(t, Tensor):
                 if ref is None:
                     ref = t
-                elif t.device != ref.device:
+                elif t.device is not ref.device and t.device != ref.device:
                     raise RuntimeError(
                         f"{cls.__name__}: expected all tensors on the same device, got "
                         f"{ref.device} and {t.device}"
@@ -213,7 +223,7 @@ class Function:
         track = any(needs) and is_grad_enabled()
         ctx.needs_input_grad = tuple(needs) if track else (False,) * len(inputs)
         out = ctx.forward(*raw, **params)
-        if getattr(_anomaly, "enabled", False):
+        if _anomaly.enabled:
             _check_finite(
                 cls.__name__, "forward", out if isinstance(out, tuple) else (out,), ctx.be
             )
@@ -347,7 +357,7 @@ def _engine(
         grads[id(r)] = g0 if prev is None else _sum(prev, g0, create_graph, r)
     targets = None if inputs is None else {id(t): i for i, t in enumerate(inputs)}
     captured: list[Any] = [None] * (0 if inputs is None else len(inputs))
-    anomaly = getattr(_anomaly, "enabled", False)
+    anomaly = _anomaly.enabled
     for t in reversed(_toposort(roots)):
         g = grads.pop(id(t), None)
         if g is None:

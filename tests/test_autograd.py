@@ -226,3 +226,19 @@ def test_leaf_gradients_never_alias():
     (d * 3).sum().backward()  # c's gradient is a view of d's, which d keeps
     assert not np.shares_memory(c.grad.numpy(), d.grad.numpy())
     np.testing.assert_array_equal(c.grad.numpy(), 3.0)
+
+
+def test_large_leaf_gradients_are_copied_by_the_threaded_kernel(rng):
+    """Above 1<<16 floats the CPU backend copies with _cpu.copy: the caller's gradient that Add
+    hands to both leaves still reaches each as an independent, exact copy."""
+    n = (1 << 16) + 5
+    a = pe.tensor(rng.standard_normal(n).astype(np.float32), requires_grad=True)
+    b = pe.tensor(rng.standard_normal(n).astype(np.float32), requires_grad=True)
+    g = rng.standard_normal(n).astype(np.float32)
+    (a + b).backward(pe.tensor(g))
+    for t in (a, b):
+        assert t.grad.numpy().tobytes() == g.tobytes()
+        assert not np.shares_memory(t.grad.numpy(), g)
+    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
+    a.grad.numpy()[0] = 7.0
+    assert b.grad.numpy()[0] == g[0] and a._version == 0

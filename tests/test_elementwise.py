@@ -206,3 +206,29 @@ def test_comparisons():
     assert (a > 1.5).tolist() == [False, True, True]
     assert (a == pe.tensor([1.0, 0.0, 3.0])).tolist() == [True, False, True]
     assert (a <= 2).dtype == pe.bool_
+
+
+@pytest.mark.parametrize("n", [5, 1 << 16, (1 << 16) + 3])
+def test_copy_kernel_against_twin(rng, n):
+    """_cpu.copy (the CPU backend's threaded, non-temporal copy of large arrays) against its NumPy
+    twin, bit for bit, NaN/inf/-0 included, from an unaligned start too."""
+    from pyengine.backend import numpy_ref
+    from pyengine.backend.device import _cpu
+
+    x = rng.standard_normal(n).astype(np.float32)
+    x[:3] = [np.nan, -0.0, np.inf]
+    for fn in (_cpu.copy, numpy_ref.copy):
+        y = np.full(n, 5.0, np.float32)
+        fn(x, y)
+        assert y.tobytes() == x.tobytes()
+        y = np.full(n + 1, 5.0, np.float32)
+        fn(x[1:], y[2:])  # destination not 16-byte aligned
+        assert y[2:].tobytes() == x[1:].tobytes() and y[:2].tolist() == [5.0, 5.0]
+    with pytest.raises(ValueError, match="same number of elements"):
+        _cpu.copy(x, np.empty(n + 1, np.float32))
+    with pytest.raises(ValueError, match="float32"):
+        _cpu.copy(x, np.empty(n, np.float64))
+    with pytest.raises(ValueError, match="copy: y"):
+        _cpu.copy(x, x)
+    big = pe.tensor(x).clone()._data
+    assert big.tobytes() == x.tobytes() and not np.shares_memory(big, x)

@@ -180,4 +180,46 @@ def test_fallback_micro_kernels(kernel):
         "            ref = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b)\n"
         "            assert np.allclose(c, ref, atol=1e-3, rtol=1e-4), (m, k, n, ta, tb)\n"
     )
-    run_python(["-c", code], env={"PE_GEMM_KERNEL": kernel}, check=True)
+    run_python(["-c", code], env={"PE_GEMM_KERNEL": kernel, "OMP_NUM_THREADS": "2"}, check=True)
+
+
+# (m, k, n) reaching each schedule of csrc/gemm.cpp with 2+ threads: the shared-B task list
+# (<= 512^3 with enough row panels) over one block, over several K blocks (k above any
+# cache-derived kc) and several N blocks; the static split (few rows, or > 512^3).
+SCHEDULES = [(256, 256, 256), (200, 2100, 300), (97, 700, 1500), (64, 576, 3000), (530, 530, 530)]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("m,k,n", SCHEDULES)
+def test_gemm_thread_schedules(rng, threads, m, k, n):
+    before = pe.get_num_threads()
+    pe.set_num_threads(threads)
+    try:
+        for ta, tb, beta in [(False, False, 0.0), (True, True, 0.5)]:
+            a, b = _operands(rng, m, n, k, ta, tb)
+            c0 = rng.standard_normal((m, n)).astype(np.float32)
+            c = c0.copy()
+            _cpu.gemm(a, b, c, trans_a=ta, trans_b=tb, alpha=1.5, beta=beta)
+            ref = _reference(a, b, c0, ta, tb, 1.5, beta)
+            np.testing.assert_allclose(c, ref, atol=4e-5 * np.sqrt(k) * 1.5 + 1e-5, rtol=1e-4)
+    finally:
+        pe.set_num_threads(before)
+
+
+def test_gemm_with_fewer_threads_than_asked():
+    """OMP_THREAD_LIMIT=1 grants one thread where two are asked for: every schedule still covers
+    all of C (the shared-B task list and the static split's stride over the team)."""
+    code = (
+        "import numpy as np, pyengine as pe\n"
+        "from pyengine.backend.device import _cpu\n"
+        "assert pe.get_num_threads() == 2\n"
+        "r = np.random.default_rng(0)\n"
+        f"for m, k, n in {SCHEDULES}:\n"
+        "    a = r.standard_normal((m, k)).astype(np.float32)\n"
+        "    b = r.standard_normal((k, n)).astype(np.float32)\n"
+        "    c = np.full((m, n), np.nan, np.float32)\n"
+        "    _cpu.gemm(a, b, c)\n"
+        "    assert np.allclose(c, a.astype(np.float64) @ b, atol=1e-3, rtol=1e-4), (m, k, n)\n"
+    )
+    env = {"OMP_NUM_THREADS": "2", "OMP_THREAD_LIMIT": "1"}
+    run_python(["-c", code], env=env, check=True)

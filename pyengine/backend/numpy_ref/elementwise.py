@@ -8,6 +8,7 @@ __all__ = [
     "binary_math_forward",
     "clamp_backward",
     "clamp_forward",
+    "copy",
     "math_backward",
     "math_forward",
     "unary_backward",
@@ -71,6 +72,10 @@ def unary_backward(op, saved, grad_output, grad_input, alpha=0.0):
 
 def axpby(x, y, a, b):
     y[...] = a * x + b * y
+
+
+def copy(x, y):
+    y.reshape(-1)[...] = x.reshape(-1)
 
 
 def binary_math_forward(op, a, b, out):
