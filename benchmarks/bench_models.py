@@ -1,9 +1,11 @@
 """Whole training steps: DnCNN-17 and a U-Net, pyengine vs the identical PyTorch model.
 
-A step is forward, MSE loss, backward and an Adam update. Both engines start from the same
-weights; the first step's losses are checked to agree before anything is timed, then the two are
-timed interleaved (A/B/A/B..., median of each) so that load on a shared machine hits both alike.
-Peak memory (VmHWM) of a few steps is measured in a fresh subprocess per engine.
+A step is forward, MSE loss, backward and an Adam update. Each engine runs in a fresh process of
+its own (``step_in_process``; the pyengine one never imports PyTorch), as the issue's protocol
+asks: no second OpenMP runtime, allocator or cache state shared between the two. Both start from
+the same weights (written once to a .npz by the parent); the first step's losses are checked to
+agree before the times count. The processes alternate (pyengine, torch, pyengine, torch) so that
+load on a shared machine hits both alike; each reports its step times and its peak RSS (VmHWM).
 
 ``python -m benchmarks.bench_models [--quick] [--profile]``; ``--profile`` prints time per op
 (forward and backward of every Function class) for one DnCNN step.
@@ -100,33 +102,43 @@ MODELS = {
 QUICK = {"dncnn": (4, 1, 40, 40), "unet": (1, 1, 64, 64)}
 
 
-def _copy_weights(src: Any, dst: Any) -> None:
-    """torch module -> pyengine module with the same structure (parameters and BN buffers)."""
-    tsd = src.state_dict()
-    pe_sd = {k: pe.from_numpy(v.detach().numpy().copy()) for k, v in tsd.items()}
-    dst.load_state_dict({k: v for k, v in pe_sd.items() if k in dst.state_dict()})
+def save_weights(model: str, path: str, seed: int = 0) -> None:
+    """The PyTorch model's initial state (seeded) as a .npz that both engines' processes load."""
+    torch.manual_seed(seed)
+    net = MODELS[model][0](torch.nn, torch.cat)
+    np.savez(path, **{k: v.detach().numpy() for k, v in net.state_dict().items()})
 
 
 class Step:
-    """One engine's model, optimizer, data and a ``__call__`` running one training step."""
+    """One engine's model, optimizer, data and a ``__call__`` running one training step. With
+    ``weights`` (a .npz from ``save_weights``) both engines start from the same parameters."""
 
-    def __init__(self, engine: str, model: str, shape: tuple[int, ...], seed: int = 0) -> None:
+    def __init__(
+        self,
+        engine: str,
+        model: str,
+        shape: tuple[int, ...],
+        seed: int = 0,
+        weights: str | None = None,
+    ) -> None:
         build, _ = MODELS[model]
         rng = np.random.default_rng(seed)
         x = rng.standard_normal(shape, dtype=np.float32)
         y = rng.standard_normal(shape, dtype=np.float32)
-        if torch is not None:
-            torch.manual_seed(seed)
+        sd = dict(np.load(weights)) if weights else None
         self.engine = engine
         if engine == "torch":
             self.net = build(torch.nn, torch.cat)
+            if sd is not None:
+                self.net.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
             self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
             self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-4)
             self.loss_fn = torch.nn.functional.mse_loss
         else:
             self.net = build(nn, pe.cat)
-            if torch is not None:
-                _copy_weights(build(torch.nn, torch.cat), self.net)
+            if sd is not None:
+                mine = self.net.state_dict()
+                self.net.load_state_dict({k: pe.from_numpy(v) for k, v in sd.items() if k in mine})
             self.x, self.y = pe.from_numpy(x), pe.from_numpy(y)
             self.opt = pe.optim.Adam(self.net.parameters(), lr=1e-4)
             self.loss_fn = nn.functional.mse_loss
@@ -140,44 +152,41 @@ class Step:
         return float(loss.item())
 
 
-def interleaved(fns: list[Callable[[], Any]], repeats: int, warmup: int = 1) -> list[float]:
-    """Median ms of each fn, timed round-robin so that background load hits all alike."""
-    for f in fns:
-        for _ in range(warmup):
-            f()
-    times: list[list[float]] = [[] for _ in fns]
+def _step_worker(engine: str, model: str, shape: list[int], weights: str, repeats: int) -> None:
+    """Body of one engine's process: first-step loss, one more warm-up step, ``repeats`` timed
+    steps; prints JSON with the loss, the step times (s) and VmHWM after imports and at the end."""
+    base = _hwm_kb()
+    if engine == "torch":
+        torch.set_num_threads(pe.get_num_threads())
+    s = Step(engine, model, tuple(shape), weights=weights)
+    loss = s()
+    s()
+    times = []
     for _ in range(repeats):
-        for f, ts in zip(fns, times):
-            t0 = time.perf_counter()
-            f()
-            ts.append(time.perf_counter() - t0)
-    return [float(np.median(ts)) * 1e3 for ts in times]
+        t0 = time.perf_counter()
+        s()
+        times.append(time.perf_counter() - t0)
+    print(json.dumps({"loss": loss, "times": times, "base_kb": base, "hwm_kb": _hwm_kb()}))
 
 
-def peak_rss_mb(
-    engine: str, model: str, shape: tuple[int, ...], steps: int = 3
-) -> tuple[float, float]:
-    """(peak RSS, its growth over the process's peak after imports) in MB of a fresh process that
-    builds the model and runs a few steps; the growth leaves out the engines' libraries.
-
-    The peak is VmHWM from /proc (Linux), not ru_maxrss: a child's ru_maxrss starts from the
-    forking parent's peak, which exec does not reset."""
-    # The pyengine process must not even import torch (its libraries alone take ~300 MB).
+def step_in_process(
+    engine: str, model: str, shape: tuple[int, ...], weights: str, repeats: int
+) -> dict[str, Any]:
+    """``_step_worker`` in a fresh Python process. The pyengine process must not even import
+    torch (its libraries alone take ~300 MB of RSS). The peak is VmHWM from /proc (Linux), not
+    ru_maxrss: a child's ru_maxrss starts from the forking parent's peak, which exec keeps."""
     block = "sys.modules['torch'] = None; " if engine == "pyengine" else ""
     code = (
-        "import sys; "
-        f"{block}from benchmarks.bench_models import Step, _hwm_kb; "
-        "base = _hwm_kb(); "
-        f"s = Step({engine!r}, {model!r}, {tuple(shape)!r}); "
-        f"[s() for _ in range({steps})]; "
-        "print(base, _hwm_kb())"
+        f"import sys; {block}from benchmarks.bench_models import _step_worker; "
+        f"_step_worker({engine!r}, {model!r}, {list(shape)!r}, {weights!r}, {repeats})"
     )
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-    )
-    base, peak = (int(v) / 1024.0 for v in out.stdout.split()[-2:])
-    return peak, peak - base
+    if engine == "pyengine":
+        env["PE_BENCH_NO_TORCH"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if out.returncode:
+        raise RuntimeError(f"{model} [{engine}] step process failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.splitlines()[-1])
 
 
 def _hwm_kb() -> int:
@@ -185,8 +194,9 @@ def _hwm_kb() -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 
 
-def _flops(step: Step) -> float:
+def _flops(model: str, shape: tuple[int, ...]) -> float:
     """~3x the forward's conv multiply-adds x 2 (fwd + two backward GEMMs), for a rough rate."""
+    net = MODELS[model][0](torch.nn, torch.cat)
     total = 0.0
     hooks = []
 
@@ -199,39 +209,50 @@ def _flops(step: Step) -> float:
             else 2.0 * inp[0].numel() * w[0].numel()
         )
 
-    for mod in step.net.modules():
+    for mod in net.modules():
         if isinstance(mod, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
             hooks.append(mod.register_forward_hook(hook))
     with torch.no_grad():
-        step.net(step.x)
+        net(torch.zeros(shape))
     for h in hooks:
         h.remove()
     return 3.0 * total
 
 
-def run(quick: bool) -> list[dict[str, Any]]:
+def run(quick: bool, rounds: int = 2) -> list[dict[str, Any]]:
     if torch is None:
         return []
-    torch.set_num_threads(pe.get_num_threads())
+    import tempfile
+
     rows = []
     for name, (_, full_shape) in MODELS.items():
         shape = QUICK[name] if quick else full_shape
-        a, b = Step("pyengine", name, shape), Step("torch", name, shape)
-        la, lb = a(), b()
-        if not abs(la - lb) <= 1e-3 * max(1.0, abs(lb)):
-            raise AssertionError(f"{name}: first-step loss {la} != torch {lb}; not timing it")
-        ms, tms = interleaved([a, b], repeats=3 if quick else 10)
+        repeats = 3 if quick else 5
+        times: dict[str, list[float]] = {"pyengine": [], "torch": []}
+        peak: dict[str, list[tuple[float, float]]] = {"pyengine": [], "torch": []}
+        with tempfile.TemporaryDirectory() as tmp:
+            weights = os.path.join(tmp, f"{name}.npz")
+            save_weights(name, weights)
+            for _ in range(1 if quick else rounds):
+                res = {e: step_in_process(e, name, shape, weights, repeats) for e in times}
+                la, lb = res["pyengine"]["loss"], res["torch"]["loss"]
+                if not abs(la - lb) <= 1e-3 * max(1.0, abs(lb)):
+                    raise AssertionError(f"{name}: first-step loss {la} != torch {lb}")
+                for e, r in res.items():
+                    times[e] += r["times"]
+                    peak[e].append((r["hwm_kb"] / 1024, (r["hwm_kb"] - r["base_kb"]) / 1024))
+        ms, tms = (float(np.median(times[e])) * 1e3 for e in ("pyengine", "torch"))
+        (pk, grow), (tpk, tgrow) = (max(peak[e]) for e in ("pyengine", "torch"))
         label = "x".join(map(str, shape))
-        rows.append(row(f"{name} train step", label, ms, flops=_flops(b), torch_ms=tms))
-        if not quick:
-            (pk, grow), (tpk, tgrow) = (peak_rss_mb(e, name, shape) for e in ("pyengine", "torch"))
-            print(
-                f"{name}: step {ms:.1f} ms vs torch {tms:.1f} ms ({ms / tms:.2f}x); peak RSS "
-                f"{pk:.0f} MB vs torch {tpk:.0f} MB (growth over imports {grow:.0f} vs {tgrow:.0f})"
-            )
-            rows[-1].update(
-                peak_rss_mb=pk, torch_peak_rss_mb=tpk, rss_growth_mb=grow, torch_rss_growth_mb=tgrow
-            )
+        rows.append(row(f"{name} train step", label, ms, flops=_flops(name, shape), torch_ms=tms))
+        print(
+            f"{name}: step {ms:.1f} ms vs torch {tms:.1f} ms ({ms / tms:.2f}x); peak RSS "
+            f"{pk:.0f} MB vs torch {tpk:.0f} MB (growth over imports {grow:.0f} vs {tgrow:.0f})",
+            file=sys.stderr,
+        )
+        rows[-1].update(
+            peak_rss_mb=pk, torch_peak_rss_mb=tpk, rss_growth_mb=grow, torch_rss_growth_mb=tgrow
+        )
     return rows
 
 
@@ -240,7 +261,9 @@ def run(quick: bool) -> list[dict[str, Any]]:
 
 def profile(model: str, shape: tuple[int, ...], steps: int = 3) -> dict[str, list[float]]:
     """Seconds per (Function class, forward/backward) over ``steps`` steps, by wrapping every
-    Function subclass's forward and backward with a timer."""
+    Function subclass's forward and backward with a timer. Only the outermost call counts (a
+    fused node's call of its base class's forward is its own time), under the class of the node;
+    convolutions are split by weight shape, so the first, middle and last layers show apart."""
     from pyengine.autograd import Function
 
     acc: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
@@ -251,13 +274,24 @@ def profile(model: str, shape: tuple[int, ...], steps: int = 3) -> dict[str, lis
         classes.append(c)
         todo += c.__subclasses__()
     orig = {}
+    depth = [0]
 
-    def timed(fn: Callable, key: str, slot: int) -> Callable:
-        def wrapper(*args: Any, **kw: Any) -> Any:
+    def timed(fn: Callable, slot: int) -> Callable:
+        def wrapper(ctx: Any, *args: Any, **kw: Any) -> Any:
+            if depth[0]:
+                return fn(ctx, *args, **kw)
+            if slot == 0:
+                name = type(ctx).__name__
+                w = args[1] if "Conv" in name and len(args) > 1 else None
+                ctx._profile_key = name + (f" w{tuple(w.shape)}" if w is not None else "")
+            depth[0] += 1
             t0 = time.perf_counter()
-            out = fn(*args, **kw)
-            acc[key][slot] += time.perf_counter() - t0
-            return out
+            try:
+                return fn(ctx, *args, **kw)
+            finally:
+                depth[0] -= 1
+                key = getattr(ctx, "_profile_key", type(ctx).__name__)
+                acc[key][slot] += time.perf_counter() - t0
 
         return wrapper
 
@@ -267,7 +301,7 @@ def profile(model: str, shape: tuple[int, ...], steps: int = 3) -> dict[str, lis
         for slot, meth in enumerate(("forward", "backward")):
             if meth in c.__dict__:
                 orig[(c, meth)] = c.__dict__[meth]
-                setattr(c, meth, timed(c.__dict__[meth], c.__name__, slot))
+                setattr(c, meth, timed(c.__dict__[meth], slot))
     try:
         t0 = time.perf_counter()
         for _ in range(steps):
@@ -296,9 +330,9 @@ def main() -> None:
             f"{kernels * 1e3:.1f} ms, elsewhere (Python, autograd, optimizer) "
             f"{(total - kernels) * 1e3:.1f} ms"
         )
-        print(f"{'op':<24} {'fwd ms':>8} {'bwd ms':>8} {'% step':>7}")
+        print(f"{'op':<36} {'fwd ms':>8} {'bwd ms':>8} {'% step':>7}")
         for k, (f, b) in sorted(prof.items(), key=lambda kv: -sum(kv[1])):
-            print(f"{k:<24} {f * 1e3:8.2f} {b * 1e3:8.2f} {100 * (f + b) / total:7.1f}")
+            print(f"{k:<36} {f * 1e3:8.2f} {b * 1e3:8.2f} {100 * (f + b) / total:7.1f}")
         return
     for r in run(args.quick):
         print(json.dumps(r))

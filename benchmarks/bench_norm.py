@@ -1,6 +1,10 @@
 """Batch norm training step (forward + backward w.r.t. input, weight, bias): pyengine's C++
 kernels (called directly, and through F.batch_norm + autograd) against the NumPy twin and PyTorch;
-in ``run`` also group, instance and layer norm steps (``bench_per_sample``).
+in ``run`` also group, instance and layer norm steps (``bench_per_sample``), and the
+BatchNorm + ReLU training step (``bench_relu_shape``): the fused kernel pair
+(batchnorm_relu_forward_train / batchnorm_relu_backward) against the unfused pair (the BatchNorm
+kernels with the ReLU kernels between them), ``batch_norm(..., relu=True)`` through autograd and
+PyTorch's ``F.relu(F.batch_norm(...))``.
 
 "kernels" reuses its output arrays; "kernels + alloc", F.batch_norm, NumPy and PyTorch allocate
 theirs each step, as training does. GB/s counts the minimum traffic of a fused implementation,
@@ -122,6 +126,73 @@ def bench_shape(shape: tuple[int, ...], repeats: int) -> list[tuple[str, float, 
     return rows
 
 
+def relu_step(k, x, w, b, g, out, fused: bool):
+    """BatchNorm + ReLU train step on raw arrays, reusing ``out`` (from ``outputs`` plus a
+    masked-gradient buffer for the unfused pair); returns (y, dx, dw, db)."""
+    y, dx, mean, invstd, dw, db, gm = out
+    if fused:
+        k.batchnorm_relu_forward_train(x, w, b, y, mean, invstd, None, None, 0.1, 1e-5)
+        k.batchnorm_relu_backward(g, y, x, mean, invstd, w, dx, dw, db)
+    else:
+        k.batchnorm_forward_train(x, w, b, y, mean, invstd, None, None, 0.1, 1e-5)
+        k.unary_forward("relu", y, y)
+        k.unary_backward("relu", y, g, gm)
+        k.batchnorm_backward(gm, x, mean, invstd, w, dx, dw, db, True)
+    return y, dx, dw, db
+
+
+def bench_relu_shape(shape: tuple[int, ...], repeats: int) -> list[tuple[str, float, float]]:
+    """(name, seconds, GB/s at 5 tensors of traffic) for the BatchNorm + ReLU training step."""
+    rng = np.random.default_rng(0)
+    C = shape[1]
+    x = rng.standard_normal(shape, dtype=np.float32) * 2 + 1
+    g = rng.standard_normal(shape, dtype=np.float32)
+    w = rng.standard_normal(C, dtype=np.float32)
+    b = rng.standard_normal(C, dtype=np.float32)
+    k = backend(pe.device("cpu")).native
+    bufs = {f: (*outputs(x), np.empty_like(x)) for f in (True, False)}
+    ref64 = (*outputs(x.astype(np.float64)), np.empty(shape))
+    ref = relu_step(numpy_ref, *(a.astype(np.float64) for a in (x, w, b, g)), ref64, True)
+    for fused in (True, False):
+        got = relu_step(k, x, w, b, g, bufs[fused], fused)
+        for name, a, r in zip(("y", "dx", "dw", "db"), got, ref):
+            err = np.abs(a - r).max() / max(np.abs(r).max(), 1.0)
+            if err > 1e-4:
+                raise AssertionError(f"bn+relu {name} (fused={fused}) differs from the twin")
+    nbytes = 5 * x.size * 4
+    rows = []
+
+    def add(name: str, fn: Callable[[], object]) -> None:
+        t = median_time(fn, repeats)
+        rows.append((name, t, nbytes / t / 1e9))
+
+    add("fused kernels", lambda: relu_step(k, x, w, b, g, bufs[True], True))
+    add("unfused kernels", lambda: relu_step(k, x, w, b, g, bufs[False], False))
+    from pyengine.ops.norm import batch_norm
+
+    px = pe.tensor(x, requires_grad=True)
+    pw, pb = pe.tensor(w, requires_grad=True), pe.tensor(b, requires_grad=True)
+    pg = pe.tensor(g)
+
+    def api_step() -> None:
+        px.grad = pw.grad = pb.grad = None
+        batch_norm(px, None, None, pw, pb, True, 0.1, 1e-5, relu=True).backward(pg)
+
+    add("batch_norm(relu=True)", api_step)
+    if torch is not None:
+        tx = torch.tensor(x, requires_grad=True)
+        tw, tb = torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)
+        tg = torch.tensor(g)
+        tF = torch.nn.functional
+
+        def torch_step() -> None:
+            tx.grad = tw.grad = tb.grad = None
+            tF.relu(tF.batch_norm(tx, None, None, tw, tb, training=True)).backward(tg)
+
+        add("torch", torch_step)
+    return rows
+
+
 # Per-sample normalisations (csrc/norm_group.cpp): name, pyengine/torch call on F, the input's
 # shape from an (N, C, H, W) one (layer norm normalises the channels of (N*H*W, C) rows).
 PER_SAMPLE = [
@@ -226,6 +297,17 @@ def run(quick: bool) -> list[dict]:
                     torch_ms=times.get("torch"),
                 )
             )
+        times = {name: t * 1e3 for name, t, _ in bench_relu_shape(shape, 5 if quick else 20)}
+        for name in ("fused kernels", "unfused kernels", "batch_norm(relu=True)"):
+            out.append(
+                row(
+                    f"bn+relu step ({name})",
+                    shape,
+                    times[name],
+                    nbytes=5 * 4 * int(np.prod(shape)),
+                    torch_ms=times.get("torch"),
+                )
+            )
     return out
 
 
@@ -246,6 +328,11 @@ def main(argv: list[str] | None = None) -> None:
             vs_t = f"{times['torch'] / t:9.2f}" if "torch" in times else f"{'-':>9}"
             label = str(shape) if name == rows[0][0] else ""
             print(f"{label:<20} {name:<28} {t * 1e3:9.3f} {gbs:8.1f} {vs_np:9.2f} {vs_t}")
+        rows = bench_relu_shape(shape, args.repeats)
+        times = {name: t for name, t, _ in rows}
+        for name, t, gbs in rows:
+            vs_t = f"{times['torch'] / t:9.2f}" if "torch" in times else f"{'-':>9}"
+            print(f"{'':<20} {'bn+relu ' + name:<28} {t * 1e3:9.3f} {gbs:8.1f} {'-':>9} {vs_t}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 // Every kernel works one channel at a time (OpenMP over channels), so the passes over a channel
 // after the first find its N * HW values in the core's L2: the forward costs about one DRAM read
 // of x and one write of y, the backward two reads (dy, x) and one write (dx).
+#include <algorithm>
 #include <cmath>
 #include <optional>
 
@@ -137,6 +138,150 @@ void batchnorm_backward(const py::array& grad_output, const py::array& x,
   }
 }
 
+// ---------------------------------------------------------------- batch norm + ReLU, training
+// The pair behind one relu(batch_norm(x)) autograd node. Per channel the forward makes two passes
+// over x (statistics, then normalise + affine + ReLU) where batchnorm_forward_train and a ReLU
+// make four; the backward two passes over (dy, y, x) where the ReLU backward and
+// batchnorm_backward make three and write a masked gradient in between.
+
+// sum(x - s) and sum((x - s)^2) in one pass. With s the mean of the channel's first row, x - s
+// is of the order of the standard deviation, so var = (s2 - s1^2 / M) / M loses no more than
+// the corrected two-pass formula does.
+PE_MULTIVERSION void row_shifted_sums(const float* __restrict x, int64_t n, float s, float* d1,
+                                      float* d2) {
+  float a1[kLanes] = {}, a2[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int64_t j = 0; j < kLanes; ++j) {
+      const float d = x[i + j] - s;
+      a1[j] += d;
+      a2[j] += d * d;
+    }
+  float s1 = 0.f, s2 = 0.f;
+  for (; i < n; ++i) {
+    const float d = x[i] - s;
+    s1 += d;
+    s2 += d * d;
+  }
+  for (int64_t j = 0; j < kLanes; ++j) {
+    s1 += a1[j];
+    s2 += a2[j];
+  }
+  *d1 = s1;
+  *d2 = s2;
+}
+
+PE_MULTIVERSION void row_normalize_relu(const float* __restrict x, float* __restrict y, int64_t n,
+                                        float m, float a, float b) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] = std::max((x[i] - m) * a + b, 0.f);
+}
+
+// With g = (y > 0 ? dy : 0): sum(g) and sum(g * (x - m)). One vector of partial sums each (the
+// row is read from DRAM; a longer accumulator array makes the masked loop scalar).
+PE_MULTIVERSION void row_masked_grad_sums(const float* __restrict dy, const float* __restrict y,
+                                          const float* __restrict x, int64_t n, float m, float* sg,
+                                          float* sgx) {
+  float s1 = 0.f, s2 = 0.f;
+#pragma omp simd reduction(+ : s1, s2)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = y[i] > 0.f ? dy[i] : 0.f;
+    s1 += g;
+    s2 += g * (x[i] - m);
+  }
+  *sg = s1;
+  *sgx = s2;
+}
+
+// dx = p * (y > 0 ? dy : 0) + q * (x - m) + r.
+PE_MULTIVERSION void row_masked_grad_input(const float* __restrict dy, const float* __restrict y,
+                                           const float* __restrict x, float* __restrict dx,
+                                           int64_t n, float m, float p, float q, float r) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) dx[i] = (y[i] > 0.f ? p * dy[i] : 0.f) + q * (x[i] - m) + r;
+}
+
+// x (N, C, *) -> y (same shape) = relu((x - mean_c) * invstd_c * w_c + b_c); otherwise exactly
+// batchnorm_forward_train (saved statistics, running-statistics update).
+void batchnorm_relu_forward_train(const py::array& x, const OptArray& weight, const OptArray& bias,
+                                  py::array& y, py::array& save_mean, py::array& save_invstd,
+                                  OptArray running_mean, OptArray running_var, double momentum,
+                                  double eps) {
+  const pe::twin::BnTrainArgs a = pe::twin::bn_train_args(
+      x, weight, bias, y, save_mean, save_invstd, running_mean, running_var, eps);
+  const pe::twin::NormDims& d = a.d;
+  const float *px = a.x, *pw = a.w, *pb = a.b;
+  float *py_ = a.y, *pm = a.mean, *pi = a.invstd, *prm = a.running_mean, *prv = a.running_var;
+  py::gil_scoped_release nogil;
+  const int64_t M = d.M();
+#pragma omp parallel for schedule(static) if (x.size() >= kParallelGrain)
+  for (int64_t c = 0; c < d.C; ++c) {
+    const float shift = row_sum_shifted(px + d.at(0, c), d.HW, 0.f) / static_cast<float>(d.HW);
+    double s1 = 0.0, s2 = 0.0;
+    for (int64_t n = 0; n < d.N; ++n) {
+      float d1, d2;
+      row_shifted_sums(px + d.at(n, c), d.HW, shift, &d1, &d2);
+      s1 += d1;
+      s2 += d2;
+    }
+    const double mean = shift + s1 / M;
+    const double var = std::max((s2 - s1 * s1 / M) / M, 0.0);
+    const double invstd = 1.0 / std::sqrt(var + eps);
+    pm[c] = static_cast<float>(mean);
+    pi[c] = static_cast<float>(invstd);
+    if (prm) {
+      prm[c] = static_cast<float>((1.0 - momentum) * prm[c] + momentum * mean);
+      prv[c] = static_cast<float>((1.0 - momentum) * prv[c] + momentum * var * M / (M - 1));
+    }
+    const float scale = static_cast<float>((pw ? pw[c] : 1.0) * invstd);
+    const float offset = pb ? pb[c] : 0.f;
+    for (int64_t n = 0; n < d.N; ++n)
+      row_normalize_relu(px + d.at(n, c), py_ + d.at(n, c), d.HW, pm[c], scale, offset);
+  }
+}
+
+// dy, output (y of the forward), x (N, C, *); save_mean/save_invstd (C,) from the forward. With
+// g = dy where output > 0 and 0 elsewhere (ReLU's mask), the training-mode batchnorm_backward of
+// g: grad_bias = sum(g), grad_weight = sum(g * x_hat),
+// dx = w * invstd * (g - mean(g) - x_hat * mean(g * x_hat)). Any gradient may be None.
+void batchnorm_relu_backward(const py::array& grad_output, const py::array& output,
+                             const py::array& x, const py::array& save_mean,
+                             const py::array& save_invstd, const OptArray& weight,
+                             OptArray grad_input, OptArray grad_weight, OptArray grad_bias) {
+  const pe::twin::BnBackwardArgs a = pe::twin::bn_backward_args(
+      grad_output, x, save_mean, save_invstd, weight, grad_input, grad_weight, grad_bias, true);
+  pe::check_shape(output, pe::shape_of(x), "output");
+  const pe::twin::NormDims& d = a.d;
+  const float *pg = a.gy, *py_ = pe::in_ptr(output, "output"), *px = a.x, *pm = a.mean,
+              *pi = a.invstd, *pw = a.w;
+  float *pgx = a.gx, *pgw = a.gw, *pgb = a.gb;
+  if (!a.need_sums) return;
+  py::gil_scoped_release nogil;
+  const int64_t M = d.M();
+#pragma omp parallel for schedule(static) if (x.size() >= kParallelGrain)
+  for (int64_t c = 0; c < d.C; ++c) {
+    const float mean = pm[c];
+    const double invstd = pi[c];
+    double sg = 0.0, sgx = 0.0;
+    for (int64_t n = 0; n < d.N; ++n) {
+      float s1, s2;
+      row_masked_grad_sums(pg + d.at(n, c), py_ + d.at(n, c), px + d.at(n, c), d.HW, mean, &s1,
+                           &s2);
+      sg += s1;
+      sgx += s2;
+    }
+    if (pgb) pgb[c] = static_cast<float>(sg);
+    if (pgw) pgw[c] = static_cast<float>(sgx * invstd);
+    if (!pgx) continue;
+    const double k = (pw ? pw[c] : 1.0) * invstd;
+    const float p = static_cast<float>(k), q = static_cast<float>(-k * invstd * invstd * sgx / M),
+                r = static_cast<float>(-k * sg / M);
+    for (int64_t n = 0; n < d.N; ++n)
+      row_masked_grad_input(pg + d.at(n, c), py_ + d.at(n, c), px + d.at(n, c), pgx + d.at(n, c),
+                            d.HW, mean, p, q, r);
+  }
+}
+
 }  // namespace
 
 void bind_norm(py::module_& m) {
@@ -149,4 +294,11 @@ void bind_norm(py::module_& m) {
   m.def("batchnorm_backward", &batchnorm_backward, py::arg("grad_output"), py::arg("x"),
         py::arg("save_mean"), py::arg("save_invstd"), py::arg("weight"), py::arg("grad_input"),
         py::arg("grad_weight"), py::arg("grad_bias"), py::arg("training"));
+  m.def("batchnorm_relu_forward_train", &batchnorm_relu_forward_train, py::arg("x"),
+        py::arg("weight"), py::arg("bias"), py::arg("y"), py::arg("save_mean"),
+        py::arg("save_invstd"), py::arg("running_mean"), py::arg("running_var"),
+        py::arg("momentum"), py::arg("eps"));
+  m.def("batchnorm_relu_backward", &batchnorm_relu_backward, py::arg("grad_output"),
+        py::arg("output"), py::arg("x"), py::arg("save_mean"), py::arg("save_invstd"),
+        py::arg("weight"), py::arg("grad_input"), py::arg("grad_weight"), py::arg("grad_bias"));
 }

@@ -120,6 +120,79 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
+// relu(batch norm) in training: batch statistics from one pass of sums shifted by the mean of the
+// channel's first row (as csrc/norm.cpp), then normalise + affine + ReLU.
+__global__ void __launch_bounds__(kBlock)
+    bn_relu_train_kernel(const float* __restrict__ x, const float* __restrict__ w,
+                         const float* __restrict__ b, float* __restrict__ y,
+                         float* __restrict__ mean_out, float* __restrict__ invstd_out,
+                         float* __restrict__ rm, float* __restrict__ rv, int64_t C, int64_t HW,
+                         int64_t M, double momentum, double eps) {
+  __shared__ float sh[32];
+  const int64_t c = blockIdx.x;
+  float s0 = 0.f;
+  for (int64_t j = threadIdx.x; j < HW; j += blockDim.x) s0 += x[at(j, c, C, HW)];
+  const float shift = pe::block_sum(s0, sh) / float(HW);
+  float s1 = 0.f, s2 = 0.f;
+  for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
+    const float dv = x[at(j, c, C, HW)] - shift;
+    s1 += dv;
+    s2 += dv * dv;
+  }
+  s1 = pe::block_sum(s1, sh);
+  s2 = pe::block_sum(s2, sh);
+  const double mean = shift + double(s1) / M;
+  const double var = fmax((double(s2) - double(s1) * s1 / M) / M, 0.0);
+  const double invstd = 1.0 / sqrt(var + eps);
+  const float mf = float(mean);
+  if (threadIdx.x == 0) {
+    mean_out[c] = mf;
+    invstd_out[c] = float(invstd);
+    if (rm) {
+      rm[c] = float((1.0 - momentum) * rm[c] + momentum * mean);
+      rv[c] = float((1.0 - momentum) * rv[c] + momentum * var * M / (M - 1));
+    }
+  }
+  const float scale = float((w ? w[c] : 1.0) * invstd), offset = b ? b[c] : 0.f;
+  for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
+    const int64_t k = at(j, c, C, HW);
+    y[k] = fmaxf((x[k] - mf) * scale + offset, 0.f);
+  }
+}
+
+// Training-mode batch-norm backward of g = (y > 0 ? dy : 0), the ReLU mask read from y.
+__global__ void __launch_bounds__(kBlock)
+    bn_relu_backward_kernel(const float* __restrict__ gy, const float* __restrict__ y,
+                            const float* __restrict__ x, const float* __restrict__ mean,
+                            const float* __restrict__ invstd, const float* __restrict__ w,
+                            float* __restrict__ gx, float* __restrict__ gw,
+                            float* __restrict__ gb, int64_t C, int64_t HW, int64_t M) {
+  __shared__ float sh[32];
+  const int64_t c = blockIdx.x;
+  const float m = mean[c];
+  const double is = invstd[c];
+  float sg = 0.f, sgx = 0.f;
+  for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
+    const int64_t k = at(j, c, C, HW);
+    const float g = y[k] > 0.f ? gy[k] : 0.f;
+    sg += g;
+    sgx += g * (x[k] - m);
+  }
+  sg = pe::block_sum(sg, sh);
+  sgx = pe::block_sum(sgx, sh);
+  if (threadIdx.x == 0) {
+    if (gb) gb[c] = sg;
+    if (gw) gw[c] = float(sgx * is);
+  }
+  if (!gx) return;
+  const double k = (w ? w[c] : 1.0) * is;
+  const float p = float(k), q = float(-k * is * is * sgx / M), r = float(-k * sg / M);
+  for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
+    const int64_t e = at(j, c, C, HW);
+    gx[e] = (y[e] > 0.f ? p * gy[e] : 0.f) + q * (x[e] - m) + r;
+  }
+}
+
 void batchnorm_forward_train(const Array& x, const OptArray& weight, const OptArray& bias, Array& y,
                              Array& save_mean, Array& save_invstd, OptArray running_mean,
                              OptArray running_var, double momentum, double eps) {
@@ -164,6 +237,37 @@ void batchnorm_backward(const Array& grad_output, const Array& x, const Array& s
   PE_LAUNCHED("bn_backward_kernel");
 }
 
+void batchnorm_relu_forward_train(const Array& x, const OptArray& weight, const OptArray& bias,
+                                  Array& y, Array& save_mean, Array& save_invstd,
+                                  OptArray running_mean, OptArray running_var, double momentum,
+                                  double eps) {
+  const pe::twin::BnTrainArgs a = pe::twin::bn_train_args(
+      x, weight, bias, y, save_mean, save_invstd, running_mean, running_var, eps);
+  const pe::twin::NormDims& d = a.d;
+  PE_CHECK(d.C <= 2147483647, "too many channels");
+  if (d.C == 0) return;
+  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_relu_train_kernel)(
+      a.x, a.w, a.b, a.y, a.mean, a.invstd, a.running_mean, a.running_var, d.C, d.HW, d.M(),
+      momentum, eps);
+  PE_LAUNCHED("bn_relu_train_kernel");
+}
+
+void batchnorm_relu_backward(const Array& grad_output, const Array& output, const Array& x,
+                             const Array& save_mean, const Array& save_invstd,
+                             const OptArray& weight, OptArray grad_input, OptArray grad_weight,
+                             OptArray grad_bias) {
+  const pe::twin::BnBackwardArgs a = pe::twin::bn_backward_args(
+      grad_output, x, save_mean, save_invstd, weight, grad_input, grad_weight, grad_bias, true);
+  pe::check_shape(output, pe::shape_of(x), "output");
+  const float* py_ = pe::in_ptr(output, "output");
+  const pe::twin::NormDims& d = a.d;
+  if (d.C == 0 || !a.need_sums) return;
+  PE_CHECK(d.C <= 2147483647, "too many channels");
+  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_relu_backward_kernel)(
+      a.gy, py_, a.x, a.mean, a.invstd, a.w, a.gx, a.gw, a.gb, d.C, d.HW, d.M());
+  PE_LAUNCHED("bn_relu_backward_kernel");
+}
+
 }  // namespace
 
 void bind_norm(py::module_& m) {
@@ -176,4 +280,11 @@ void bind_norm(py::module_& m) {
   m.def("batchnorm_backward", &batchnorm_backward, py::arg("grad_output"), py::arg("x"),
         py::arg("save_mean"), py::arg("save_invstd"), py::arg("weight"), py::arg("grad_input"),
         py::arg("grad_weight"), py::arg("grad_bias"), py::arg("training"));
+  m.def("batchnorm_relu_forward_train", &batchnorm_relu_forward_train, py::arg("x"),
+        py::arg("weight"), py::arg("bias"), py::arg("y"), py::arg("save_mean"),
+        py::arg("save_invstd"), py::arg("running_mean"), py::arg("running_var"),
+        py::arg("momentum"), py::arg("eps"));
+  m.def("batchnorm_relu_backward", &batchnorm_relu_backward, py::arg("grad_output"),
+        py::arg("output"), py::arg("x"), py::arg("save_mean"), py::arg("save_invstd"),
+        py::arg("weight"), py::arg("grad_input"), py::arg("grad_weight"), py::arg("grad_bias"));
 }

@@ -76,12 +76,45 @@ def test_run_sequential_equals_module_call(rng):
     )
     twin = copy.deepcopy(seq)
     x = pe.tensor(rng.standard_normal((2, 2, 8, 7)).astype(np.float32))
-    np.testing.assert_allclose(
-        run_sequential(seq, x).detach().numpy(), twin(x).detach().numpy(), atol=1e-5
-    )
+    for run in (lambda: run_sequential(seq, x), lambda: seq(x)):  # nn.Sequential fuses too
+        np.testing.assert_allclose(
+            run().detach().numpy(), _unfused(twin, x).detach().numpy(), atol=1e-5
+        )
     for a, b in zip(seq.buffers(), twin.buffers()):  # running statistics updated alike
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
-    assert int(seq[2][1].num_batches_tracked.item()) == 1
+    assert int(seq[2][1].num_batches_tracked.item()) == 2
+
+
+def _unfused(seq, x):
+    """Every leaf module called in turn: no pair fused."""
+    for m in seq:
+        x = _unfused(m, x) if isinstance(m, nn.Sequential) else m(x)
+    return x
+
+
+def test_sequential_fuses_with_the_same_gradients(rng):
+    """A user's nn.Sequential of plain layers runs the fused nodes (conv2d_relu, BatchNormReLU)
+    and trains exactly as the unfused chain of modules."""
+    pe.manual_seed(1)
+    seq = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1, bias=False),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 1, 3, padding=1),
+    )
+    twin = copy.deepcopy(seq)
+    x = pe.tensor(rng.standard_normal((3, 1, 9, 8)).astype(np.float32))
+    hidden = seq[:5](x)
+    assert type(hidden.grad_fn).__name__ == "BatchNormReLU"
+    seq.zero_grad()
+    (seq(x) ** 2).sum().backward()
+    (_unfused(twin, x) ** 2).sum().backward()
+    for (name, p), q in zip(seq.named_parameters(), twin.parameters()):
+        np.testing.assert_allclose(
+            p.grad.numpy(), q.grad.numpy(), rtol=1e-4, atol=1e-5, err_msg=name
+        )
 
 
 def test_denoise_array_folds_batchnorm(rng):
@@ -98,3 +131,14 @@ def test_denoise_array_folds_batchnorm(rng):
     got = denoise_array(model, noisy, tile=0)
     np.testing.assert_allclose(got, ref, atol=1e-5)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # model left as it was
+
+
+def test_instance_forward_is_not_fused(rng):
+    """A module whose forward was replaced on the instance (as nn.summary does) runs itself."""
+    seq = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU())
+    calls = []
+    relu = seq[2]
+    relu.forward = lambda x: calls.append(1) or F.relu(x)
+    x = pe.tensor(rng.standard_normal((2, 1, 5, 5)).astype(np.float32))
+    y = seq(x)
+    assert calls == [1] and type(y.grad_fn).__name__ != "BatchNormReLU"

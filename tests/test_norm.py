@@ -285,3 +285,136 @@ def test_kernels_validate_arguments():
         k.batchnorm_backward(x, x, c3, c3, None, np.empty((2, 3), np.float32), None, None, True)
     with pytest.raises(ValueError, match="out"):
         k.batchnorm_forward_eval(x, c3, c3, None, None, y[:1].copy(), c3, c3.copy(), 1e-5)
+
+
+# ---------------------------------------------------------------- batch norm + ReLU (training)
+# batchnorm_relu_forward_train / batchnorm_relu_backward: one node, fused kernels.
+
+
+def _bn_relu(x, rm, rv, w=None, b=None, momentum=0.1):
+    from pyengine.ops.norm import batch_norm
+
+    return batch_norm(x, rm, rv, w, b, True, momentum, 1e-5, relu=True)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_relu_against_twin(device, rng, shape, affine):
+    C = shape[1]
+    x = rng.standard_normal(shape) * 3 + 2
+
+    def fn(x, *wb):
+        rm, rv = _running(C, x.dtype, x.device)
+        y = _bn_relu(x, rm, rv, *wb, momentum=0.3)
+        return y, rm, rv
+
+    wb = [rng.standard_normal(C), rng.standard_normal(C)] if affine else []
+    check_op(fn, [x, *wb], device=device)
+
+
+def test_batch_norm_relu_kernels_skip_absent_grads(rng):
+    """Direct kernel calls against the twin, each gradient alone (the others None)."""
+    from pyengine import _cpu
+    from pyengine.backend import numpy_ref
+
+    x = (rng.standard_normal((3, 4, 5, 5)) * 2 + 1).astype(np.float32)
+    w, b = rng.standard_normal(4).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    out = {}
+    for name, mod, dt in (("cpu", _cpu, np.float32), ("ref", numpy_ref, np.float64)):
+        xs, ws, bs, gs = (a.astype(dt) for a in (x, w, b, g))
+        y, mean, invstd = np.empty_like(xs), np.empty(4, dt), np.empty(4, dt)
+        mod.batchnorm_relu_forward_train(xs, ws, bs, y, mean, invstd, None, None, 0.1, 1e-5)
+        res = [y]
+        for k in range(3):
+            grads = [None, None, None]
+            grads[k] = np.full(x.shape if k == 0 else (4,), np.nan, dt)
+            mod.batchnorm_relu_backward(gs, y, xs, mean, invstd, ws, *grads)
+            res.append(grads[k])
+        out[name] = res
+    assert (out["cpu"][0] >= 0).all() and (out["cpu"][0] == 0).any()
+    for a, r in zip(out["cpu"], out["ref"]):
+        np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-4)
+
+
+def test_batch_norm_relu_kernel_checks_output_shape(rng):
+    from pyengine import _cpu
+
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    m, s = np.zeros(3, np.float32), np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="output"):
+        _cpu.batchnorm_relu_backward(x, x[:1], x, m, s, None, np.empty_like(x), None, None)
+
+
+def test_batch_norm_relu_gradcheck_twin(rng):
+    x = pe.tensor(rng.standard_normal((2, 3, 2, 3)), dtype=pe.float64, requires_grad=True)
+    w = pe.tensor(rng.standard_normal(3), dtype=pe.float64, requires_grad=True)
+    b = pe.tensor(rng.standard_normal(3), dtype=pe.float64, requires_grad=True)
+
+    def fn(x, w, b):
+        rm, rv = _running(3, np.float64)
+        return _bn_relu(x, rm, rv, w, b)
+
+    assert pe.autograd.gradcheck(fn, [x, w, b])
+    assert pe.autograd.gradcheck(lambda x: _bn_relu(x, None, None), [x])
+
+
+def test_batch_norm_relu_large_mean_is_stable(rng):
+    """The one-pass statistics (sums shifted by the first row's mean) against float64."""
+    x = (1e4 + rng.standard_normal((8, 4, 16, 16))).astype(np.float32)
+    rm, rv = pe.zeros(4), pe.ones(4)
+    y = _bn_relu(pe.tensor(x), rm, rv, momentum=1.0).numpy()
+    rm64, rv64 = pe.zeros(4, dtype=pe.float64), pe.ones(4, dtype=pe.float64)
+    ref = _bn_relu(pe.tensor(x.astype(np.float64)), rm64, rv64, momentum=1.0).numpy()
+    np.testing.assert_allclose(y, ref, atol=1e-3)
+    np.testing.assert_allclose(rv.numpy(), rv64.numpy(), rtol=1e-4)
+    np.testing.assert_allclose(rm.numpy(), rm64.numpy(), rtol=1e-7)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (1, 2, 7, 7), (6, 5)])
+def test_batch_norm_relu_against_torch(torch, rng, shape):
+    C = shape[1]
+    x = (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32)
+    g = rng.standard_normal(shape).astype(np.float32)
+    w, b = rng.standard_normal(C).astype(np.float32), rng.standard_normal(C).astype(np.float32)
+    rm, rv = _running(C, np.float32)
+    trm, trv = torch.tensor(rm.numpy()), torch.tensor(rv.numpy())
+    px, pw, pb = (pe.tensor(a, requires_grad=True) for a in (x, w, b))
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    y = _bn_relu(px, rm, rv, pw, pb, momentum=0.2)
+    F_ = torch.nn.functional
+    ty = F_.relu(F_.batch_norm(tx, trm, trv, tw, tb, training=True, momentum=0.2))
+    y.backward(pe.tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-4, atol=1e-5)
+    for p, t in ((px, tx), (pw, tw), (pb, tb)):
+        np.testing.assert_allclose(p.grad.numpy(), t.grad.numpy(), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(rm.numpy(), trm.numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(rv.numpy(), trv.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_fused_module_steps_match_torch_batchnorm2d(torch, rng):
+    """BatchNorm2d + ReLU run by the models' fusion (models/fused.py) keeps the running statistics
+    and num_batches_tracked of torch's nn.BatchNorm2d over several training steps, then eval."""
+    from pyengine.models.fused import run_sequential
+
+    pm, tm = _pair(torch, "BatchNorm2d", 3, momentum=0.3)
+    seq, tseq = nn.Sequential(pm, nn.ReLU()), torch.nn.Sequential(tm, torch.nn.ReLU())
+    for _ in range(3):
+        x = (rng.standard_normal((4, 3, 6, 6)) * 2 + 1).astype(np.float32)
+        y = run_sequential(seq, pe.tensor(x))
+        want = tseq(torch.tensor(x)).detach().numpy()
+        np.testing.assert_allclose(y.detach().numpy(), want, atol=1e-5)
+    for name in ("running_mean", "running_var"):
+        np.testing.assert_allclose(
+            getattr(pm, name).numpy(), getattr(tm, name).numpy(), rtol=1e-6, atol=1e-7
+        )
+    assert int(pm.num_batches_tracked.item()) == int(tm.num_batches_tracked) == 3
+    seq.eval()
+    tseq.eval()
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(
+        run_sequential(seq, pe.tensor(x)).detach().numpy(),
+        tseq(torch.tensor(x)).detach().numpy(),
+        atol=1e-5,
+    )

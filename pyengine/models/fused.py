@@ -7,8 +7,10 @@ modules at run time, not new module types). ``run_sequential(seq, x)`` equals ``
 - ``BatchNorm2d`` followed by ``ReLU`` as one ``batch_norm(..., relu=True)`` node (the ReLU in
   place on the normalised output; one activation buffer and one graph node fewer).
 
-Only plain modules fuse: exactly those classes (not subclasses), default padding mode, a
-BatchNorm with running statistics and a momentum. Anything else runs as the module itself.
+Only plain modules fuse: exactly those classes (not subclasses), no ``forward`` replaced on the
+instance (``nn.summary`` wraps each leaf's forward that way to record it), default padding mode,
+a BatchNorm with running statistics and a momentum. Anything else runs as the module itself.
+``nn.Sequential.forward`` runs through here, so every plain Sequential is fused.
 """
 
 from __future__ import annotations
@@ -21,13 +23,24 @@ from pyengine.ops.norm import batch_norm
 from pyengine.tensor import Tensor
 
 
+def _own_forward(m: Any) -> bool:
+    return "forward" not in m.__dict__
+
+
+def _plain_relu(m: Any) -> bool:
+    return type(m) is nn.ReLU and _own_forward(m)
+
+
 def _plain_conv(m: Any) -> bool:
-    return type(m) is nn.Conv2d and getattr(m, "padding_mode", "zeros") == "zeros"
+    return (
+        type(m) is nn.Conv2d and _own_forward(m) and getattr(m, "padding_mode", "zeros") == "zeros"
+    )
 
 
 def _plain_bn(m: Any) -> bool:
     return (
         type(m) is nn.BatchNorm2d
+        and _own_forward(m)
         and m.track_running_stats
         and m.running_mean is not None
         and m.momentum is not None
@@ -61,10 +74,10 @@ def run_sequential(seq: nn.Sequential, x: Tensor) -> Tensor:
         if type(m) is nn.Sequential:
             x = run_sequential(m, x)
             i += 1
-        elif type(nxt) is nn.ReLU and _plain_conv(m):
+        elif _plain_relu(nxt) and _plain_conv(m):
             x = conv2d_relu(x, m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups)
             i += 2
-        elif type(nxt) is nn.ReLU and _plain_bn(m):
+        elif _plain_relu(nxt) and _plain_bn(m):
             x = _bn_relu(m, x)
             i += 2
         else:

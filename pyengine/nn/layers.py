@@ -25,9 +25,11 @@ class Sequential(Module):
                 self.add_module(str(i), m)
 
     def forward(self, x: Any) -> Any:
-        for m in self._modules.values():
-            x = m(x)
-        return x
+        # Adjacent Conv2d/BatchNorm2d + ReLU run as one fused node each (models/fused.py), with
+        # the same result: a user's Sequential of plain layers gets the fused kernels unchanged.
+        from pyengine.models.fused import run_sequential
+
+        return run_sequential(self, x)
 
     def __getitem__(self, i: int) -> Module:
         mods = list(self._modules.values())

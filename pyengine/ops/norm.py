@@ -53,22 +53,43 @@ class BatchNorm(Function):
 
 
 class BatchNormReLU(BatchNorm):
-    """relu(batch_norm(x)) as one node: the ReLU runs in place on the normalised output (no
-    second activation buffer, one graph node fewer) and backward masks the gradient with the
-    saved output (y > 0) before the BatchNorm backward. The kernels stay the BatchNorm and ReLU
-    ones (two passes over the activation), the saving is the buffer and the node."""
+    """relu(batch_norm(x)) as one node. Training runs the fused kernel pair
+    (batchnorm_relu_forward_train / batchnorm_relu_backward: two passes over the activation each
+    way, no masked-gradient buffer); backward reads ReLU's mask from the saved output (y > 0).
+    Eval mode (statistics are constants) runs the BatchNorm kernels with the ReLU in place."""
 
     def forward(self, x, weight, bias, running_mean, running_var, training, momentum, eps):
-        y = super().forward(x, weight, bias, running_mean, running_var, training, momentum, eps)
-        self.k.unary_forward("relu", y, y)
-        self.y = y
+        if not training:
+            y = super().forward(x, weight, bias, running_mean, running_var, False, momentum, eps)
+            self.k.unary_forward("relu", y, y)
+            self.y = y
+            return y
+        C = x.shape[1]
+        y = self.be.empty(x.shape, x.dtype)
+        mean = self.be.empty((C,), x.dtype)
+        invstd = self.be.empty((C,), x.dtype)
+        self.k.batchnorm_relu_forward_train(
+            x, weight, bias, y, mean, invstd, running_mean, running_var, momentum, eps
+        )
+        self.training = True
+        if any(self.needs_input_grad[:3]):
+            self.save_for_backward(x, mean, invstd, weight, y)
         return y
 
     def backward(self, g):
-        gm = self.be.empty(g.shape, g.dtype)
-        self.k.unary_backward("relu", self.y, g, gm)
-        self.y = None
-        return super().backward(gm)
+        if not self.training:
+            gm = self.be.empty(g.shape, g.dtype)
+            self.k.unary_backward("relu", self.y, g, gm)
+            self.y = None
+            return super().backward(gm)
+        x, mean, invstd, weight, y = self.saved
+        need_x, need_w, need_b = self.needs_input_grad[:3]
+        C = g.shape[1]
+        gx = self.be.empty(g.shape, g.dtype) if need_x else None
+        gw = self.be.empty((C,), g.dtype) if need_w else None
+        gb = self.be.empty((C,), g.dtype) if need_b else None
+        self.k.batchnorm_relu_backward(g, y, x, mean, invstd, weight, gx, gw, gb)
+        return gx, gw, gb, None, None
 
 
 def _check_channels(t: Tensor | None, name: str, C: int) -> None:

@@ -7,6 +7,8 @@ __all__ = [
     "batchnorm_forward_train",
     "batchnorm_forward_eval",
     "batchnorm_backward",
+    "batchnorm_relu_forward_train",
+    "batchnorm_relu_backward",
     "groupnorm_forward",
     "groupnorm_backward",
     "layernorm_forward",
@@ -88,6 +90,28 @@ def batchnorm_backward(
         else:
             r = _chan(k, C) * g
         grad_input[...] = r.reshape(grad_input.shape)
+
+
+def batchnorm_relu_forward_train(
+    x, weight, bias, y, save_mean, save_invstd, running_mean, running_var, momentum, eps
+):
+    """relu(batchnorm_forward_train(...)): the same statistics and running-statistics update."""
+    batchnorm_forward_train(
+        x, weight, bias, y, save_mean, save_invstd, running_mean, running_var, momentum, eps
+    )
+    np.maximum(y, 0, out=y)
+
+
+def batchnorm_relu_backward(
+    grad_output, output, x, save_mean, save_invstd, weight, grad_input, grad_weight, grad_bias
+):
+    """Training-mode batchnorm_backward of grad_output masked by ReLU's (output > 0)."""
+    if output.shape != x.shape:
+        raise ValueError(f"output must have the shape of x {x.shape}, got {output.shape}")
+    g = np.where(output > 0, grad_output, 0).astype(grad_output.dtype, copy=False)
+    batchnorm_backward(
+        g, x, save_mean, save_invstd, weight, grad_input, grad_weight, grad_bias, True
+    )
 
 
 def _groups(x, groups):
