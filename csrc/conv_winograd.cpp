@@ -401,7 +401,9 @@ void bwd_weight_winograd(const float* x, const float* gy, float* gw, const Geom&
     float* acc = s.extra;
     parts[omp_get_thread_num()] = acc;
     std::fill(acc, acc + dsize, 0.f);
-#pragma omp for schedule(dynamic, 1)
+    // Static: a thread's sum covers the same blocks in every run, so the gradient is bitwise
+    // reproducible for a thread count (use_deterministic_algorithms lets the heuristic pick it).
+#pragma omp for schedule(static)
     for (int64_t blk = 0; blk < nblocks; ++blk) {
       const int64_t t0 = blk * j.TB, nbp = s.locate(j, t0, std::min(j.TB, j.T - t0));
       input_transform(xp, j, s, nbp, j.TB);

@@ -5,6 +5,12 @@ algorithms on the first call of each pass for a new shape and reuses the fastest
 ``torch.backends.cudnn.benchmark``); when False it picks by a fixed heuristic, so results do not
 depend on timings. An explicit ``algo=`` always wins.
 
+``allow_winograd``: when True (the default), ``algo="auto"`` may run a 3x3 stride-1 convolution
+with Winograd F(4x4,3x3), timed or by the heuristic. Its float32 rounding error is ~6x im2col's
+(5.5e-6 against 8.6e-7 of the largest output on the DnCNN layer, csrc/conv_winograd.cpp), far below
+training noise; set False to keep ``auto`` to direct and im2col, as
+``torch.backends.cuda.matmul.allow_tf32`` trades accuracy for speed.
+
 ``use_deterministic_algorithms(True)`` (``pyengine.use_deterministic_algorithms``, as PyTorch names
 it) makes every run of a CPU program with the same inputs, seed and thread count give
 bit-identical results, across processes too. The only cross-process difference of the CPU
@@ -22,6 +28,7 @@ import warnings
 from typing import Any
 
 conv_benchmark: bool = True
+allow_winograd: bool = True
 _deterministic: bool = False
 _warn_only: bool = False
 

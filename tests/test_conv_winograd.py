@@ -240,3 +240,46 @@ def test_auto_considers_winograd(rng):
     w_big = pe.tensor(rng.standard_normal((64, 64, 3, 3)).astype(np.float32), requires_grad=True)
     ctx = type("Ctx", (), dict(geo=(1, 1, 1, 1, 1, 1, 1), wshape=w_big.shape, xshape=x_small.shape))
     assert "winograd" in orig(ctx, "fwd") and "winograd" not in orig(ctx, "bwd_weight")
+
+
+def _ctx(wshape, xshape, geo=(1, 1, 1, 1, 1, 1, 1)):
+    return conv_ops.Conv2d.__new__(conv_ops.Conv2d), dict(geo=geo, wshape=wshape, xshape=xshape)
+
+
+@pytest.mark.parametrize(
+    "wshape, geo, want",
+    [
+        ((64, 64, 3, 3), (1, 1, 1, 1, 1, 1, 1), "winograd"),  # DnCNN middle layer
+        ((64, 1, 3, 3), (1, 1, 1, 1, 1, 1, 1), "im2col"),  # first layer: too few channels
+        ((1, 64, 3, 3), (1, 1, 1, 1, 1, 1, 1), "direct"),  # last layer: one output channel
+        ((64, 64, 3, 3), (2, 2, 1, 1, 1, 1, 1), "im2col"),  # strided
+        ((64, 64, 5, 5), (1, 1, 2, 2, 1, 1, 1), "im2col"),  # 5x5
+    ],
+)
+def test_heuristic_runs_winograd_on_wide_3x3(monkeypatch, wshape, geo, want):
+    ctx, attrs = _ctx(wshape, (16, wshape[1], 40, 40), geo)
+    ctx.__dict__.update(attrs)
+    assert conv_ops._heuristic(ctx, "fwd") == want
+    monkeypatch.setattr(pe.backends, "allow_winograd", False)
+    assert conv_ops._heuristic(ctx, "fwd") == ("im2col" if want == "winograd" else want)
+    assert "winograd" not in conv_ops._candidates(ctx, "fwd")
+
+
+def test_deterministic_training_uses_winograd_and_matches_forced(rng, monkeypatch):
+    """Under use_deterministic_algorithms the 64->64 layer's passes run Winograd: the results
+    equal algo="winograd" bit for bit, and differ from im2col's by rounding only."""
+    x = rng.standard_normal((2, 64, 48, 48)).astype(np.float32)  # large enough for its dU
+    w = (rng.standard_normal((64, 64, 3, 3)) / 24).astype(np.float32)
+
+    def run(algo):
+        xt, wt = pe.tensor(x, requires_grad=True), pe.tensor(w, requires_grad=True)
+        y = F.conv2d(xt, wt, padding=1, algo=algo)
+        (y * y).sum().backward()
+        return y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy()
+
+    monkeypatch.setattr(pe.backends, "_deterministic", True)
+    auto, wino, im2col = run("auto"), run("winograd"), run("im2col")
+    for a, b, c in zip(auto, wino, im2col):
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, c)
+        np.testing.assert_allclose(a, c, rtol=0, atol=1e-4 * np.abs(c).max())

@@ -242,23 +242,34 @@ def _winograd_applies(ctx: Any) -> bool:
     return tuple(ctx.wshape[2:]) == (3, 3) and (sh, sw, dh, dw, g) == (1, 1, 1, 1, 1)
 
 
-def _candidates(ctx: Any, pass_: str = "fwd") -> list[str]:
-    """Algorithms the tuner times. Winograd's weight gradient keeps one (6*6, K, C) float
+def _winograd_allowed(ctx: Any, pass_: str) -> bool:
+    """Winograd applies and is allowed. Its weight gradient keeps one (6*6, K, C) float
     accumulator per thread: where that outweighs the layer's input (the 8x8, 256->512 U-Net
     bottleneck: 75 MB against 0.3 MB) the memory is not worth its speed, and it is left out."""
     from pyengine import get_num_threads
 
-    ok = _winograd_applies(ctx)
+    ok = backends.allow_winograd and _winograd_applies(ctx)
     if ok and pass_ == "bwd_weight":
         ok = 36 * ctx.wshape[0] * ctx.wshape[1] * get_num_threads() <= int(np.prod(ctx.xshape))
+    return ok
+
+
+def _candidates(ctx: Any, pass_: str = "fwd") -> list[str]:
+    """Algorithms the tuner times."""
+    ok = _winograd_allowed(ctx, pass_)
     return [a for a in ALGOS[1:] if a != "winograd" or ok]
 
 
 def _heuristic(ctx: Any, pass_: str) -> str:
     """The GEMM of a pass has the pass's output channels as its M; with a handful of them (a
     1-channel output or input layer, depthwise) the micro-kernel's rows go mostly unused and
-    shift-and-add over the taps wins. A transposed conv's forward is a conv's input gradient."""
+    shift-and-add over the taps wins. A transposed conv's forward is a conv's input gradient.
+    A 3x3 conv with at least 16 channels on both sides runs Winograd, faster than im2col in
+    every pass on the DnCNN and U-Net layers (`python -m benchmarks.winograd_tiles`); with
+    fewer, its per-tile transforms outweigh the small GEMMs (the 1->64 first layer: 15x slower)."""
     kg, cg = ctx.wshape[0] // ctx.geo[-1], ctx.wshape[1]
+    if isinstance(ctx, Conv2d) and min(kg, cg) >= 16 and _winograd_allowed(ctx, pass_):
+        return "winograd"
     if isinstance(ctx, ConvTranspose2d):
         pass_ = {"fwd": "bwd_input", "bwd_input": "fwd"}.get(pass_, pass_)
     return "direct" if (cg if pass_ == "bwd_input" else kg) <= 4 else "im2col"
