@@ -117,3 +117,19 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
     assert a["loss"] == b["loss"] and a["val_psnr"] == b["val_psnr"]
     wa, wb = _weights(full), _weights(part)
     assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+
+
+def test_winograd_runs_are_bit_identical_and_no_winograd_differs(tmp_path):
+    """With 16 channels the heuristic runs Winograd (pyengine/ops/conv.py): still the same
+    losses in two processes; --no-winograd runs im2col, so the losses differ in the last bits
+    and the choice is kept in the checkpoint for --resume."""
+    wide = ("--channels", "16", "--epochs", "1", "--steps", "6")
+    for name, extra in (("a", ()), ("b", ()), ("c", ("--no-winograd",))):
+        r = _train(tmp_path / name, *wide, *extra)
+        assert r.returncode == 0, r.stderr
+    a, b, c = (_history(tmp_path / n) for n in "abc")
+    assert a["loss"] == b["loss"] and a["val_psnr"] == b["val_psnr"]
+    assert a["loss"] != c["loss"]
+    np.testing.assert_allclose(a["loss"], c["loss"], rtol=1e-3)
+    saved = json.loads(str(pe.load(tmp_path / "c" / "checkpoint.npz")["args"]))
+    assert saved["no_winograd"] is True

@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     # Commands switch deterministic algorithms on for their run; callers in the same process
     # (tests, notebooks) get their own setting back.
     deterministic = backends.are_deterministic_algorithms_enabled()
+    winograd = backends.allow_winograd
     try:
         return int(args.func(args) or 0)
     except UserError as e:
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         backends.use_deterministic_algorithms(deterministic)
+        backends.allow_winograd = winograd
 
 
 if __name__ == "__main__":

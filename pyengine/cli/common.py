@@ -195,13 +195,30 @@ def check_train_sigma(sigma: float | None, sigma_range: list[float] | None) -> N
         raise UserError("training needs noise: --sigma (or --sigma-range HI) must be > 0")
 
 
-def seed_everything(seed: int, deterministic: bool = True) -> None:
+def add_algorithm_options(p: argparse.ArgumentParser) -> None:
+    """The training commands' conv algorithm switches (read by seed_everything)."""
+    p.add_argument(
+        "--benchmark",
+        action="store_true",
+        help="choose conv algorithms by timing: can be faster, but runs are no longer "
+        "bit-identical from one process to the next",
+    )
+    p.add_argument(
+        "--no-winograd",
+        action="store_true",
+        help="run 3x3 convolutions with im2col instead of Winograd F(4x4,3x3): about 2x slower, "
+        "~6x smaller float32 rounding error (pyengine.backends.allow_winograd = False)",
+    )
+
+
+def seed_everything(seed: int, deterministic: bool = True, winograd: bool = True) -> None:
     """Seed pyengine's generator and, unless the user asked for timed algorithm choice, make the
     run bit-reproducible across processes (pyengine.use_deterministic_algorithms)."""
     import pyengine as pe
 
     pe.manual_seed(seed)
     pe.use_deterministic_algorithms(deterministic)
+    pe.backends.allow_winograd = winograd
 
 
 def check_loss(value: float, where: str, keep: str = "") -> None:

@@ -17,6 +17,7 @@ import numpy as np
 
 from pyengine.cli import UserError
 from pyengine.cli.common import (
+    add_algorithm_options,
     add_channels_args,
     check_channels,
     check_device,
@@ -207,12 +208,7 @@ def _train_parser(train_sub: Any, name: str, help_text: str) -> None:
         help="random seed (data, noise, init); the run is bit-reproducible for a seed and thread "
         "count",
     )
-    p.add_argument(
-        "--benchmark",
-        action="store_true",
-        help="choose conv algorithms by timing: can be faster, but runs are no longer "
-        "bit-identical from one process to the next",
-    )
+    add_algorithm_options(p)
     p.add_argument(
         "--force",
         action="store_true",

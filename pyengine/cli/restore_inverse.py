@@ -28,6 +28,7 @@ import numpy as np
 
 from pyengine.cli import UserError
 from pyengine.cli.common import (
+    add_algorithm_options,
     add_channels_args,
     check_device,
     check_finite,
@@ -303,7 +304,7 @@ def cmd_train_inverse(args: argparse.Namespace) -> int:
     val = read_folder(args.val, c) if args.val else bundled_images("val", c, size=256)
     val_clean = [task.prepare(v) for v in val.load_all()]
     dataset = PairDataset(train.load_all(), task, args.patch, args.steps * args.batch, args.seed)
-    seed_everything(args.seed, deterministic=not args.benchmark)
+    seed_everything(args.seed, deterministic=not args.benchmark, winograd=not args.no_winograd)
     try:
         model = (
             _build(args, name)
@@ -439,12 +440,7 @@ def _train_parser(train_sub: Any, name: str, text: str) -> None:
         help="random seed (data, degradation, init); the run is bit-reproducible for a seed and "
         "thread count",
     )
-    p.add_argument(
-        "--benchmark",
-        action="store_true",
-        help="choose conv algorithms by timing: can be faster, but runs are no longer "
-        "bit-identical from one process to the next",
-    )
+    add_algorithm_options(p)
     p.add_argument("--workers", type=int, default=2, help="data-loading threads")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(

@@ -62,6 +62,7 @@ RUN_KEYS = (
     "lr_gamma",
     "seed",
     "up",
+    "no_winograd",
 )
 CHECKPOINT = "checkpoint.npz"
 
@@ -162,7 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     val_noisy = [protocol_noise(v, val_sigma, state) for v in val_clean]
     noisy_psnr = float(np.mean([clipped_psnr(n, v) for n, v in zip(val_noisy, val_clean)]))
 
-    seed_everything(args.seed, deterministic=not args.benchmark)
+    seed_everything(args.seed, deterministic=not args.benchmark, winograd=not args.no_winograd)
     model = _build(args) if ckpt is None else build_model(args.arch, json.loads(ckpt["config"]))
     model.to(args.device)
     opt = pe.optim.Adam(model.parameters(), lr=args.lr)
