@@ -25,34 +25,34 @@ PE_MULTIVERSION void row_scale(const float* __restrict dy, float* __restrict dx,
   for (int64_t i = 0; i < n; ++i) dx[i] = p * dy[i];
 }
 
-// x (N, C, *) -> y (same shape) = (x - mean_c) * invstd_c * w_c + b_c with the batch statistics;
-// save_mean/save_invstd (C,) receive them. When given, running_mean/running_var (C,) move toward
-// the batch mean and the unbiased batch variance: r = (1 - momentum) * r + momentum * batch.
-void batchnorm_forward_train(const py::array& x, const OptArray& weight, const OptArray& bias,
-                             py::array& y, py::array& save_mean, py::array& save_invstd,
-                             OptArray running_mean, OptArray running_var, double momentum,
-                             double eps) {
-  const pe::twin::BnTrainArgs a = pe::twin::bn_train_args(
-      x, weight, bias, y, save_mean, save_invstd, running_mean, running_var, eps);
+PE_MULTIVERSION void row_normalize_relu(const float* __restrict x, float* __restrict y, int64_t n,
+                                        float m, float a, float b) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] = std::max((x[i] - m) * a + b, 0.f);
+}
+
+// The training forward of batchnorm_forward_train (Relu = false) and
+// batchnorm_relu_forward_train: per channel, sum(x - s) and sum((x - s)^2) in one pass with s the
+// mean of the channel's first row (x - s is then of the order of the standard deviation, so the
+// variance loses no more than the corrected two-pass formula does), then one pass writing y.
+template <bool Relu>
+void bn_forward_train_channels(const pe::twin::BnTrainArgs& a, double momentum, double eps) {
   const pe::twin::NormDims& d = a.d;
   const float *px = a.x, *pw = a.w, *pb = a.b;
   float *py_ = a.y, *pm = a.mean, *pi = a.invstd, *prm = a.running_mean, *prv = a.running_var;
   py::gil_scoped_release nogil;
   const int64_t M = d.M();
-#pragma omp parallel for schedule(static) if (x.size() >= kParallelGrain)
+#pragma omp parallel for schedule(static) if (d.N * d.C * d.HW >= kParallelGrain)
   for (int64_t c = 0; c < d.C; ++c) {
-    // Shifting by one sample of the channel keeps the float partial sums small when |mean| >> std.
-    const float shift = px[d.at(0, c)];
-    double s = 0.0;
-    for (int64_t n = 0; n < d.N; ++n) s += row_sum_shifted(px + d.at(n, c), d.HW, shift);
-    const double mean = shift + s / M;
+    const float shift = row_sum_shifted(px + d.at(0, c), d.HW, 0.f) / static_cast<float>(d.HW);
     double s1 = 0.0, s2 = 0.0;
     for (int64_t n = 0; n < d.N; ++n) {
       float d1, d2;
-      row_dev_sums(px + d.at(n, c), d.HW, static_cast<float>(mean), &d1, &d2);
+      row_dev_sums(px + d.at(n, c), d.HW, shift, &d1, &d2);
       s1 += d1;
       s2 += d2;
     }
+    const double mean = shift + s1 / M;
     const double var = std::max((s2 - s1 * s1 / M) / M, 0.0);
     const double invstd = 1.0 / std::sqrt(var + eps);
     pm[c] = static_cast<float>(mean);
@@ -64,8 +64,23 @@ void batchnorm_forward_train(const py::array& x, const OptArray& weight, const O
     const float scale = static_cast<float>((pw ? pw[c] : 1.0) * invstd);
     const float offset = pb ? pb[c] : 0.f;
     for (int64_t n = 0; n < d.N; ++n)
-      row_normalize(px + d.at(n, c), py_ + d.at(n, c), d.HW, pm[c], scale, offset);
+      if constexpr (Relu)
+        row_normalize_relu(px + d.at(n, c), py_ + d.at(n, c), d.HW, pm[c], scale, offset);
+      else
+        row_normalize(px + d.at(n, c), py_ + d.at(n, c), d.HW, pm[c], scale, offset);
   }
+}
+
+// x (N, C, *) -> y (same shape) = (x - mean_c) * invstd_c * w_c + b_c with the batch statistics;
+// save_mean/save_invstd (C,) receive them. When given, running_mean/running_var (C,) move toward
+// the batch mean and the unbiased batch variance: r = (1 - momentum) * r + momentum * batch.
+void batchnorm_forward_train(const py::array& x, const OptArray& weight, const OptArray& bias,
+                             py::array& y, py::array& save_mean, py::array& save_invstd,
+                             OptArray running_mean, OptArray running_var, double momentum,
+                             double eps) {
+  const pe::twin::BnTrainArgs a = pe::twin::bn_train_args(
+      x, weight, bias, y, save_mean, save_invstd, running_mean, running_var, eps);
+  bn_forward_train_channels<false>(a, momentum, eps);
 }
 
 // Eval mode: y = (x - running_mean) * invstd * w + b with invstd = 1/sqrt(running_var + eps);
@@ -140,42 +155,9 @@ void batchnorm_backward(const py::array& grad_output, const py::array& x,
 
 // ---------------------------------------------------------------- batch norm + ReLU, training
 // The pair behind one relu(batch_norm(x)) autograd node. Per channel the forward makes two passes
-// over x (statistics, then normalise + affine + ReLU) where batchnorm_forward_train and a ReLU
-// make four; the backward two passes over (dy, y, x) where the ReLU backward and
-// batchnorm_backward make three and write a masked gradient in between.
-
-// sum(x - s) and sum((x - s)^2) in one pass. With s the mean of the channel's first row, x - s
-// is of the order of the standard deviation, so var = (s2 - s1^2 / M) / M loses no more than
-// the corrected two-pass formula does.
-PE_MULTIVERSION void row_shifted_sums(const float* __restrict x, int64_t n, float s, float* d1,
-                                      float* d2) {
-  float a1[kLanes] = {}, a2[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int64_t j = 0; j < kLanes; ++j) {
-      const float d = x[i + j] - s;
-      a1[j] += d;
-      a2[j] += d * d;
-    }
-  float s1 = 0.f, s2 = 0.f;
-  for (; i < n; ++i) {
-    const float d = x[i] - s;
-    s1 += d;
-    s2 += d * d;
-  }
-  for (int64_t j = 0; j < kLanes; ++j) {
-    s1 += a1[j];
-    s2 += a2[j];
-  }
-  *d1 = s1;
-  *d2 = s2;
-}
-
-PE_MULTIVERSION void row_normalize_relu(const float* __restrict x, float* __restrict y, int64_t n,
-                                        float m, float a, float b) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) y[i] = std::max((x[i] - m) * a + b, 0.f);
-}
+// over x (statistics, then normalise + affine + ReLU, as batchnorm_forward_train does without
+// the ReLU) where the separate kernels make three; the backward two passes over (dy, y, x) where
+// the ReLU backward and batchnorm_backward make three and write a masked gradient in between.
 
 // With g = (y > 0 ? dy : 0): sum(g) and sum(g * (x - m)). One vector of partial sums each (the
 // row is read from DRAM; a longer accumulator array makes the masked loop scalar).
@@ -209,35 +191,7 @@ void batchnorm_relu_forward_train(const py::array& x, const OptArray& weight, co
                                   double eps) {
   const pe::twin::BnTrainArgs a = pe::twin::bn_train_args(
       x, weight, bias, y, save_mean, save_invstd, running_mean, running_var, eps);
-  const pe::twin::NormDims& d = a.d;
-  const float *px = a.x, *pw = a.w, *pb = a.b;
-  float *py_ = a.y, *pm = a.mean, *pi = a.invstd, *prm = a.running_mean, *prv = a.running_var;
-  py::gil_scoped_release nogil;
-  const int64_t M = d.M();
-#pragma omp parallel for schedule(static) if (x.size() >= kParallelGrain)
-  for (int64_t c = 0; c < d.C; ++c) {
-    const float shift = row_sum_shifted(px + d.at(0, c), d.HW, 0.f) / static_cast<float>(d.HW);
-    double s1 = 0.0, s2 = 0.0;
-    for (int64_t n = 0; n < d.N; ++n) {
-      float d1, d2;
-      row_shifted_sums(px + d.at(n, c), d.HW, shift, &d1, &d2);
-      s1 += d1;
-      s2 += d2;
-    }
-    const double mean = shift + s1 / M;
-    const double var = std::max((s2 - s1 * s1 / M) / M, 0.0);
-    const double invstd = 1.0 / std::sqrt(var + eps);
-    pm[c] = static_cast<float>(mean);
-    pi[c] = static_cast<float>(invstd);
-    if (prm) {
-      prm[c] = static_cast<float>((1.0 - momentum) * prm[c] + momentum * mean);
-      prv[c] = static_cast<float>((1.0 - momentum) * prv[c] + momentum * var * M / (M - 1));
-    }
-    const float scale = static_cast<float>((pw ? pw[c] : 1.0) * invstd);
-    const float offset = pb ? pb[c] : 0.f;
-    for (int64_t n = 0; n < d.N; ++n)
-      row_normalize_relu(px + d.at(n, c), py_ + d.at(n, c), d.HW, pm[c], scale, offset);
-  }
+  bn_forward_train_channels<true>(a, momentum, eps);
 }
 
 // dy, output (y of the forward), x (N, C, *); save_mean/save_invstd (C,) from the forward. With
