@@ -1,6 +1,8 @@
 """Pixel shuffle / unshuffle (csrc/resample.cpp): the C++ kernels against the NumPy twin, the
 twin's backward by gradcheck, and both against PyTorch."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from opcheck import check_op
@@ -110,9 +112,12 @@ def test_kernel_rejects_bad_shapes():
         k.pixel_shuffle_forward(x, x.copy(), 2**40)
 
 
-def test_benchmark_cases_run_their_checks():
+def test_benchmark_cases_run_their_checks(monkeypatch):
     """benchmarks/bench_pixel_shuffle.py checks each case against the float64 twin (and PyTorch)
     before timing it: its cases, shrunk to a tiny batch, pass those checks and give both rows."""
+    # benchmarks/ is not installed: import it from the checkout (pytest does not put the
+    # repository root on sys.path; pyengine itself is already imported from the install).
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
     from benchmarks import bench_pixel_shuffle as bench
     from benchmarks.bench_pool import _plain_bytes, case
 
