@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.harness import row, torch
+from benchmarks.harness import engine_process, row, torch
 
 WEIGHTS = "dncnn_s25.npz"
 SIGMA = 25.0
@@ -108,22 +107,16 @@ def in_process(
     engine: str, size: int, repeats: int, out_path: str, weights: str = ""
 ) -> dict[str, Any]:
     """``_worker`` in a fresh Python process (pyengine's without PyTorch)."""
-    block = "sys.modules['torch'] = None; " if engine == "pyengine" else ""
-    code = (
-        f"import sys; {block}from benchmarks.bench_inference import _worker; "
-        f"_worker({engine!r}, {size}, {repeats}, {out_path!r}, {weights!r})"
-    )
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    if engine == "pyengine":
-        env["PE_BENCH_NO_TORCH"] = "1"
-    else:
+    env = {}
+    if engine != "pyengine":
         import pyengine as pe
 
         env["PE_BENCH_THREADS"] = str(pe.get_num_threads())
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    if out.returncode:
-        raise RuntimeError(f"DnCNN inference [{engine}] failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.splitlines()[-1])
+    call = (
+        "from benchmarks.bench_inference import _worker; "
+        f"_worker({engine!r}, {size}, {repeats}, {out_path!r}, {weights!r})"
+    )
+    return engine_process(engine, call, "DnCNN inference", **env)
 
 
 def _save_torch_weights(path: str) -> None:

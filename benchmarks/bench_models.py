@@ -27,7 +27,6 @@ if __name__ == "__main__" and "OMP_WAIT_POLICY" not in os.environ:
 
 import argparse
 import json
-import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 
 import pyengine as pe
-from benchmarks.harness import row, torch
+from benchmarks.harness import engine_process, row, torch
 from pyengine import nn
 
 # ---------------------------------------------------------------- models (built for either engine)
@@ -172,21 +171,14 @@ def _step_worker(engine: str, model: str, shape: list[int], weights: str, repeat
 def step_in_process(
     engine: str, model: str, shape: tuple[int, ...], weights: str, repeats: int
 ) -> dict[str, Any]:
-    """``_step_worker`` in a fresh Python process. The pyengine process must not even import
-    torch (its libraries alone take ~300 MB of RSS). The peak is VmHWM from /proc (Linux), not
-    ru_maxrss: a child's ru_maxrss starts from the forking parent's peak, which exec keeps."""
-    block = "sys.modules['torch'] = None; " if engine == "pyengine" else ""
-    code = (
-        f"import sys; {block}from benchmarks.bench_models import _step_worker; "
+    """``_step_worker`` in a fresh Python process (pyengine's without PyTorch). The peak is VmHWM
+    from /proc (Linux), not ru_maxrss: a child's ru_maxrss starts from the forking parent's peak,
+    which exec keeps."""
+    call = (
+        "from benchmarks.bench_models import _step_worker; "
         f"_step_worker({engine!r}, {model!r}, {list(shape)!r}, {weights!r}, {repeats})"
     )
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    if engine == "pyengine":
-        env["PE_BENCH_NO_TORCH"] = "1"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    if out.returncode:
-        raise RuntimeError(f"{model} [{engine}] step process failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.splitlines()[-1])
+    return engine_process(engine, call, f"{model} step process")
 
 
 def _hwm_kb() -> int:

@@ -69,6 +69,22 @@ def median_ms(
     return float(np.median(times)) * 1e3
 
 
+def engine_process(engine: str, call: str, what: str, **env: str) -> dict[str, Any]:
+    """Run ``call`` ("from module import f; f(...)") in a fresh Python process for ``engine``
+    ("pyengine" or "torch"), with ``env`` added to the environment, and return the JSON of its
+    last stdout line. The pyengine process must not even import torch (its libraries alone take
+    ~300 MB of RSS)."""
+    block = "sys.modules['torch'] = None; " if engine == "pyengine" else ""
+    full_env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **env}
+    if engine == "pyengine":
+        full_env["PE_BENCH_NO_TORCH"] = "1"
+    cmd = [sys.executable, "-c", f"import sys; {block}{call}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=full_env)
+    if out.returncode:
+        raise RuntimeError(f"{what} [{engine}] failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.splitlines()[-1])
+
+
 def isolated_ms(target: str, *args: Any, lib: str = "pyengine", repeats: int = 10) -> float:
     """Median ms (``median_ms``) of a workload timed in a fresh Python process of its own:
     ``target`` ("module:function") is called there with ``lib`` ("pyengine", "numpy" or "torch")
