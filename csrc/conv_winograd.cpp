@@ -3,7 +3,8 @@
 //   Y = A^T [ (G g G^T) (.) (B^T d B) ] A
 // over an a x a input tile d (a = m + 2), so one tile costs a*a multiplications per channel pair
 // instead of 9*m*m: 2.25x fewer at m = 2, 4x fewer at m = 4. Per call, U[e] = (G g G^T)[e] is
-// computed and packed once into the GEMM's A panels; then per block of TB tiles (a thread each):
+// computed once, straight into the GEMM's packed A panels; then per block of TB tiles (a thread
+// each):
 //   V[e] (C, TB)  = B^T d B of every tile and channel (e = one of the a*a positions), written
 //                   directly in the micro-kernel's B panel layout (no packing per GEMM),
 //   Mb[e] (K, TB) = U[e] (K, C) @ V[e]       (a*a pe::sgemm_packed calls),
@@ -31,8 +32,9 @@
 // keeps the accurate tile available. The bound in tests/test_conv_winograd.py scales with it.
 // The filter transform is not cached across calls: a training step's forward and input gradient
 // need different ones (G g G^T of g and of its rotated transpose; for F(4x4) neither is a
-// permutation of the other), and the weights change every step; it costs ~4 % of a pass
-// (perf, single thread, DnCNN layer), which only repeated inference with fixed weights would save.
+// permutation of the other), and the weights change every step. Vectorized (transform_panel), it
+// is a small part of a pass on the DnCNN layer; on the U-Net's 8x8 bottleneck (512->512, batch
+// 4, 16 tiles) it still costs about what the GEMMs do, so im2col stays level there.
 #include <omp.h>
 
 #include <algorithm>
@@ -55,34 +57,111 @@ constexpr double kG2[12] = {1, 0, 0, .5, .5, .5, .5, -.5, .5, 0, 0, 1};
 constexpr double kG4[18] = {1. / 4,  0,        0,       -1. / 6, -1. / 6, -1. / 6,
                             -1. / 6, 1. / 6,   -1. / 6, 1. / 24, 1. / 12, 1. / 6,
                             1. / 24, -1. / 12, 1. / 6,  0,       0,       1};
+template <int m>
+constexpr const double* kG = m == 2 ? kG2 : kG4;
 
-// U[e][o][i] = (G w G^T)[e] for the 3x3 filter of output channel o, input channel i: w[o][i]
-// for a conv, or (flipped = true, the input gradient's conv) w[i][o] rotated by 180 degrees.
-// Computed in double, rounded once; then each U[e] is packed into the GEMM's A panels (Up,
-// `up` floats apart), once per call instead of once per block of tiles.
-void transform_filter(const float* w, int64_t Co, int64_t Ci, bool flipped, int m, float* U,
-                      float* Up, int64_t up) {
-  const int64_t a = m + 2;
-  const double* G = m == 2 ? kG2 : kG4;
-#pragma omp parallel for schedule(static) if (Co * Ci > 256)
-  for (int64_t o = 0; o < Co; ++o)
-    for (int64_t i = 0; i < Ci; ++i) {
-      double g[9], tmp[6 * 3];
+// The filter transform runs on one packed panel's output channels at a time, one double per
+// lane (up to kO = 16 >= MR), so the 162 multiply-adds of an F(4x4) filter are vector FMAs and
+// each U[e] row of the panel is one contiguous store. Scalar, the transform of the U-Net's
+// 512->256 layer at 16x16 (131k filters) took longer than that layer's whole Winograd GEMM work.
+constexpr int kO = 16;
+
+// Panel rows o0 .. o0+mr of U[e] (the GEMM's packed A layout: column i at dst + (i - i0) * mr,
+// U[e] es floats after U[e-1]) for input channels [i0, i1): (G g G^T)[e] of the filter g of
+// output channel o0 + r, input channel i, which is w[o][i] for a conv, or (flipped = true, the
+// input gradient's conv) w[i][o] rotated by 180 degrees. Rows past Co are zero. Computed in
+// double, rounded once.
+template <int m, int mr>
+PE_MULTIVERSION void transform_panel(const float* w, int64_t Co, int64_t Ci, bool flipped,
+                                     int64_t o0, int64_t i0, int64_t i1, float* dst, int64_t es) {
+  constexpr int a = m + 2;
+  constexpr const double* G = kG<m>;
+  alignas(64) double g[9][kO], t[a][3][kO];
+  static_assert(mr <= kO);
+  const int nr = int(std::min<int64_t>(mr, Co - o0));
+  for (int k = 0; k < 9; ++k) std::fill(g[k], g[k] + kO, 0.0);
+  for (int64_t i = i0; i < i1; ++i) {
+    for (int r = 0; r < nr; ++r) {
+      const int64_t o = o0 + r;
       const float* src = flipped ? w + (i * Co + o) * 9 : w + (o * Ci + i) * 9;
-      for (int k = 0; k < 9; ++k) g[k] = src[flipped ? 8 - k : k];
-      for (int r = 0; r < a; ++r)
-        for (int s = 0; s < 3; ++s)
-          tmp[r * 3 + s] = G[r * 3] * g[s] + G[r * 3 + 1] * g[3 + s] + G[r * 3 + 2] * g[6 + s];
-      for (int r = 0; r < a; ++r)
-        for (int s = 0; s < a; ++s) {
-          const double v =
-              tmp[r * 3] * G[s * 3] + tmp[r * 3 + 1] * G[s * 3 + 1] + tmp[r * 3 + 2] * G[s * 3 + 2];
-          U[((r * a + s) * Co + o) * Ci + i] = static_cast<float>(v);
-        }
+      for (int k = 0; k < 9; ++k) g[k][r] = src[flipped ? 8 - k : k];
     }
-  if (!Up) return;
+    for (int u = 0; u < a; ++u)
+      for (int c = 0; c < 3; ++c)
+        for (int r = 0; r < kO; ++r)
+          t[u][c][r] = G[u * 3] * g[c][r] + G[u * 3 + 1] * g[3 + c][r] + G[u * 3 + 2] * g[6 + c][r];
+    float* d = dst + (i - i0) * mr;
+    for (int u = 0; u < a; ++u)
+      for (int v = 0; v < a; ++v) {
+        float* y = d + (u * a + v) * es;
+        for (int r = 0; r < mr; ++r)
+          y[r] = static_cast<float>(t[u][0][r] * G[v * 3] + t[u][1][r] * G[v * 3 + 1] +
+                                    t[u][2][r] * G[v * 3 + 2]);
+      }
+  }
+}
+
+template <int m>
+void transform_panel_mr(int64_t mr, const float* w, int64_t Co, int64_t Ci, bool flipped,
+                        int64_t o0, int64_t i0, int64_t i1, float* dst, int64_t es) {
+  switch (mr) {
+    case 12: return transform_panel<m, 12>(w, Co, Ci, flipped, o0, i0, i1, dst, es);
+    case 6: return transform_panel<m, 6>(w, Co, Ci, flipped, o0, i0, i1, dst, es);
+    case 4: return transform_panel<m, 4>(w, Co, Ci, flipped, o0, i0, i1, dst, es);
+  }
+}
+
+// U[e] (Co, Ci) of every filter, straight into the GEMM's packed A panels (`up` floats apart
+// per e). A task is one panel times up to 64 input channels.
+void transform_filter(const float* w, int64_t Co, int64_t Ci, bool flipped, int m, float* Up,
+                      int64_t up) {
+  const int64_t mr = pe::sgemm_mr(), panels = (Co + mr - 1) / mr, chunks = (Ci + 63) / 64;
+  PE_CHECK(mr == 12 || mr == 6 || mr == 4, "winograd: no filter transform for GEMM panels of ",
+           mr, " rows");
 #pragma omp parallel for schedule(static) if (Co * Ci > 256)
-  for (int64_t e = 0; e < a * a; ++e) pe::sgemm_pack_a_all(U + e * Co * Ci, Ci, Co, Ci, Up + e * up);
+  for (int64_t pc = 0; pc < panels * chunks; ++pc) {
+    const int64_t p = pc / chunks, i0 = pc % chunks * 64, i1 = std::min(Ci, i0 + 64);
+    float* dst = Up + p * mr * Ci + i0 * mr;
+    if (m == 2)
+      transform_panel_mr<2>(mr, w, Co, Ci, flipped, p * mr, i0, i1, dst, up);
+    else
+      transform_panel_mr<4>(mr, w, Co, Ci, flipped, p * mr, i0, i1, dst, up);
+  }
+}
+
+// The weight gradient's back-transform runs along kF (k, c) pairs, one double per lane.
+constexpr int kF = 32;
+
+// gw[kc0 + f] (3x3) = G^T dU[.][kc0 + f] G for nf <= kF consecutive (k, c) pairs, dU being the
+// sum in double of the threads' partial dU (parts, null where a thread had no tiles; KC = K*C).
+template <int m>
+PE_MULTIVERSION void untransform_grads(float* const* parts, int nt, int64_t KC, int64_t kc0,
+                                       int nf, float* gw) {
+  constexpr int a = m + 2;
+  constexpr const double* G = kG<m>;
+  alignas(64) double du[a * a][kF], t[a][3][kF];
+  for (int e = 0; e < a * a; ++e) {
+    for (int f = 0; f < kF; ++f) du[e][f] = 0.0;
+    for (int p = 0; p < nt; ++p) {
+      if (!parts[p]) continue;
+      const float* src = parts[p] + e * KC + kc0;
+      for (int f = 0; f < nf; ++f) du[e][f] += src[f];
+    }
+  }
+  for (int u = 0; u < a; ++u)
+    for (int c = 0; c < 3; ++c)
+      for (int f = 0; f < kF; ++f) {
+        double v = 0.0;
+        for (int q = 0; q < a; ++q) v += du[u * a + q][f] * G[q * 3 + c];
+        t[u][c][f] = v;
+      }
+  for (int r = 0; r < 3; ++r)
+    for (int c = 0; c < 3; ++c)
+      for (int f = 0; f < nf; ++f) {
+        double v = 0.0;
+        for (int u = 0; u < a; ++u) v += G[u * 3 + r] * t[u][c][f];
+        gw[(kc0 + f) * 9 + r * 3 + c] = static_cast<float>(v);
+      }
 }
 
 // The conv the kernels compute: out[n,o,p,q] = sum_{i,r,s} filter[o,i,r,s] *
@@ -353,16 +432,14 @@ bool wino_supported(const Geom& g) {
   return g.R == 3 && g.S == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.G == 1;
 }
 
-// U (a*a, Co, Ci) and its packed panels in one workspace slot of the calling thread.
+// The packed U[e] panels in one workspace slot of the calling thread.
 struct Filter {
-  float *U, *Up;
+  float* Up;
   int64_t up;
   Filter(const float* w, int64_t Co, int64_t Ci, bool flipped, int m) {
-    const int64_t a2 = (m + 2) * (m + 2);
     up = packed_size(Co, Ci);
-    U = workspace(4, a2 * (Co * Ci + up) + 16);
-    Up = U + (a2 * Co * Ci + 15) / 16 * 16;
-    transform_filter(w, Co, Ci, flipped, m, U, Up, up);
+    Up = workspace(4, (m + 2) * (m + 2) * up);
+    transform_filter(w, Co, Ci, flipped, m, Up, up);
   }
 };
 
@@ -384,8 +461,7 @@ void bwd_input_winograd(const float* gy, const float* w, float* gx, const Geom& 
 // dU[e] (K, C) = sum over tiles of Z[e] (K, tiles) @ V[e]^T, Z = A gy A^T, V in plain rows.
 void bwd_weight_winograd(const float* x, const float* gy, float* gw, const Geom& g, int m) {
   const Job j = make_job(g.N, g.C, g.H, g.W, g.K, g.P, g.Q, -g.ph, -g.pw, m);
-  const int64_t a = j.a, a2 = a * a, nblocks = (j.T + j.TB - 1) / j.TB, dsize = a2 * g.K * g.C;
-  const double* G = m == 2 ? kG2 : kG4;
+  const int64_t a2 = j.a * j.a, nblocks = (j.T + j.TB - 1) / j.TB, dsize = a2 * g.K * g.C;
   const int nt = omp_get_max_threads();
   // Each thread sums its tiles into its own dU (a*a*K*C floats: the reason the autotuner skips
   // Winograd's weight gradient when that outweighs the input, pyengine/ops/conv.py).
@@ -415,25 +491,12 @@ void bwd_weight_winograd(const float* x, const float* gy, float* gw, const Geom&
     // gw[k][c] = G^T dU[.][k][c] G (a x a -> 3 x 3), the threads' dU summed in double
     const int64_t KC = g.K * g.C;
 #pragma omp for schedule(static)
-    for (int64_t kc = 0; kc < KC; ++kc) {
-      double du[36], t[6 * 3];
-      for (int64_t e = 0; e < a2; ++e) {
-        double v = 0.0;
-        for (int p = 0; p < nt; ++p) v += parts[p] ? parts[p][e * KC + kc] : 0.f;
-        du[e] = v;
-      }
-      for (int64_t u = 0; u < a; ++u)
-        for (int c = 0; c < 3; ++c) {
-          double v = 0.0;
-          for (int64_t q = 0; q < a; ++q) v += du[u * a + q] * G[q * 3 + c];
-          t[u * 3 + c] = v;
-        }
-      for (int r = 0; r < 3; ++r)
-        for (int c = 0; c < 3; ++c) {
-          double v = 0.0;
-          for (int64_t u = 0; u < a; ++u) v += G[u * 3 + r] * t[u * 3 + c];
-          gw[kc * 9 + r * 3 + c] = static_cast<float>(v);
-        }
+    for (int64_t kc0 = 0; kc0 < KC; kc0 += kF) {
+      const int nf = int(std::min<int64_t>(kF, KC - kc0));
+      if (m == 2)
+        untransform_grads<2>(parts.data(), nt, KC, kc0, nf, gw);
+      else
+        untransform_grads<4>(parts.data(), nt, KC, kc0, nf, gw);
     }
   }
 }

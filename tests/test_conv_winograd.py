@@ -48,6 +48,9 @@ WIDE_SHAPES = [
     (1, 9, 70, 66, 7, 0),
     (2, 3, 21, 3, 2, 0),  # one output column: successive tile rows m floats apart in y
     (3, 2, 2, 1, 3, 1),
+    # filter transform tasks of 64 input channels (70: two, the last short), K = 25 in three
+    # 12-row panels, the last with zero rows; the input gradient swaps the two
+    (1, 70, 9, 10, 25, 1),
 ]
 
 
