@@ -26,6 +26,8 @@ from pyengine.autograd import Function
 from pyengine.tensor import Tensor
 
 ALGOS = ("auto", "direct", "im2col", "winograd")
+# Floats (32 MB) of Winograd weight-gradient accumulators a layer may keep (_winograd_allowed).
+WINOGRAD_ACC_FLOATS = 1 << 23
 Pair = tuple[int, int]
 
 
@@ -244,13 +246,16 @@ def _winograd_applies(ctx: Any) -> bool:
 
 def _winograd_allowed(ctx: Any, pass_: str) -> bool:
     """Winograd applies and is allowed. Its weight gradient keeps one (6*6, K, C) float
-    accumulator per thread: where that outweighs the layer's input (the 8x8, 256->512 U-Net
-    bottleneck: 75 MB against 0.3 MB) the memory is not worth its speed, and it is left out."""
+    accumulator per thread, which stays allocated (grow-only workspace): it is left out where
+    the threads' accumulators pass both the layer's input and 32 MB (the U-Net's 8x8 512->512
+    bottleneck: 75 MB). Below that its speed is worth the memory: on the U-Net's 32x32 and 16x16
+    layers it computes the weight gradient in 45-85 % of im2col's time (`benchmarks/README.md`)."""
     from pyengine import get_num_threads
 
     ok = backends.allow_winograd and _winograd_applies(ctx)
     if ok and pass_ == "bwd_weight":
-        ok = 36 * ctx.wshape[0] * ctx.wshape[1] * get_num_threads() <= int(np.prod(ctx.xshape))
+        acc = 36 * ctx.wshape[0] * ctx.wshape[1] * get_num_threads()
+        ok = acc <= max(int(np.prod(ctx.xshape)), WINOGRAD_ACC_FLOATS)
     return ok
 
 
