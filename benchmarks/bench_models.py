@@ -5,7 +5,10 @@ its own (``step_in_process``; the pyengine one never imports PyTorch), as the is
 asks: no second OpenMP runtime, allocator or cache state shared between the two. Both start from
 the same weights (written once to a .npz by the parent); the first step's losses are checked to
 agree before the times count. The processes alternate (pyengine, torch, pyengine, torch) so that
-load on a shared machine hits both alike; each reports its step times and its peak RSS (VmHWM).
+load on a shared machine hits both alike, four rounds of them: on the 2-core VM a process's step
+time is bimodal (the same build measured 275 and 430 ms per DnCNN step in consecutive processes,
+2026-12-04), so the median is taken over the steps of several processes. Each process reports its
+step times and its peak RSS (VmHWM).
 
 ``python -m benchmarks.bench_models [--quick] [--profile]``; ``--profile`` prints time per op
 (forward and backward of every Function class) for one DnCNN step.
@@ -211,7 +214,7 @@ def _flops(model: str, shape: tuple[int, ...]) -> float:
     return 3.0 * total
 
 
-def run(quick: bool, rounds: int = 2) -> list[dict[str, Any]]:
+def run(quick: bool, rounds: int = 4) -> list[dict[str, Any]]:
     if torch is None:
         return []
     import tempfile
