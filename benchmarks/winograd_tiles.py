@@ -1,11 +1,15 @@
 """Tile-size study for csrc/conv_winograd.cpp: float32 error against a float64 reference and the
 time of each pass, im2col vs Winograd F(2x2,3x3) vs F(4x4,3x3), on 64->64 3x3 pad-1 layers
 (DnCNN 16x64x40x40, U-Net 4x64x128x128, a 512x512 inference image). Kernels called directly.
+``--unet``: instead, im2col vs Winograd (the default tile) on every 3x3 layer shape of the U-Net
+(depth 4, base 32, batch 4, 128x128 input), the table of ``benchmarks/README.md``.
 
-    OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE python -m benchmarks.winograd_tiles
+    OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE python -m benchmarks.winograd_tiles [--unet]
 """
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
@@ -16,6 +20,22 @@ from pyengine.backend.device import _cpu
 SHAPES = [(16, 64, 40, 40), (4, 64, 128, 128), (1, 64, 512, 512)]
 ALGOS = ("im2col", "winograd_f2", "winograd_f4")
 GEO = (1, 1, 1, 1, 1, 1, 1)
+# (C, K, H): input and output channels and plane size of the U-Net's 3x3 convs, batch 4
+UNET = [
+    (32, 32, 128),
+    (64, 32, 128),
+    (32, 64, 64),
+    (64, 64, 64),
+    (128, 64, 64),
+    (64, 128, 32),
+    (128, 128, 32),
+    (256, 128, 32),
+    (128, 256, 16),
+    (256, 256, 16),
+    (512, 256, 16),
+    (256, 512, 8),
+    (512, 512, 8),
+]
 
 
 def _passes(algo: str, x, w, b, gy):
@@ -28,7 +48,23 @@ def _passes(algo: str, x, w, b, gy):
     return fns, (y, gx, gw)
 
 
+def unet() -> None:
+    rng = np.random.default_rng(0)
+    for c, k, h in UNET:
+        x = rng.standard_normal((4, c, h, h), dtype=np.float32)
+        w = (rng.standard_normal((k, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
+        b = rng.standard_normal(k).astype(np.float32)
+        gy = rng.standard_normal((4, k, h, h), dtype=np.float32)
+        cols = []
+        for algo in ("winograd", "im2col"):
+            ms = [median_ms(f, 15, 1) for f in _passes(algo, x, w, b, gy)[0]]
+            cols.append(f"{algo} " + "/".join(f"{t:.1f}" for t in ms))
+        print(f"{c}->{k} @ {h}x{h}  fwd/bwd_in/bwd_w ms: " + "  ".join(cols), flush=True)
+
+
 def main() -> None:
+    if "--unet" in sys.argv[1:]:
+        return unet()
     rng = np.random.default_rng(0)
     for n, c, h, wd in SHAPES:
         x = rng.standard_normal((n, c, h, wd), dtype=np.float32)

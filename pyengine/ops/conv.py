@@ -249,7 +249,7 @@ def _winograd_allowed(ctx: Any, pass_: str) -> bool:
     accumulator per thread, which stays allocated (grow-only workspace): it is left out where
     the threads' accumulators pass both the layer's input and 32 MB (the U-Net's 8x8 512->512
     bottleneck: 75 MB). Below that its speed is worth the memory: on the U-Net's 32x32 and 16x16
-    layers it computes the weight gradient in 45-85 % of im2col's time (`benchmarks/README.md`)."""
+    layers it computes the weight gradient in 44-72 % of im2col's time (`benchmarks/README.md`)."""
     from pyengine import get_num_threads
 
     ok = backends.allow_winograd and _winograd_applies(ctx)
