@@ -464,7 +464,8 @@ void bwd_weight_winograd(const float* x, const float* gy, float* gw, const Geom&
   const int64_t a2 = j.a * j.a, nblocks = (j.T + j.TB - 1) / j.TB, dsize = a2 * g.K * g.C;
   const int nt = omp_get_max_threads();
   // Each thread sums its tiles into its own dU (a*a*K*C floats: the reason the autotuner skips
-  // Winograd's weight gradient when that outweighs the input, pyengine/ops/conv.py).
+  // Winograd's weight gradient where these pass both the input's size and 32 MB,
+  // pyengine/ops/conv.py).
   std::vector<float*> parts(nt, nullptr);
   const float* xp = pad_input(x, j, 2);
   // gy padded like x (its own tiles' grid is x's): zero outside (Po, Qo), no bounds checks.

@@ -618,12 +618,6 @@ int64_t sgemm_nr() { return pick_impl().nr; }
 
 int64_t sgemm_mr() { return pick_impl().mr; }
 
-void sgemm_pack_a_all(const float* A, int64_t lda, int64_t M, int64_t K, float* dst) {
-  const Impl& im = pick_impl();
-  for (int64_t i = 0; i < M; i += im.mr)
-    im.pack_a(false, A, lda, i, std::min<int64_t>(im.mr, M - i), 0, K, dst + i * K);
-}
-
 // B panel outer, so each K x NR panel is read once while all of A (a few KB) stays in L1.
 void sgemm_packed(int64_t M, int64_t N, int64_t K, const float* Ap, const float* Bp, float beta,
                   float* C, int64_t ldc) {

@@ -23,13 +23,12 @@ void sgemm_pack_b(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, co
                   int64_t lda, const PackB& pack, float beta, float* C, int64_t ldc);
 int64_t sgemm_nr();
 
-// Pre-packed operands, for callers that keep a GEMM's operands in the micro-kernel's formats and
-// reuse them (Winograd's transformed filters and tiles): sgemm_pack_a_all writes all of A (M x K,
-// row-major, lda) as ceil(M/MR) panels of MR x K (panel i at dst + i*MR*K, element (r, k) at
-// k*MR + r, zero rows past M); sgemm_packed computes C(M,N) = Ap @ Bp + beta * C on the calling
-// thread, Bp being ceil(N/NR) panels of K x NR as PackB writes them with kc = K (64-byte aligned).
+// Pre-packed operands, for callers that write a GEMM's operands in the micro-kernel's formats
+// and reuse them (Winograd's transformed filters and tiles): sgemm_packed computes C(M,N) =
+// Ap @ Bp + beta * C on the calling thread, Ap being ceil(M/MR) panels of MR x K (panel i at
+// Ap + i*MR*K, element (r, k) at k*MR + r, zero rows past M) and Bp ceil(N/NR) panels of K x NR
+// as PackB writes them with kc = K (64-byte aligned).
 int64_t sgemm_mr();
-void sgemm_pack_a_all(const float* A, int64_t lda, int64_t M, int64_t K, float* dst);
 void sgemm_packed(int64_t M, int64_t N, int64_t K, const float* Ap, const float* Bp, float beta,
                   float* C, int64_t ldc);
 
