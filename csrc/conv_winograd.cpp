@@ -13,7 +13,8 @@
 // gradient is its adjoint, dU[e] (K, C) = sum over tiles of (A gy A^T)[e] @ V[e]^T, then
 // gw = G^T dU G. Every transform handles 16 tiles per vector (one AVX-512 register, two AVX2)
 // with the explicit F(2x2)/F(4x4) formulas; the input is first copied into zero-bordered,
-// column-phase-split rows so that 16 tiles' tap is one vector load per run of tiles.
+// column-phase-split rows so that 16 tiles' tap is one vector load per run of tiles (a large
+// input a cache-sized band at a time, each band copied and convolved by one thread).
 //
 // Tile size, from `OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE python -m benchmarks.winograd_tiles`
 // (2026-12-04 04:16 UTC, the 2-core AVX-512 VM shared with other jobs: load average 4.5-6, so
@@ -36,6 +37,7 @@
 // is a small part of a pass on the DnCNN layer; on the U-Net's 8x8 bottleneck (512->512, batch
 // 4, 16 tiles) it still costs about what the GEMMs do, so im2col stays level there.
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -170,16 +172,17 @@ PE_MULTIVERSION void untransform_grads(float* const* parts, int nt, int64_t KC, 
 // so the tile loads need no bounds checks (and offh/offw may be positive: a crop). Each row of
 // xp is stored split by column phase: column x at (x % m) * L + x / m (L = tQ + 1, a row Wr =
 // m * L floats and some slack), so tap (r, q) of consecutive tiles in a tile row is a
-// contiguous run of floats and 16 tiles load as one vector.
+// contiguous run of floats and 16 tiles load as one vector. An output channel's plane is ys
+// floats (Po * Qo, or the whole image's when the job is a band of its rows).
 struct Job {
   int64_t N, Ci, Hi, Wi, Co, Po, Qo, offh, offw;
   int m, a;
-  int64_t tP, tQ, T, TB, Hp, Wp, L, Wr;
+  int64_t tP, tQ, T, TB, Hp, Wp, L, Wr, ys;
 };
 
 Job make_job(int64_t N, int64_t Ci, int64_t Hi, int64_t Wi, int64_t Co, int64_t Po, int64_t Qo,
              int64_t offh, int64_t offw, int m) {
-  Job j{N, Ci, Hi, Wi, Co, Po, Qo, offh, offw, m, m + 2, 0, 0, 0, 0, 0, 0, 0, 0};
+  Job j{N, Ci, Hi, Wi, Co, Po, Qo, offh, offw, m, m + 2, 0, 0, 0, 0, 0, 0, 0, 0, Po * Qo};
   j.tP = (Po + m - 1) / m;
   j.tQ = (Qo + m - 1) / m;
   j.T = N * j.tP * j.tQ;
@@ -199,15 +202,11 @@ Job make_job(int64_t N, int64_t Ci, int64_t Hi, int64_t Wi, int64_t Co, int64_t 
 // run of tiles (their values are discarded).
 constexpr int64_t kPad = 2 * kL;
 
-PE_MULTIVERSION float* pad_input(const float* in, const Job& j, int slot) {
-  const int64_t planes = j.N * j.Ci;
-  float* xp = workspace(slot, planes * j.Hp * j.Wr + 2 * kPad) + kPad;
-  std::fill(xp - kPad, xp, 0.f);
-  std::fill(xp + planes * j.Hp * j.Wr, xp + planes * j.Hp * j.Wr + kPad, 0.f);
+// Planes [p0, p1) of xp (N * Ci planes of Hp x Wr).
+PE_MULTIVERSION void pad_planes(const float* in, const Job& j, int64_t p0, int64_t p1, float* xp) {
   // Columns x of xp inside the input: 0 <= x + offw < Wi, and x < Wp.
   const int64_t x0 = std::max<int64_t>(0, -j.offw), x1 = std::min(j.Wp, j.Wi - j.offw);
-#pragma omp parallel for schedule(static)
-  for (int64_t pl = 0; pl < planes; ++pl) {
+  for (int64_t pl = p0; pl < p1; ++pl) {
     const float* src = in + pl * j.Hi * j.Wi;
     float* dst = xp + pl * j.Hp * j.Wr;
     for (int64_t r = 0; r < j.Hp; ++r) {
@@ -224,6 +223,22 @@ PE_MULTIVERSION float* pad_input(const float* in, const Job& j, int slot) {
       std::fill(d + j.m * j.L, d + j.Wr, 0.f);
     }
   }
+}
+
+int64_t padded_size(const Job& j) { return j.N * j.Ci * j.Hp * j.Wr; }
+
+// The kPad zero floats either side of an xp of `size` floats at xp.
+void zero_borders(float* xp, int64_t size) {
+  std::fill(xp - kPad, xp, 0.f);
+  std::fill(xp + size, xp + size + kPad, 0.f);
+}
+
+float* pad_input(const float* in, const Job& j, int slot) {
+  const int64_t planes = j.N * j.Ci;
+  float* xp = workspace(slot, padded_size(j) + 2 * kPad) + kPad;
+  zero_borders(xp, padded_size(j));
+#pragma omp parallel for schedule(static)
+  for (int64_t pl = 0; pl < planes; ++pl) pad_planes(in, j, pl, pl + 1, xp);
   return xp;
 }
 
@@ -265,7 +280,7 @@ struct Scratch {
       const int64_t run = t % j.tQ + std::max<int64_t>(0, k - nb + 1);
       in_off[k] = (n * j.Ci * j.Hp + h) * j.Wr + run;
       g_off[k] = (n * j.Co * j.Hp + h) * j.Wr + run;
-      out_off[k] = (n * j.Co * j.Po + h) * j.Qo + w;
+      out_off[k] = n * j.Co * j.ys + h * j.Qo + w;
       rows[k] = k < nb ? int32_t(std::min<int64_t>(j.m, j.Po - h)) : 0;
       cols[k] = int32_t(std::min<int64_t>(j.m, j.Qo - w));
     }
@@ -324,7 +339,7 @@ PE_INLINE void output_tiles(const Job& j, const Scratch& s, int64_t nbp, const f
   const float lo = relu ? 0.f : -__builtin_inff();
   for (int64_t k = 0; k < j.Co; ++k) {
     const float bias = b ? b[k] : 0.f;
-    float* plane = out + k * j.Po * j.Qo;
+    float* plane = out + k * j.ys;
     for (int64_t k0 = 0; k0 < nbp; k0 += kL) {
       xf2d(Xf<m>::at, a, m, s.Mb + k * j.TB + k0, j.Co * j.TB, tmp[0], y[0], kL);
       for (int e = 0; e < m * m; ++e) {
@@ -397,23 +412,109 @@ PE_MULTIVERSION void grad_transform(const float* gp, const Job& j, const Scratch
   grad_tiles<4>(gp, j, s, nbp);
 }
 
+// Tiles [t0, t0 + nb) of the conv of the padded input xp with the packed filter Up.
+void conv_block(const float* xp, const float* Up, int64_t up, const float* b, bool relu,
+                float* out, const Job& j, Scratch& s, int64_t t0, int64_t nb) {
+  const int64_t nbp = s.locate(j, t0, nb);
+  input_transform(xp, j, s, nbp, pe::sgemm_nr());
+  for (int64_t e = 0; e < j.a * j.a; ++e)
+    pe::sgemm_packed(j.Co, nbp, j.Ci, Up + e * up, s.V + e * j.Ci * j.TB, 0.f,
+                     s.Mb + e * j.Co * j.TB, j.TB);
+  output_transform(j, s, nbp, b, relu, out);
+}
+
+// Floats of padded input per band: a core's L2 (2 MB on the Zen4 VM; at most that, so that
+// tests/test_conv_winograd.py's BAND_SHAPES band everywhere). The padded copy is written and then
+// read back by the tile transforms; for a large input (a 512x512 image's 64 channels: 67 MB)
+// that is a round trip through DRAM, so a conv whose copy exceeds two bands runs in bands of
+// whole images or of tile rows, each padded and convolved by one thread while its copy is still
+// in that core's cache. `OMP_NUM_THREADS=2 python -m benchmarks.winograd_tiles` (2026-12-04,
+// Zen4 VM), F(4x4) fwd / bwd_in / bwd_w ms, whole-input copy -> bands of 2 MB:
+//   4x64x128x128  11.6/11.3/14.1 -> 10.1/10.2/12.8
+//   1x64x512x512  49.1/48.7/62.7 -> 44.8/43.9/61.5
+//   16x64x40x40    5.0/4.9/6.0   ->  5.0/5.1/5.9   (its 8 MB copy stays in L3 either way)
+// 512x512 DnCNN-17 denoising: 800-812 -> 694-725 ms; bands of 1 MB and 4 MB measured 748 and
+// 809 ms in the same sitting.
+int64_t band_floats() {
+  static const int64_t floats = [] {
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return std::clamp<int64_t>(l2 > 0 ? l2 / 4 : int64_t{1} << 18, int64_t{1} << 16,
+                               int64_t{1} << 19);
+  }();
+  return floats;
+}
+
+// The bands of a job: whole images [n0, n0 + nn) where an image's copy fits a band, else output
+// rows [p0, p0 + po) of image n0, bands of even height. band(jj, i) is band i of the job jj on
+// the same tile grid (a job for x, or for gy in the weight gradient, padded the same way).
+struct Bands {
+  int64_t count, per, rows, row_bands;
+  explicit Bands(const Job& j) {
+    const int64_t band = band_floats(), image = j.Ci * j.Hp * j.Wr;
+    const int64_t most = std::max<int64_t>(1, band / (j.Ci * j.m * j.Wr));
+    per = image <= band ? band / image : 1;
+    row_bands = image <= band ? 1 : (j.tP + most - 1) / most;
+    rows = (j.tP + row_bands - 1) / row_bands;
+    count = image <= band ? (j.N + per - 1) / per : j.N * row_bands;
+  }
+  // Band i of jj: its job, and the offsets of its first input and output floats.
+  Job band(const Job& jj, int64_t i, int64_t& in_at, int64_t& out_at) const {
+    const int64_t n0 = row_bands == 1 ? i * per : i / row_bands;
+    const int64_t p0 = row_bands == 1 ? 0 : i % row_bands * rows * jj.m;
+    Job b = make_job(row_bands == 1 ? std::min(per, jj.N - n0) : 1, jj.Ci, jj.Hi, jj.Wi, jj.Co,
+                     row_bands == 1 ? jj.Po : std::min(rows * jj.m, jj.Po - p0), jj.Qo,
+                     jj.offh + p0, jj.offw, jj.m);
+    b.ys = jj.ys;
+    in_at = n0 * jj.Ci * jj.Hi * jj.Wi;
+    out_at = n0 * jj.Co * jj.ys + p0 * jj.Qo;
+    return b;
+  }
+  // Floats of the largest band's copy (the first: the others are no taller, no more images).
+  int64_t floats(const Job& jj) const {
+    int64_t in_at, out_at;
+    return padded_size(band(jj, 0, in_at, out_at)) + 2 * kPad;
+  }
+};
+
+// Band i of `in` padded into this thread's buffer xp (kPad floats into it).
+Job pad_band(const Bands& bands, const Job& j, int64_t i, const float* in, float* xp,
+             int64_t& out_at) {
+  int64_t in_at;
+  const Job b = bands.band(j, i, in_at, out_at);
+  zero_borders(xp, padded_size(b));
+  pad_planes(in + in_at, b, 0, b.N * b.Ci, xp);
+  return b;
+}
+
 // Forward (or input-gradient) conv of `in` with the packed transformed filter Up.
 void wino_conv(const float* in, const float* Up, int64_t up, const float* b, bool relu,
                float* out, const Job& j) {
-  const int64_t nblocks = (j.T + j.TB - 1) / j.TB, a2 = j.a * j.a, nr = pe::sgemm_nr();
-  const float* xp = pad_input(in, j, 2);
   float* all = Scratch::allocate(j, 0);
+  if (padded_size(j) <= 2 * band_floats()) {
+    const float* xp = pad_input(in, j, 2);
+    const int64_t nblocks = (j.T + j.TB - 1) / j.TB;
+#pragma omp parallel
+    {
+      Scratch s(all, j, 0);
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t blk = 0; blk < nblocks; ++blk)
+        conv_block(xp, Up, up, b, relu, out, j, s, blk * j.TB, std::min(j.TB, j.T - blk * j.TB));
+    }
+    return;
+  }
+  const Bands bands(j);
+  const int64_t per_thread = bands.floats(j);
+  float* bufs = workspace(2, omp_get_max_threads() * per_thread);
 #pragma omp parallel
   {
     Scratch s(all, j, 0);
+    float* xp = bufs + omp_get_thread_num() * per_thread + kPad;
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t blk = 0; blk < nblocks; ++blk) {
-      const int64_t t0 = blk * j.TB, nbp = s.locate(j, t0, std::min(j.TB, j.T - t0));
-      input_transform(xp, j, s, nbp, nr);
-      for (int64_t e = 0; e < a2; ++e)
-        pe::sgemm_packed(j.Co, nbp, j.Ci, Up + e * up, s.V + e * j.Ci * j.TB, 0.f,
-                         s.Mb + e * j.Co * j.TB, j.TB);
-      output_transform(j, s, nbp, b, relu, out);
+    for (int64_t i = 0; i < bands.count; ++i) {
+      int64_t out_at;
+      const Job jb = pad_band(bands, j, i, in, xp, out_at);
+      for (int64_t t0 = 0; t0 < jb.T; t0 += jb.TB)
+        conv_block(xp, Up, up, b, relu, out + out_at, jb, s, t0, std::min(jb.TB, jb.T - t0));
     }
   }
 }
@@ -458,19 +559,34 @@ void bwd_input_winograd(const float* gy, const float* w, float* gx, const Geom& 
   wino_conv(gy, f.Up, f.up, nullptr, false, gx, j);
 }
 
+// Tiles [t0, t0 + nb) of the weight gradient, added to this thread's dU (acc).
+void weight_block(const float* xp, const float* gp, const Job& j, Scratch& s, int64_t t0,
+                  int64_t nb, float* acc) {
+  const int64_t nbp = s.locate(j, t0, nb);
+  input_transform(xp, j, s, nbp, j.TB);
+  grad_transform(gp, j, s, nbp);
+  for (int64_t e = 0; e < j.a * j.a; ++e)
+    pe::sgemm(false, true, j.Co, j.Ci, nbp, 1.f, s.Mb + e * j.Co * j.TB, j.TB,
+              s.V + e * j.Ci * j.TB, j.TB, 1.f, acc + e * j.Co * j.Ci, j.Ci);
+}
+
 // dU[e] (K, C) = sum over tiles of Z[e] (K, tiles) @ V[e]^T, Z = A gy A^T, V in plain rows.
 void bwd_weight_winograd(const float* x, const float* gy, float* gw, const Geom& g, int m) {
   const Job j = make_job(g.N, g.C, g.H, g.W, g.K, g.P, g.Q, -g.ph, -g.pw, m);
-  const int64_t a2 = j.a * j.a, nblocks = (j.T + j.TB - 1) / j.TB, dsize = a2 * g.K * g.C;
+  // gy padded like x (its own tiles' grid is x's): zero outside (Po, Qo), no bounds checks.
+  const Job jg = make_job(g.N, g.K, g.P, g.Q, g.K, g.P, g.Q, 0, 0, m);
+  const int64_t nblocks = (j.T + j.TB - 1) / j.TB, dsize = j.a * j.a * g.K * g.C;
   const int nt = omp_get_max_threads();
   // Each thread sums its tiles into its own dU (a*a*K*C floats: the reason the autotuner skips
   // Winograd's weight gradient where these pass both the input's size and 32 MB,
   // pyengine/ops/conv.py).
   std::vector<float*> parts(nt, nullptr);
-  const float* xp = pad_input(x, j, 2);
-  // gy padded like x (its own tiles' grid is x's): zero outside (Po, Qo), no bounds checks.
-  const Job jg = make_job(g.N, g.K, g.P, g.Q, g.K, g.P, g.Q, 0, 0, m);
-  const float* gp = pad_input(gy, jg, 3);
+  const bool banded = padded_size(j) + padded_size(jg) > 2 * band_floats();
+  const Bands bands(j);
+  const int64_t xb = banded ? bands.floats(j) : 0, gb = banded ? bands.floats(jg) : 0;
+  const float* xp = banded ? nullptr : pad_input(x, j, 2);
+  const float* gp = banded ? nullptr : pad_input(gy, jg, 3);
+  float* bufs = banded ? workspace(2, nt * (xb + gb)) : nullptr;
   float* all = Scratch::allocate(j, dsize);
 #pragma omp parallel num_threads(nt)
   {
@@ -478,16 +594,23 @@ void bwd_weight_winograd(const float* x, const float* gy, float* gw, const Geom&
     float* acc = s.extra;
     parts[omp_get_thread_num()] = acc;
     std::fill(acc, acc + dsize, 0.f);
-    // Static: a thread's sum covers the same blocks in every run, so the gradient is bitwise
+    // Static: a thread's sum covers the same tiles in every run, so the gradient is bitwise
     // reproducible for a thread count (use_deterministic_algorithms lets the heuristic pick it).
+    if (!banded) {
 #pragma omp for schedule(static)
-    for (int64_t blk = 0; blk < nblocks; ++blk) {
-      const int64_t t0 = blk * j.TB, nbp = s.locate(j, t0, std::min(j.TB, j.T - t0));
-      input_transform(xp, j, s, nbp, j.TB);
-      grad_transform(gp, j, s, nbp);
-      for (int64_t e = 0; e < a2; ++e)
-        pe::sgemm(false, true, g.K, g.C, nbp, 1.f, s.Mb + e * g.K * j.TB, j.TB,
-                  s.V + e * g.C * j.TB, j.TB, 1.f, acc + e * g.K * g.C, g.C);
+      for (int64_t blk = 0; blk < nblocks; ++blk)
+        weight_block(xp, gp, j, s, blk * j.TB, std::min(j.TB, j.T - blk * j.TB), acc);
+    } else {
+      float* xt = bufs + omp_get_thread_num() * (xb + gb) + kPad;
+      float* gt = xt + xb;
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < bands.count; ++i) {
+        int64_t out_at;
+        const Job jb = pad_band(bands, j, i, x, xt, out_at);
+        pad_band(bands, jg, i, gy, gt, out_at);
+        for (int64_t t0 = 0; t0 < jb.T; t0 += jb.TB)
+          weight_block(xt, gt, jb, s, t0, std::min(jb.TB, jb.T - t0), acc);
+      }
     }
     // gw[k][c] = G^T dU[.][k][c] G (a x a -> 3 x 3), the threads' dU summed in double
     const int64_t KC = g.K * g.C;
