@@ -106,17 +106,12 @@ def _worker(engine: str, size: int, repeats: int, out_path: str, weights: str) -
 def in_process(
     engine: str, size: int, repeats: int, out_path: str, weights: str = ""
 ) -> dict[str, Any]:
-    """``_worker`` in a fresh Python process (pyengine's without PyTorch)."""
-    env = {}
-    if engine != "pyengine":
-        import pyengine as pe
-
-        env["PE_BENCH_THREADS"] = str(pe.get_num_threads())
+    """``_worker`` in a fresh Python process of ``engine``'s own (``engine_process``)."""
     call = (
         "from benchmarks.bench_inference import _worker; "
         f"_worker({engine!r}, {size}, {repeats}, {out_path!r}, {weights!r})"
     )
-    return engine_process(engine, call, "DnCNN inference", **env)
+    return engine_process(engine, call, "DnCNN inference")
 
 
 def _save_torch_weights(path: str) -> None:

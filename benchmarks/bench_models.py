@@ -1,7 +1,7 @@
 """Whole training steps: DnCNN-17 and a U-Net, pyengine vs the identical PyTorch model.
 
 A step is forward, MSE loss, backward and an Adam update. Each engine runs in a fresh process of
-its own (``step_in_process``; the pyengine one never imports PyTorch), as the issue's protocol
+its own (``step_in_process``; neither imports the other engine), as the issue's protocol
 asks: no second OpenMP runtime, allocator or cache state shared between the two. Both start from
 the same weights (written once to a .npz by the parent); the first step's losses are checked to
 agree before the times count. The processes alternate (pyengine, torch, pyengine, torch) so that
@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-import pyengine as pe
+# pyengine is imported only where a pyengine model is built: the torch step process imports this
+# module too, and must not load pyengine (engine_process makes that import fail).
 from benchmarks.harness import engine_process, row, torch
-from pyengine import nn
 
 # ---------------------------------------------------------------- models (built for either engine)
 
@@ -137,6 +137,9 @@ class Step:
             self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-4)
             self.loss_fn = torch.nn.functional.mse_loss
         else:
+            import pyengine as pe
+            from pyengine import nn
+
             self.net = build(nn, pe.cat)
             if sd is not None:
                 mine = self.net.state_dict()
@@ -159,7 +162,7 @@ def _step_worker(engine: str, model: str, shape: list[int], weights: str, repeat
     steps; prints JSON with the loss, the step times (s) and VmHWM after imports and at the end."""
     base = _hwm_kb()
     if engine == "torch":
-        torch.set_num_threads(pe.get_num_threads())
+        torch.set_num_threads(int(os.environ["PE_BENCH_THREADS"]))
     s = Step(engine, model, tuple(shape), weights=weights)
     loss = s()
     s()
@@ -174,9 +177,9 @@ def _step_worker(engine: str, model: str, shape: list[int], weights: str, repeat
 def step_in_process(
     engine: str, model: str, shape: tuple[int, ...], weights: str, repeats: int
 ) -> dict[str, Any]:
-    """``_step_worker`` in a fresh Python process (pyengine's without PyTorch). The peak is VmHWM
-    from /proc (Linux), not ru_maxrss: a child's ru_maxrss starts from the forking parent's peak,
-    which exec keeps."""
+    """``_step_worker`` in a fresh Python process of ``engine``'s own (``engine_process``). The
+    peak is VmHWM from /proc (Linux), not ru_maxrss: a child's ru_maxrss starts from the forking
+    parent's peak, which exec keeps."""
     call = (
         "from benchmarks.bench_models import _step_worker; "
         f"_step_worker({engine!r}, {model!r}, {list(shape)!r}, {weights!r}, {repeats})"

@@ -26,6 +26,7 @@ import numpy as np
 
 import pyengine as pe
 import pyengine.nn.functional as F
+from benchmarks.harness import check_close, measure, row
 from pyengine.backend import numpy_ref
 from pyengine.backend.device import backend
 
@@ -46,6 +47,47 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 3) -> floa
         fn()
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
+
+
+def inputs(shape: tuple[int, ...]):
+    """(x, w, b, g) of one training step: input, weight, bias and output gradient, drawn from one
+    seed so that every case of a shape times the same data."""
+    rng = np.random.default_rng(0)
+    C = shape[1]
+    x = rng.standard_normal(shape, dtype=np.float32) * 2 + 1
+    g = rng.standard_normal(shape, dtype=np.float32)
+    w = rng.standard_normal(C, dtype=np.float32)
+    b = rng.standard_normal(C, dtype=np.float32)
+    return x, w, b, g
+
+
+def timed_rows(x, repeats: int):
+    """(rows, add): add(name, fn) appends (name, median seconds, GB/s) of ``fn`` to rows, counting
+    5 tensors of x's size."""
+    nbytes = 5 * x.size * 4
+    rows = []
+
+    def add(name: str, fn: Callable[[], object]) -> None:
+        t = median_time(fn, repeats)
+        rows.append((name, t, nbytes / t / 1e9))
+
+    return rows, add
+
+
+def autograd_step(lib, data, forward) -> Callable[[], None]:
+    """One step of ``forward(x, w, b).backward(g)``, (x, w, b, g) = ``data``, through the autograd
+    of ``lib`` (pyengine or torch) on leaf tensors made once; each step clears their gradients
+    first, as training does."""
+    *arrays, g = data
+    leaves = [lib.tensor(a, requires_grad=True) for a in arrays]
+    grad = lib.tensor(g)
+
+    def step() -> None:
+        for t in leaves:
+            t.grad = None
+        forward(*leaves).backward(grad)
+
+    return step
 
 
 def outputs(x):
@@ -75,51 +117,36 @@ def check(k, x, w, b, g) -> None:
         np.ones(C),
     )
     for name, a, r in zip(("y", "dx", "dw", "db"), got, ref):
-        err = np.abs(a - r).max() / max(np.abs(r).max(), 1.0)
-        if err > 1e-4:
-            raise AssertionError(f"batch norm {name} differs from the twin (rel err {err:.2e})")
+        check_close(f"batch norm {name} against the twin", a, r)
 
 
 def bench_shape(shape: tuple[int, ...], repeats: int) -> list[tuple[str, float, float]]:
-    rng = np.random.default_rng(0)
+    data = x, w, b, g = inputs(shape)
     C = shape[1]
-    x = rng.standard_normal(shape, dtype=np.float32) * 2 + 1
-    g = rng.standard_normal(shape, dtype=np.float32)
-    w = rng.standard_normal(C, dtype=np.float32)
-    b = rng.standard_normal(C, dtype=np.float32)
     k = backend(pe.device("cpu")).native
     check(k, x, w, b, g)
     rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
-    nbytes = 5 * x.size * 4
-    rows = []
-
-    def add(name: str, fn: Callable[[], object]) -> None:
-        t = median_time(fn, repeats)
-        rows.append((name, t, nbytes / t / 1e9))
-
+    rows, add = timed_rows(x, repeats)
     out = outputs(x)
     add("pyengine kernels", lambda: kernel_step(k, x, w, b, g, rm, rv, out))
     add("pyengine kernels + alloc", lambda: kernel_step(k, x, w, b, g, rm, rv))
-    px = pe.tensor(x, requires_grad=True)
-    pw, pb = pe.tensor(w, requires_grad=True), pe.tensor(b, requires_grad=True)
-    prm, prv, pg = pe.tensor(rm), pe.tensor(rv), pe.tensor(g)
-
-    def api_step() -> None:
-        px.grad = pw.grad = pb.grad = None
-        F.batch_norm(px, prm, prv, pw, pb, training=True).backward(pg)
-
-    add("pyengine F.batch_norm", api_step)
+    prm, prv = pe.tensor(rm), pe.tensor(rv)
+    add(
+        "pyengine F.batch_norm",
+        autograd_step(
+            pe, data, lambda px, pw, pb: F.batch_norm(px, prm, prv, pw, pb, training=True)
+        ),
+    )
     add("numpy twin", lambda: kernel_step(numpy_ref, x, w, b, g, rm.copy(), rv.copy()))
     if torch is not None:
-        tx = torch.tensor(x, requires_grad=True)
-        tw, tb = torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)
-        trm, trv, tg = torch.tensor(rm), torch.tensor(rv), torch.tensor(g)
-
-        def torch_step() -> None:
-            tx.grad = tw.grad = tb.grad = None
-            torch.nn.functional.batch_norm(tx, trm, trv, tw, tb, training=True).backward(tg)
-
-        add("torch", torch_step)
+        trm, trv = torch.tensor(rm), torch.tensor(rv)
+        tF = torch.nn.functional
+        add(
+            "torch",
+            autograd_step(
+                torch, data, lambda tx, tw, tb: tF.batch_norm(tx, trm, trv, tw, tb, training=True)
+            ),
+        )
     c = np.empty_like(x)
     t = median_time(lambda: k.binary_forward("add", x, g, c), repeats)
     rows.append(("add c=a+b (bandwidth ref)", t, 3 * x.size * 4 / t / 1e9))
@@ -143,12 +170,7 @@ def relu_step(k, x, w, b, g, out, fused: bool):
 
 def bench_relu_shape(shape: tuple[int, ...], repeats: int) -> list[tuple[str, float, float]]:
     """(name, seconds, GB/s at 5 tensors of traffic) for the BatchNorm + ReLU training step."""
-    rng = np.random.default_rng(0)
-    C = shape[1]
-    x = rng.standard_normal(shape, dtype=np.float32) * 2 + 1
-    g = rng.standard_normal(shape, dtype=np.float32)
-    w = rng.standard_normal(C, dtype=np.float32)
-    b = rng.standard_normal(C, dtype=np.float32)
+    data = x, w, b, g = inputs(shape)
     k = backend(pe.device("cpu")).native
     bufs = {f: (*outputs(x), np.empty_like(x)) for f in (True, False)}
     ref64 = (*outputs(x.astype(np.float64)), np.empty(shape))
@@ -156,40 +178,30 @@ def bench_relu_shape(shape: tuple[int, ...], repeats: int) -> list[tuple[str, fl
     for fused in (True, False):
         got = relu_step(k, x, w, b, g, bufs[fused], fused)
         for name, a, r in zip(("y", "dx", "dw", "db"), got, ref):
-            err = np.abs(a - r).max() / max(np.abs(r).max(), 1.0)
-            if err > 1e-4:
-                raise AssertionError(f"bn+relu {name} (fused={fused}) differs from the twin")
-    nbytes = 5 * x.size * 4
-    rows = []
-
-    def add(name: str, fn: Callable[[], object]) -> None:
-        t = median_time(fn, repeats)
-        rows.append((name, t, nbytes / t / 1e9))
-
+            check_close(f"bn+relu {name} (fused={fused}) against the twin", a, r)
+    rows, add = timed_rows(x, repeats)
     add("fused kernels", lambda: relu_step(k, x, w, b, g, bufs[True], True))
     add("unfused kernels", lambda: relu_step(k, x, w, b, g, bufs[False], False))
     from pyengine.ops.norm import batch_norm
 
-    px = pe.tensor(x, requires_grad=True)
-    pw, pb = pe.tensor(w, requires_grad=True), pe.tensor(b, requires_grad=True)
-    pg = pe.tensor(g)
-
-    def api_step() -> None:
-        px.grad = pw.grad = pb.grad = None
-        batch_norm(px, None, None, pw, pb, True, 0.1, 1e-5, relu=True).backward(pg)
-
-    add("batch_norm(relu=True)", api_step)
+    add(
+        "batch_norm(relu=True)",
+        autograd_step(
+            pe,
+            data,
+            lambda px, pw, pb: batch_norm(px, None, None, pw, pb, True, 0.1, 1e-5, relu=True),
+        ),
+    )
     if torch is not None:
-        tx = torch.tensor(x, requires_grad=True)
-        tw, tb = torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)
-        tg = torch.tensor(g)
         tF = torch.nn.functional
-
-        def torch_step() -> None:
-            tx.grad = tw.grad = tb.grad = None
-            tF.relu(tF.batch_norm(tx, None, None, tw, tb, training=True)).backward(tg)
-
-        add("torch", torch_step)
+        add(
+            "torch",
+            autograd_step(
+                torch,
+                data,
+                lambda tx, tw, tb: tF.relu(tF.batch_norm(tx, None, None, tw, tb, training=True)),
+            ),
+        )
     return rows
 
 
@@ -209,8 +221,6 @@ PER_SAMPLE = [
 def bench_per_sample(shape: tuple[int, ...], repeats: int) -> list[dict]:
     """F.group_norm / instance_norm / layer_norm forward + backward (input, weight, bias) through
     autograd, against the NumPy twin's kernels and torch autograd; 5 tensors of traffic as above."""
-    from benchmarks.harness import check_close, measure
-
     rng = np.random.default_rng(0)
     rows = []
     for name, call, shape_of in PER_SAMPLE:
@@ -279,8 +289,6 @@ def bench_per_sample(shape: tuple[int, ...], repeats: int) -> list[dict]:
 
 def run(quick: bool) -> list[dict]:
     """Rows for ``python -m benchmarks`` (protocol in harness.py); bench_shape checks first."""
-    from benchmarks.harness import row
-
     out = []
     for shape in SHAPES[:1] if quick else SHAPES[:2]:
         out += bench_per_sample(shape, 5 if quick else 15)

@@ -72,13 +72,17 @@ def median_ms(
 def engine_process(engine: str, call: str, what: str, **env: str) -> dict[str, Any]:
     """Run ``call`` ("from module import f; f(...)") in a fresh Python process for ``engine``
     ("pyengine" or "torch"), with ``env`` added to the environment, and return the JSON of its
-    last stdout line. The pyengine process must not even import torch (its libraries alone take
-    ~300 MB of RSS)."""
-    block = "sys.modules['torch'] = None; " if engine == "pyengine" else ""
+    last stdout line. Each library is timed alone, so the process cannot import the other one (the
+    import raises ImportError): no second OpenMP runtime, allocator or cache state, and not the
+    ~300 MB of RSS of torch's libraries in pyengine's peak. The torch process gets pyengine's
+    thread count as PE_BENCH_THREADS."""
+    other = "torch" if engine == "pyengine" else "pyengine"
     full_env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **env}
     if engine == "pyengine":
         full_env["PE_BENCH_NO_TORCH"] = "1"
-    cmd = [sys.executable, "-c", f"import sys; {block}{call}"]
+    else:
+        full_env["PE_BENCH_THREADS"] = str(_threads())
+    cmd = [sys.executable, "-c", f"import sys; sys.modules[{other!r}] = None; {call}"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=full_env)
     if out.returncode:
         raise RuntimeError(f"{what} [{engine}] failed:\n{out.stderr[-2000:]}")

@@ -62,10 +62,12 @@ inline float apply(float a, float b) {
 }
 
 // Inner row of a broadcast binary op. sa/sb are 0 (broadcast) or 1 (contiguous); specialised so
-// the common contiguous/scalar rows vectorise.
+// the common contiguous/scalar rows vectorise. No __restrict: callers compute in place (y is a,
+// as the bias add of Linear and the scaling of mean do), which __restrict would make undefined;
+// the compiler's run-time overlap check still takes the vector loop when y == a.
 template <auto OP>
-PE_MULTIVERSION void binary_row(const float* __restrict a, int64_t sa, const float* __restrict b,
-                                int64_t sb, float* __restrict y, int64_t n) {
+PE_MULTIVERSION void binary_row(const float* a, int64_t sa, const float* b, int64_t sb, float* y,
+                                int64_t n) {
   if (sa == 1 && sb == 1) {
     for (int64_t i = 0; i < n; ++i) y[i] = apply<OP>(a[i], b[i]);
   } else if (sa == 1) {
@@ -184,8 +186,10 @@ void binary_math_forward(const std::string& op, const py::array& a, const py::ar
   }
 }
 
+// No __restrict: relu and neg run in place (y is x), which __restrict would make undefined; the
+// compiler's run-time overlap check still takes the vector loop when y == x.
 template <UnOp OP>
-PE_MULTIVERSION void unary_loop(const float* __restrict x, float* __restrict y, int64_t n, float alpha) {
+PE_MULTIVERSION void unary_loop(const float* x, float* y, int64_t n, float alpha) {
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
     // Written as v <= 0 so that NaN propagates, as torch.relu does.

@@ -31,6 +31,30 @@ PE_MULTIVERSION void row_normalize_relu(const float* __restrict x, float* __rest
   for (int64_t i = 0; i < n; ++i) y[i] = std::max((x[i] - m) * a + b, 0.f);
 }
 
+// With g = (y > 0 ? dy : 0): sum(g) and sum(g * (x - m)). One vector of partial sums each (the
+// row is read from DRAM; a longer accumulator array makes the masked loop scalar).
+PE_MULTIVERSION void row_masked_grad_sums(const float* __restrict dy, const float* __restrict y,
+                                          const float* __restrict x, int64_t n, float m, float* sg,
+                                          float* sgx) {
+  float s1 = 0.f, s2 = 0.f;
+#pragma omp simd reduction(+ : s1, s2)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = y[i] > 0.f ? dy[i] : 0.f;
+    s1 += g;
+    s2 += g * (x[i] - m);
+  }
+  *sg = s1;
+  *sgx = s2;
+}
+
+// dx = p * (y > 0 ? dy : 0) + q * (x - m) + r.
+PE_MULTIVERSION void row_masked_grad_input(const float* __restrict dy, const float* __restrict y,
+                                           const float* __restrict x, float* __restrict dx,
+                                           int64_t n, float m, float p, float q, float r) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) dx[i] = (y[i] > 0.f ? p * dy[i] : 0.f) + q * (x[i] - m) + r;
+}
+
 // The training forward of batchnorm_forward_train (Relu = false) and
 // batchnorm_relu_forward_train: per channel, sum(x - s) and sum((x - s)^2) in one pass with s the
 // mean of the channel's first row (x - s is then of the order of the standard deviation, so the
@@ -107,6 +131,58 @@ void batchnorm_forward_eval(const py::array& x, const py::array& running_mean,
   }
 }
 
+// With g the incoming gradient (Masked: dy where y > 0, 0 elsewhere, ReLU's mask read from the
+// forward's output y; otherwise dy itself), the backward of batch norm per channel: grad_bias and
+// grad_weight from sum(g) and sum(g * (x - mean)), then dx. Masked is a template parameter so the
+// plain path compiles without the mask. The row sums stay two functions: the masked one
+// vectorises only with scalar accumulators (see row_masked_grad_sums).
+template <bool Masked>
+void bn_backward_channels(const pe::twin::BnBackwardArgs& a, const float* y, bool training) {
+  const pe::twin::NormDims& d = a.d;
+  const float *pg = a.gy, *px = a.x, *pm = a.mean, *pi = a.invstd, *pw = a.w;
+  float *pgx = a.gx, *pgw = a.gw, *pgb = a.gb;
+  const bool need_sums = a.need_sums;
+  py::gil_scoped_release nogil;
+  const int64_t M = d.M();
+#pragma omp parallel for schedule(static) if (d.C * M >= kParallelGrain)
+  for (int64_t c = 0; c < d.C; ++c) {
+    const float mean = pm[c];
+    const double invstd = pi[c];
+    double sg = 0.0, sgx = 0.0;
+    if (need_sums)
+      for (int64_t n = 0; n < d.N; ++n) {
+        const int64_t o = d.at(n, c);
+        float s1, s2;
+        if constexpr (Masked)
+          row_masked_grad_sums(pg + o, y + o, px + o, d.HW, mean, &s1, &s2);
+        else
+          row_grad_sums(pg + o, px + o, d.HW, mean, &s1, &s2);
+        sg += s1;
+        sgx += s2;
+      }
+    if (pgb) pgb[c] = static_cast<float>(sg);
+    if (pgw) pgw[c] = static_cast<float>(sgx * invstd);
+    if (!pgx) continue;
+    const double k = (pw ? pw[c] : 1.0) * invstd;
+    if (training && M > 0) {
+      // dx = k * (g - sg/M - (x - mean) * invstd^2 * sgx/M).
+      const float p = static_cast<float>(k), q = static_cast<float>(-k * invstd * invstd * sgx / M),
+                  r = static_cast<float>(-k * sg / M);
+      for (int64_t n = 0; n < d.N; ++n) {
+        const int64_t o = d.at(n, c);
+        if constexpr (Masked)
+          row_masked_grad_input(pg + o, y + o, px + o, pgx + o, d.HW, mean, p, q, r);
+        else
+          row_grad_input(pg + o, px + o, pgx + o, d.HW, mean, p, q, r);
+      }
+    } else if constexpr (!Masked) {
+      // The fused batch norm + ReLU node exists only in training mode.
+      for (int64_t n = 0; n < d.N; ++n)
+        row_scale(pg + d.at(n, c), pgx + d.at(n, c), d.HW, static_cast<float>(k));
+    }
+  }
+}
+
 // dy, x (N, C, *); save_mean/save_invstd (C,) from the forward. Any of grad_input (like x),
 // grad_weight, grad_bias (C,) may be None and is then skipped. With x_hat = (x - mean) * invstd:
 //   grad_bias = sum(dy), grad_weight = sum(dy * x_hat)
@@ -118,39 +194,7 @@ void batchnorm_backward(const py::array& grad_output, const py::array& x,
                         OptArray grad_bias, bool training) {
   const pe::twin::BnBackwardArgs a = pe::twin::bn_backward_args(
       grad_output, x, save_mean, save_invstd, weight, grad_input, grad_weight, grad_bias, training);
-  const pe::twin::NormDims& d = a.d;
-  const float *pg = a.gy, *px = a.x, *pm = a.mean, *pi = a.invstd, *pw = a.w;
-  float *pgx = a.gx, *pgw = a.gw, *pgb = a.gb;
-  const bool need_sums = a.need_sums;
-  py::gil_scoped_release nogil;
-  const int64_t M = d.M();
-#pragma omp parallel for schedule(static) if (x.size() >= kParallelGrain)
-  for (int64_t c = 0; c < d.C; ++c) {
-    const float mean = pm[c];
-    const double invstd = pi[c];
-    double sg = 0.0, sgx = 0.0;
-    if (need_sums)
-      for (int64_t n = 0; n < d.N; ++n) {
-        float a, b;
-        row_grad_sums(pg + d.at(n, c), px + d.at(n, c), d.HW, mean, &a, &b);
-        sg += a;
-        sgx += b;
-      }
-    if (pgb) pgb[c] = static_cast<float>(sg);
-    if (pgw) pgw[c] = static_cast<float>(sgx * invstd);
-    if (!pgx) continue;
-    const double k = (pw ? pw[c] : 1.0) * invstd;
-    if (training && M > 0) {
-      // dx = k * (dy - sg/M - (x - mean) * invstd^2 * sgx/M).
-      const float p = static_cast<float>(k), q = static_cast<float>(-k * invstd * invstd * sgx / M),
-                  r = static_cast<float>(-k * sg / M);
-      for (int64_t n = 0; n < d.N; ++n)
-        row_grad_input(pg + d.at(n, c), px + d.at(n, c), pgx + d.at(n, c), d.HW, mean, p, q, r);
-    } else {
-      for (int64_t n = 0; n < d.N; ++n)
-        row_scale(pg + d.at(n, c), pgx + d.at(n, c), d.HW, static_cast<float>(k));
-    }
-  }
+  bn_backward_channels<false>(a, nullptr, training);
 }
 
 // ---------------------------------------------------------------- batch norm + ReLU, training
@@ -158,30 +202,6 @@ void batchnorm_backward(const py::array& grad_output, const py::array& x,
 // over x (statistics, then normalise + affine + ReLU, as batchnorm_forward_train does without
 // the ReLU) where the separate kernels make three; the backward two passes over (dy, y, x) where
 // the ReLU backward and batchnorm_backward make three and write a masked gradient in between.
-
-// With g = (y > 0 ? dy : 0): sum(g) and sum(g * (x - m)). One vector of partial sums each (the
-// row is read from DRAM; a longer accumulator array makes the masked loop scalar).
-PE_MULTIVERSION void row_masked_grad_sums(const float* __restrict dy, const float* __restrict y,
-                                          const float* __restrict x, int64_t n, float m, float* sg,
-                                          float* sgx) {
-  float s1 = 0.f, s2 = 0.f;
-#pragma omp simd reduction(+ : s1, s2)
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = y[i] > 0.f ? dy[i] : 0.f;
-    s1 += g;
-    s2 += g * (x[i] - m);
-  }
-  *sg = s1;
-  *sgx = s2;
-}
-
-// dx = p * (y > 0 ? dy : 0) + q * (x - m) + r.
-PE_MULTIVERSION void row_masked_grad_input(const float* __restrict dy, const float* __restrict y,
-                                           const float* __restrict x, float* __restrict dx,
-                                           int64_t n, float m, float p, float q, float r) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) dx[i] = (y[i] > 0.f ? p * dy[i] : 0.f) + q * (x[i] - m) + r;
-}
 
 // x (N, C, *) -> y (same shape) = relu((x - mean_c) * invstd_c * w_c + b_c); otherwise exactly
 // batchnorm_forward_train (saved statistics, running-statistics update).
@@ -205,35 +225,7 @@ void batchnorm_relu_backward(const py::array& grad_output, const py::array& outp
   const pe::twin::BnBackwardArgs a = pe::twin::bn_backward_args(
       grad_output, x, save_mean, save_invstd, weight, grad_input, grad_weight, grad_bias, true);
   pe::check_shape(output, pe::shape_of(x), "output");
-  const pe::twin::NormDims& d = a.d;
-  const float *pg = a.gy, *py_ = pe::in_ptr(output, "output"), *px = a.x, *pm = a.mean,
-              *pi = a.invstd, *pw = a.w;
-  float *pgx = a.gx, *pgw = a.gw, *pgb = a.gb;
-  if (!a.need_sums) return;
-  py::gil_scoped_release nogil;
-  const int64_t M = d.M();
-#pragma omp parallel for schedule(static) if (x.size() >= kParallelGrain)
-  for (int64_t c = 0; c < d.C; ++c) {
-    const float mean = pm[c];
-    const double invstd = pi[c];
-    double sg = 0.0, sgx = 0.0;
-    for (int64_t n = 0; n < d.N; ++n) {
-      float s1, s2;
-      row_masked_grad_sums(pg + d.at(n, c), py_ + d.at(n, c), px + d.at(n, c), d.HW, mean, &s1,
-                           &s2);
-      sg += s1;
-      sgx += s2;
-    }
-    if (pgb) pgb[c] = static_cast<float>(sg);
-    if (pgw) pgw[c] = static_cast<float>(sgx * invstd);
-    if (!pgx) continue;
-    const double k = (pw ? pw[c] : 1.0) * invstd;
-    const float p = static_cast<float>(k), q = static_cast<float>(-k * invstd * invstd * sgx / M),
-                r = static_cast<float>(-k * sg / M);
-    for (int64_t n = 0; n < d.N; ++n)
-      row_masked_grad_input(pg + d.at(n, c), py_ + d.at(n, c), px + d.at(n, c), pgx + d.at(n, c),
-                            d.HW, mean, p, q, r);
-  }
+  bn_backward_channels<true>(a, pe::in_ptr(output, "output"), true);
 }
 
 }  // namespace

@@ -77,14 +77,24 @@ __global__ void bn_eval_kernel(const float* __restrict__ x, const float* __restr
   }
 }
 
-// grad_bias = sum(dy), grad_weight = sum(dy * x_hat);
-// training: dx = w * invstd * (dy - mean(dy) - x_hat * mean(dy * x_hat)); eval: dx = w*invstd*dy.
+// v where the ReLU's output y[k] > 0, else 0; v itself for the plain batch-norm backward.
+template <bool Masked>
+__device__ __forceinline__ float relu_mask(const float* __restrict__ y, int64_t k, float v) {
+  if constexpr (Masked) return y[k] > 0.f ? v : 0.f;
+  return v;
+}
+
+// With g = dy (Masked: g = (y > 0 ? dy : 0), the ReLU mask read from the forward's output y):
+// grad_bias = sum(g), grad_weight = sum(g * x_hat);
+// training: dx = w * invstd * (g - mean(g) - x_hat * mean(g * x_hat)); eval: dx = w*invstd*g.
+// Masked is a template parameter so the plain kernel compiles without the mask.
+template <bool Masked>
 __global__ void __launch_bounds__(kBlock)
-    bn_backward_kernel(const float* __restrict__ gy, const float* __restrict__ x,
-                       const float* __restrict__ mean, const float* __restrict__ invstd,
-                       const float* __restrict__ w, float* __restrict__ gx,
-                       float* __restrict__ gw, float* __restrict__ gb, int64_t C, int64_t HW,
-                       int64_t M, bool training, bool need_sums) {
+    bn_backward_kernel(const float* __restrict__ gy, const float* __restrict__ y,
+                       const float* __restrict__ x, const float* __restrict__ mean,
+                       const float* __restrict__ invstd, const float* __restrict__ w,
+                       float* __restrict__ gx, float* __restrict__ gw, float* __restrict__ gb,
+                       int64_t C, int64_t HW, int64_t M, bool training, bool need_sums) {
   __shared__ float sh[32];
   const int64_t c = blockIdx.x;
   const float m = mean[c];
@@ -93,8 +103,9 @@ __global__ void __launch_bounds__(kBlock)
   if (need_sums) {
     for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
       const int64_t k = at(j, c, C, HW);
-      sg += gy[k];
-      sgx += gy[k] * (x[k] - m);
+      const float g = relu_mask<Masked>(y, k, gy[k]);
+      sg += g;
+      sgx += g * (x[k] - m);
     }
     sg = pe::block_sum(sg, sh);
     sgx = pe::block_sum(sgx, sh);
@@ -109,13 +120,13 @@ __global__ void __launch_bounds__(kBlock)
     const float p = float(k), q = float(-k * is * is * sgx / M), r = float(-k * sg / M);
     for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
       const int64_t e = at(j, c, C, HW);
-      gx[e] = p * gy[e] + q * (x[e] - m) + r;
+      gx[e] = relu_mask<Masked>(y, e, p * gy[e]) + q * (x[e] - m) + r;
     }
   } else {
     const float p = float(k);
     for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
       const int64_t e = at(j, c, C, HW);
-      gx[e] = p * gy[e];
+      gx[e] = relu_mask<Masked>(y, e, p * gy[e]);
     }
   }
 }
@@ -160,39 +171,6 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
-// Training-mode batch-norm backward of g = (y > 0 ? dy : 0), the ReLU mask read from y.
-__global__ void __launch_bounds__(kBlock)
-    bn_relu_backward_kernel(const float* __restrict__ gy, const float* __restrict__ y,
-                            const float* __restrict__ x, const float* __restrict__ mean,
-                            const float* __restrict__ invstd, const float* __restrict__ w,
-                            float* __restrict__ gx, float* __restrict__ gw,
-                            float* __restrict__ gb, int64_t C, int64_t HW, int64_t M) {
-  __shared__ float sh[32];
-  const int64_t c = blockIdx.x;
-  const float m = mean[c];
-  const double is = invstd[c];
-  float sg = 0.f, sgx = 0.f;
-  for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
-    const int64_t k = at(j, c, C, HW);
-    const float g = y[k] > 0.f ? gy[k] : 0.f;
-    sg += g;
-    sgx += g * (x[k] - m);
-  }
-  sg = pe::block_sum(sg, sh);
-  sgx = pe::block_sum(sgx, sh);
-  if (threadIdx.x == 0) {
-    if (gb) gb[c] = sg;
-    if (gw) gw[c] = float(sgx * is);
-  }
-  if (!gx) return;
-  const double k = (w ? w[c] : 1.0) * is;
-  const float p = float(k), q = float(-k * is * is * sgx / M), r = float(-k * sg / M);
-  for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
-    const int64_t e = at(j, c, C, HW);
-    gx[e] = (y[e] > 0.f ? p * gy[e] : 0.f) + q * (x[e] - m) + r;
-  }
-}
-
 void batchnorm_forward_train(const Array& x, const OptArray& weight, const OptArray& bias, Array& y,
                              Array& save_mean, Array& save_invstd, OptArray running_mean,
                              OptArray running_var, double momentum, double eps) {
@@ -232,9 +210,9 @@ void batchnorm_backward(const Array& grad_output, const Array& x, const Array& s
   float *pgx = a.gx, *pgw = a.gw, *pgb = a.gb;
   const bool need_sums = a.need_sums;
   if (d.C == 0) return;
-  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_backward_kernel)(
-      pg, px, pm, pi, pw, pgx, pgw, pgb, d.C, d.HW, d.M(), training, need_sums);
-  PE_LAUNCHED("bn_backward_kernel");
+  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_backward_kernel<false>)(
+      pg, nullptr, px, pm, pi, pw, pgx, pgw, pgb, d.C, d.HW, d.M(), training, need_sums);
+  PE_LAUNCHED("bn_backward_kernel<false>");
 }
 
 void batchnorm_relu_forward_train(const Array& x, const OptArray& weight, const OptArray& bias,
@@ -263,9 +241,9 @@ void batchnorm_relu_backward(const Array& grad_output, const Array& output, cons
   const pe::twin::NormDims& d = a.d;
   if (d.C == 0 || !a.need_sums) return;
   PE_CHECK(d.C <= 2147483647, "too many channels");
-  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_relu_backward_kernel)(
-      a.gy, py_, a.x, a.mean, a.invstd, a.w, a.gx, a.gw, a.gb, d.C, d.HW, d.M());
-  PE_LAUNCHED("bn_relu_backward_kernel");
+  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_backward_kernel<true>)(
+      a.gy, py_, a.x, a.mean, a.invstd, a.w, a.gx, a.gw, a.gb, d.C, d.HW, d.M(), true, true);
+  PE_LAUNCHED("bn_backward_kernel<true>");
 }
 
 }  // namespace

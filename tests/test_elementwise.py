@@ -201,6 +201,39 @@ def test_inplace_arithmetic(device):
     assert w.tolist() == [0.5, 0.5]
 
 
+@pytest.mark.parametrize(
+    "op", ["relu", "leaky_relu", "sigmoid", "tanh", "exp", "log", "sqrt", "neg", "abs", "pow"]
+)
+def test_unary_kernel_in_place(rng, op):
+    """unary_forward with y the same array as x (as the fused ReLUs and neg call it) gives the
+    out-of-place result bit for bit, on the threaded path too."""
+    from pyengine.backend.device import _cpu
+
+    n = 70001
+    x = (_pos(rng, n) if op in ("log", "sqrt", "pow") else rng.standard_normal(n)).astype(
+        np.float32
+    )
+    ref = np.empty_like(x)
+    _cpu.unary_forward(op, x, ref, 1.7)
+    _cpu.unary_forward(op, x, x, 1.7)
+    assert x.tobytes() == ref.tobytes()
+
+
+@pytest.mark.parametrize("sa,sb", [((70001,), (70001,)), ((70001,), (1,)), ((10000, 7), (7,))])
+def test_binary_kernel_in_place(rng, sa, sb):
+    """binary_forward with y the same array as a (Linear's bias add, the scaling of a mean) gives
+    the out-of-place result bit for bit: flat, scalar and broadcast rows."""
+    from pyengine.backend.device import _cpu
+
+    b = rng.standard_normal(sb).astype(np.float32)
+    for op in ("add", "mul", "div", "maximum"):
+        a = rng.standard_normal(sa).astype(np.float32)
+        ref = np.empty_like(a)
+        _cpu.binary_forward(op, a, b, ref)
+        _cpu.binary_forward(op, a, b, a)
+        assert a.tobytes() == ref.tobytes()
+
+
 def test_comparisons():
     a = pe.tensor([1.0, 2.0, 3.0])
     assert (a > 1.5).tolist() == [False, True, True]

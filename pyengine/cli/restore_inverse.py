@@ -323,12 +323,10 @@ def cmd_train_inverse(args: argparse.Namespace) -> int:
     base_psnr = float(np.mean(base_rows))
     base_name = "Wiener" if name == "deblur" else "bicubic"
     history: dict[str, Any] = {"loss": [], "val_psnr": [], "baseline_psnr": base_psnr}
-    start = 0
-    if ckpt is not None:
-        history, start = restore_state(ckpt, out, model, opt, sched)
-        if start >= args.epochs:
-            print(f"{out}: already trained {start} epochs (ask for more with --epochs)")
-            return 0
+    resumed = restore_state(ckpt, out, model, opt, sched, history, args.epochs)
+    if resumed is None:
+        return 0
+    history, start = resumed
     print(
         f"training {args.arch_name} ({model.num_parameters():,} parameters) for {task.describe()} "
         f"on {args.data or 'bundled images'} -> {out}; validation {base_name} PSNR "

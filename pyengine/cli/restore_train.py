@@ -169,12 +169,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     opt = pe.optim.Adam(model.parameters(), lr=args.lr)
     sched = pe.optim.lr_scheduler.StepLR(opt, args.lr_step, args.lr_gamma)
     history: dict[str, Any] = {"loss": [], "val_psnr": [], "val_ssim": [], "noisy_psnr": noisy_psnr}
-    start = 0
-    if ckpt is not None:
-        history, start = restore_state(ckpt, out, model, opt, sched)
-        if start >= args.epochs:
-            print(f"{out}: already trained {start} epochs (ask for more with --epochs)")
-            return 0
+    resumed = restore_state(ckpt, out, model, opt, sched, history, args.epochs)
+    if resumed is None:
+        return 0
+    history, start = resumed
     loader = DataLoader(
         dataset,
         launch.per_rank(args.batch),
@@ -230,11 +228,17 @@ def start_or_resume(args: argparse.Namespace, out: Path, archs: tuple[str, ...])
     return ckpt
 
 
-def restore_state(ckpt: Any, out: Path, model: Any, opt: Any, sched: Any) -> tuple[dict, int]:
-    """Load a checkpoint's model, optimizer, schedule and generator state; returns (history,
-    epochs done)."""
+def restore_state(
+    ckpt: Any, out: Path, model: Any, opt: Any, sched: Any, history: dict[str, Any], epochs: int
+) -> tuple[dict, int] | None:
+    """(history, first epoch to train): a new run's ``history`` and 0 when ``ckpt`` is None, else
+    the checkpoint's history and epochs done, its model, optimizer, schedule and generator state
+    loaded. None when the checkpoint already holds ``epochs`` epochs (said on stdout), so the
+    caller ends without training."""
     import pyengine as pe
 
+    if ckpt is None:
+        return history, 0
     try:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -242,7 +246,11 @@ def restore_state(ckpt: Any, out: Path, model: Any, opt: Any, sched: Any) -> tup
         raise UserError(f"'{out / CHECKPOINT}' does not match this model: {e}") from None
     sched.load_state_dict(ckpt["scheduler"])
     pe.random.generator().bit_generator.state = json.loads(ckpt["rng"])
-    return json.loads(ckpt["history"]), int(ckpt["epoch"])
+    start = int(ckpt["epoch"])
+    if start >= epochs:
+        print(f"{out}: already trained {start} epochs (ask for more with --epochs)")
+        return None
+    return json.loads(ckpt["history"]), start
 
 
 def save_state(
