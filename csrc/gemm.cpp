@@ -537,10 +537,11 @@ void wait_for(const std::atomic<int64_t>& counter, int64_t target) {
 }
 
 // Short products (a few hundred microseconds) on several threads. A static split costs them
-// what a fixed schedule cannot hide: with OMP_WAIT_POLICY=PASSIVE (pyengine's default) a worker
-// is woken by the OS tens of microseconds after the region opens, on a busy machine far later,
-// and the calling thread then waits at the join for the worker's whole share; and each thread of
-// a row split packs all of op(B) again. Here op(B) is packed once per (KC x NC) block into a
+// what a fixed schedule cannot hide: a worker that has gone to sleep (pyengine's default wait
+// policy lets it spin only ~0.1 ms, pyengine/__init__.py) is woken by the OS tens of
+// microseconds after the region opens, on a busy machine far later, and the calling thread then
+// waits at the join for the worker's whole share; and each thread of a row split packs all of
+// op(B) again. Here op(B) is packed once per (KC x NC) block into a
 // buffer all threads share, and the work is a list of tasks taken in order from one counter:
 // per block, the packing of its NR panels (in groups), then its MR-row micro-panels of C (each
 // thread packs the A panel it takes). A thread that has not woken up yet holds no task, so

@@ -2,11 +2,17 @@
 
 import os as _os
 
-# Idle OpenMP workers sleep instead of spinning unless the user chose otherwise: a spinning
-# worker burns its time slice, so on a busy machine (or next to PyTorch's own OpenMP pool) the
-# scheduler runs it late and every parallel kernel waits a tick for it (1M-element ops measured
-# 25x slower). The runtime reads this when the extension loads it, i.e. on the imports below.
+# Idle OpenMP workers sleep instead of spinning for long unless the user chose otherwise: a
+# spinning worker burns its time slice, so on a busy machine (or next to PyTorch's own OpenMP
+# pool) the scheduler runs it late and every parallel kernel waits a tick for it (1M-element ops
+# measured 25x slower with libgomp's default ~3 ms of spinning). Before sleeping they spin
+# 10,000 rounds (about 0.1 ms; GNU OpenMP honours GOMP_SPINCOUNT under PASSIVE too), so that
+# back-to-back kernels find them awake: a 256^3 sgemm took 0.223 ms with sleeping workers, each
+# call waiting for the OS to wake one, and 0.178 ms with this (NumPy: 0.19-0.20 ms; `python -m
+# benchmarks.harness benchmarks.bench_gemm:work pyengine '[256,256,256]' 300`). The runtime
+# reads both when the extension loads it, i.e. on the imports below.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+_os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 from pyengine import autograd, backends, cuda, nn, optim, random  # noqa: E402,I001  (after the core is defined)
 from pyengine.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled

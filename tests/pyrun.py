@@ -9,8 +9,10 @@ import pyengine as pe
 
 
 def run_python(
-    args: list[str], env: dict[str, str] | None = None, **kwargs
+    args: list[str], env: dict[str, str] | None = None, drop: tuple[str, ...] = (), **kwargs
 ) -> subprocess.CompletedProcess:
+    """``args`` in a child Python with this process's environment, less ``drop``, plus ``env``."""
     root = os.path.dirname(os.path.dirname(pe.__file__))
-    full_env = {**os.environ, **(env or {}), "PYTHONPATH": root}
+    kept = {k: v for k, v in os.environ.items() if k not in drop}
+    full_env = {**kept, **(env or {}), "PYTHONPATH": root}
     return subprocess.run([sys.executable, *args], env=full_env, cwd="/", **kwargs)

@@ -223,3 +223,22 @@ def test_gemm_with_fewer_threads_than_asked():
     )
     env = {"OMP_NUM_THREADS": "2", "OMP_THREAD_LIMIT": "1"}
     run_python(["-c", code], env=env, check=True)
+
+
+@pytest.mark.parametrize(
+    "given, want",
+    [({}, "PASSIVE 10000"), ({"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "7"}, "ACTIVE 7")],
+)
+def test_openmp_wait_defaults(given, want):
+    """pyengine's idle workers spin ~0.1 ms and then sleep (pyengine/__init__.py) unless the user
+    chose otherwise."""
+    code = "import os, pyengine\nprint(os.environ['OMP_WAIT_POLICY'], os.environ['GOMP_SPINCOUNT'])"
+    out = run_python(
+        ["-c", code],
+        env=given,
+        drop=("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"),
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == want
