@@ -433,8 +433,9 @@ void conv_block(const float* xp, const float* Up, int64_t up, const float* b, bo
 //   4x64x128x128  11.6/11.3/14.1 -> 10.1/10.2/12.8
 //   1x64x512x512  49.1/48.7/62.7 -> 44.8/43.9/61.5
 //   16x64x40x40    5.0/4.9/6.0   ->  5.0/5.1/5.9   (its 8 MB copy stays in L3 either way)
-// 512x512 DnCNN-17 denoising: 800-812 -> 694-725 ms; bands of 1 MB and 4 MB measured 748 and
-// 809 ms in the same sitting.
+// 512x512 DnCNN-17 denoising, `python -m benchmarks.bench_inference --repeats 5 --rounds 4`:
+// 781 -> 706 ms (PyTorch 3112 / 3218 ms). With the band size made a variable for the
+// experiment, bands of 1 MB and 4 MB were slower than 2 MB (748 and 809 against 687 ms).
 int64_t band_floats() {
   static const int64_t floats = [] {
     const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
