@@ -55,12 +55,20 @@ PE_MULTIVERSION void row_masked_grad_input(const float* __restrict dy, const flo
   for (int64_t i = 0; i < n; ++i) dx[i] = (y[i] > 0.f ? p * dy[i] : 0.f) + q * (x[i] - m) + r;
 }
 
-// The training forward of batchnorm_forward_train (Relu = false) and
-// batchnorm_relu_forward_train: per channel, sum(x - s) and sum((x - s)^2) in one pass with s the
-// mean of the channel's first row (x - s is then of the order of the standard deviation, so the
-// variance loses no more than the corrected two-pass formula does), then one pass writing y.
+// x (N, C, *) -> y (same shape) = (x - mean_c) * invstd_c * w_c + b_c with the batch statistics,
+// through a ReLU when Relu (bound as batchnorm_relu_forward_train, else batchnorm_forward_train);
+// save_mean/save_invstd (C,) receive the statistics. When given, running_mean/running_var (C,) move
+// toward the batch mean and the unbiased batch variance: r = (1 - momentum) * r + momentum * batch.
+// Per channel, sum(x - s) and sum((x - s)^2) in one pass with s the mean of the channel's first
+// row (x - s is then of the order of the standard deviation, so the variance loses no more than
+// the corrected two-pass formula does), then one pass writing y.
 template <bool Relu>
-void bn_forward_train_channels(const pe::twin::BnTrainArgs& a, double momentum, double eps) {
+void batchnorm_forward_train(const py::array& x, const OptArray& weight, const OptArray& bias,
+                             py::array& y, py::array& save_mean, py::array& save_invstd,
+                             OptArray running_mean, OptArray running_var, double momentum,
+                             double eps) {
+  const pe::twin::BnTrainArgs a = pe::twin::bn_train_args(
+      x, weight, bias, y, save_mean, save_invstd, running_mean, running_var, eps);
   const pe::twin::NormDims& d = a.d;
   const float *px = a.x, *pw = a.w, *pb = a.b;
   float *py_ = a.y, *pm = a.mean, *pi = a.invstd, *prm = a.running_mean, *prv = a.running_var;
@@ -93,18 +101,6 @@ void bn_forward_train_channels(const pe::twin::BnTrainArgs& a, double momentum, 
       else
         row_normalize(px + d.at(n, c), py_ + d.at(n, c), d.HW, pm[c], scale, offset);
   }
-}
-
-// x (N, C, *) -> y (same shape) = (x - mean_c) * invstd_c * w_c + b_c with the batch statistics;
-// save_mean/save_invstd (C,) receive them. When given, running_mean/running_var (C,) move toward
-// the batch mean and the unbiased batch variance: r = (1 - momentum) * r + momentum * batch.
-void batchnorm_forward_train(const py::array& x, const OptArray& weight, const OptArray& bias,
-                             py::array& y, py::array& save_mean, py::array& save_invstd,
-                             OptArray running_mean, OptArray running_var, double momentum,
-                             double eps) {
-  const pe::twin::BnTrainArgs a = pe::twin::bn_train_args(
-      x, weight, bias, y, save_mean, save_invstd, running_mean, running_var, eps);
-  bn_forward_train_channels<false>(a, momentum, eps);
 }
 
 // Eval mode: y = (x - running_mean) * invstd * w + b with invstd = 1/sqrt(running_var + eps);
@@ -198,21 +194,10 @@ void batchnorm_backward(const py::array& grad_output, const py::array& x,
 }
 
 // ---------------------------------------------------------------- batch norm + ReLU, training
-// The pair behind one relu(batch_norm(x)) autograd node. Per channel the forward makes two passes
-// over x (statistics, then normalise + affine + ReLU, as batchnorm_forward_train does without
-// the ReLU) where the separate kernels make three; the backward two passes over (dy, y, x) where
-// the ReLU backward and batchnorm_backward make three and write a masked gradient in between.
-
-// x (N, C, *) -> y (same shape) = relu((x - mean_c) * invstd_c * w_c + b_c); otherwise exactly
-// batchnorm_forward_train (saved statistics, running-statistics update).
-void batchnorm_relu_forward_train(const py::array& x, const OptArray& weight, const OptArray& bias,
-                                  py::array& y, py::array& save_mean, py::array& save_invstd,
-                                  OptArray running_mean, OptArray running_var, double momentum,
-                                  double eps) {
-  const pe::twin::BnTrainArgs a = pe::twin::bn_train_args(
-      x, weight, bias, y, save_mean, save_invstd, running_mean, running_var, eps);
-  bn_forward_train_channels<true>(a, momentum, eps);
-}
+// The pair behind one relu(batch_norm(x)) autograd node: batchnorm_forward_train<true> and the
+// backward below. Per channel the forward makes two passes over x (statistics, then normalise +
+// affine + ReLU) where the separate kernels make three; the backward two passes over (dy, y, x)
+// where the ReLU backward and batchnorm_backward make three and write a masked gradient in between.
 
 // dy, output (y of the forward), x (N, C, *); save_mean/save_invstd (C,) from the forward. With
 // g = dy where output > 0 and 0 elsewhere (ReLU's mask), the training-mode batchnorm_backward of
@@ -231,16 +216,17 @@ void batchnorm_relu_backward(const py::array& grad_output, const py::array& outp
 }  // namespace
 
 void bind_norm(py::module_& m) {
-  m.def("batchnorm_forward_train", &batchnorm_forward_train, py::arg("x"), py::arg("weight"),
-        py::arg("bias"), py::arg("y"), py::arg("save_mean"), py::arg("save_invstd"),
-        py::arg("running_mean"), py::arg("running_var"), py::arg("momentum"), py::arg("eps"));
+  m.def("batchnorm_forward_train", &batchnorm_forward_train<false>, py::arg("x"),
+        py::arg("weight"), py::arg("bias"), py::arg("y"), py::arg("save_mean"),
+        py::arg("save_invstd"), py::arg("running_mean"), py::arg("running_var"),
+        py::arg("momentum"), py::arg("eps"));
   m.def("batchnorm_forward_eval", &batchnorm_forward_eval, py::arg("x"), py::arg("running_mean"),
         py::arg("running_var"), py::arg("weight"), py::arg("bias"), py::arg("y"),
         py::arg("save_mean"), py::arg("save_invstd"), py::arg("eps"));
   m.def("batchnorm_backward", &batchnorm_backward, py::arg("grad_output"), py::arg("x"),
         py::arg("save_mean"), py::arg("save_invstd"), py::arg("weight"), py::arg("grad_input"),
         py::arg("grad_weight"), py::arg("grad_bias"), py::arg("training"));
-  m.def("batchnorm_relu_forward_train", &batchnorm_relu_forward_train, py::arg("x"),
+  m.def("batchnorm_relu_forward_train", &batchnorm_forward_train<true>, py::arg("x"),
         py::arg("weight"), py::arg("bias"), py::arg("y"), py::arg("save_mean"),
         py::arg("save_invstd"), py::arg("running_mean"), py::arg("running_var"),
         py::arg("momentum"), py::arg("eps"));

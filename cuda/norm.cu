@@ -19,7 +19,11 @@ __device__ __forceinline__ int64_t at(int64_t j, int64_t c, int64_t C, int64_t H
   return ((j / HW) * C + c) * HW + j % HW;
 }
 
-// Training forward: shifted mean, corrected two-pass variance, normalisation, running stats.
+// Training forward of batchnorm_forward_train (Relu = false) and batchnorm_relu_forward_train,
+// with csrc/norm.cpp's statistics: sum(x - s) and sum((x - s)^2) in one pass with s the mean of the
+// channel's first row (x - s is then of the order of the standard deviation, so the variance loses
+// no more than the corrected two-pass formula does), then one pass writing y.
+template <bool Relu>
 __global__ void __launch_bounds__(kBlock)
     bn_train_kernel(const float* __restrict__ x, const float* __restrict__ w,
                     const float* __restrict__ b, float* __restrict__ y, float* __restrict__ mean_out,
@@ -27,23 +31,21 @@ __global__ void __launch_bounds__(kBlock)
                     int64_t C, int64_t HW, int64_t M, double momentum, double eps) {
   __shared__ float sh[32];
   const int64_t c = blockIdx.x;
-  // Shifting by one sample of the channel keeps the float partial sums small when |mean| >> std.
-  const float shift = x[at(0, c, C, HW)];
-  float s = 0.f;
-  for (int64_t j = threadIdx.x; j < M; j += blockDim.x) s += x[at(j, c, C, HW)] - shift;
-  s = pe::block_sum(s, sh);
-  const double mean = shift + double(s) / M;
-  const float mf = float(mean);
+  float s0 = 0.f;
+  for (int64_t j = threadIdx.x; j < HW; j += blockDim.x) s0 += x[at(j, c, C, HW)];
+  const float shift = pe::block_sum(s0, sh) / float(HW);
   float s1 = 0.f, s2 = 0.f;
   for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
-    const float dv = x[at(j, c, C, HW)] - mf;
+    const float dv = x[at(j, c, C, HW)] - shift;
     s1 += dv;
     s2 += dv * dv;
   }
   s1 = pe::block_sum(s1, sh);
   s2 = pe::block_sum(s2, sh);
+  const double mean = shift + double(s1) / M;
   const double var = fmax((double(s2) - double(s1) * s1 / M) / M, 0.0);
   const double invstd = 1.0 / sqrt(var + eps);
+  const float mf = float(mean);
   if (threadIdx.x == 0) {
     mean_out[c] = mf;
     invstd_out[c] = float(invstd);
@@ -55,7 +57,11 @@ __global__ void __launch_bounds__(kBlock)
   const float scale = float((w ? w[c] : 1.0) * invstd), offset = b ? b[c] : 0.f;
   for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
     const int64_t k = at(j, c, C, HW);
-    y[k] = (x[k] - mf) * scale + offset;
+    const float v = (x[k] - mf) * scale + offset;
+    if constexpr (Relu)
+      y[k] = fmaxf(v, 0.f);
+    else
+      y[k] = v;
   }
 }
 
@@ -131,59 +137,20 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
-// relu(batch norm) in training: batch statistics from one pass of sums shifted by the mean of the
-// channel's first row (as csrc/norm.cpp), then normalise + affine + ReLU.
-__global__ void __launch_bounds__(kBlock)
-    bn_relu_train_kernel(const float* __restrict__ x, const float* __restrict__ w,
-                         const float* __restrict__ b, float* __restrict__ y,
-                         float* __restrict__ mean_out, float* __restrict__ invstd_out,
-                         float* __restrict__ rm, float* __restrict__ rv, int64_t C, int64_t HW,
-                         int64_t M, double momentum, double eps) {
-  __shared__ float sh[32];
-  const int64_t c = blockIdx.x;
-  float s0 = 0.f;
-  for (int64_t j = threadIdx.x; j < HW; j += blockDim.x) s0 += x[at(j, c, C, HW)];
-  const float shift = pe::block_sum(s0, sh) / float(HW);
-  float s1 = 0.f, s2 = 0.f;
-  for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
-    const float dv = x[at(j, c, C, HW)] - shift;
-    s1 += dv;
-    s2 += dv * dv;
-  }
-  s1 = pe::block_sum(s1, sh);
-  s2 = pe::block_sum(s2, sh);
-  const double mean = shift + double(s1) / M;
-  const double var = fmax((double(s2) - double(s1) * s1 / M) / M, 0.0);
-  const double invstd = 1.0 / sqrt(var + eps);
-  const float mf = float(mean);
-  if (threadIdx.x == 0) {
-    mean_out[c] = mf;
-    invstd_out[c] = float(invstd);
-    if (rm) {
-      rm[c] = float((1.0 - momentum) * rm[c] + momentum * mean);
-      rv[c] = float((1.0 - momentum) * rv[c] + momentum * var * M / (M - 1));
-    }
-  }
-  const float scale = float((w ? w[c] : 1.0) * invstd), offset = b ? b[c] : 0.f;
-  for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
-    const int64_t k = at(j, c, C, HW);
-    y[k] = fmaxf((x[k] - mf) * scale + offset, 0.f);
-  }
-}
-
+// Bound as batchnorm_forward_train (Relu = false) and batchnorm_relu_forward_train.
+template <bool Relu>
 void batchnorm_forward_train(const Array& x, const OptArray& weight, const OptArray& bias, Array& y,
                              Array& save_mean, Array& save_invstd, OptArray running_mean,
                              OptArray running_var, double momentum, double eps) {
   const pe::twin::BnTrainArgs a = pe::twin::bn_train_args(
       x, weight, bias, y, save_mean, save_invstd, running_mean, running_var, eps);
   const pe::twin::NormDims& d = a.d;
-  const float *px = a.x, *pw = a.w, *pb = a.b;
-  float *py_ = a.y, *pm = a.mean, *pi = a.invstd, *prm = a.running_mean, *prv = a.running_var;
   PE_CHECK(d.C <= 2147483647, "too many channels");
   if (d.C == 0) return;
-  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_train_kernel)(
-      px, pw, pb, py_, pm, pi, prm, prv, d.C, d.HW, d.M(), momentum, eps);
-  PE_LAUNCHED("bn_train_kernel");
+  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_train_kernel<Relu>)(
+      a.x, a.w, a.b, a.y, a.mean, a.invstd, a.running_mean, a.running_var, d.C, d.HW, d.M(),
+      momentum, eps);
+  PE_LAUNCHED(Relu ? "bn_train_kernel<true>" : "bn_train_kernel<false>");
 }
 
 void batchnorm_forward_eval(const Array& x, const Array& running_mean, const Array& running_var,
@@ -215,21 +182,6 @@ void batchnorm_backward(const Array& grad_output, const Array& x, const Array& s
   PE_LAUNCHED("bn_backward_kernel<false>");
 }
 
-void batchnorm_relu_forward_train(const Array& x, const OptArray& weight, const OptArray& bias,
-                                  Array& y, Array& save_mean, Array& save_invstd,
-                                  OptArray running_mean, OptArray running_var, double momentum,
-                                  double eps) {
-  const pe::twin::BnTrainArgs a = pe::twin::bn_train_args(
-      x, weight, bias, y, save_mean, save_invstd, running_mean, running_var, eps);
-  const pe::twin::NormDims& d = a.d;
-  PE_CHECK(d.C <= 2147483647, "too many channels");
-  if (d.C == 0) return;
-  PE_LAUNCH(unsigned(d.C), kBlock, 0, bn_relu_train_kernel)(
-      a.x, a.w, a.b, a.y, a.mean, a.invstd, a.running_mean, a.running_var, d.C, d.HW, d.M(),
-      momentum, eps);
-  PE_LAUNCHED("bn_relu_train_kernel");
-}
-
 void batchnorm_relu_backward(const Array& grad_output, const Array& output, const Array& x,
                              const Array& save_mean, const Array& save_invstd,
                              const OptArray& weight, OptArray grad_input, OptArray grad_weight,
@@ -249,16 +201,17 @@ void batchnorm_relu_backward(const Array& grad_output, const Array& output, cons
 }  // namespace
 
 void bind_norm(py::module_& m) {
-  m.def("batchnorm_forward_train", &batchnorm_forward_train, py::arg("x"), py::arg("weight"),
-        py::arg("bias"), py::arg("y"), py::arg("save_mean"), py::arg("save_invstd"),
-        py::arg("running_mean"), py::arg("running_var"), py::arg("momentum"), py::arg("eps"));
+  m.def("batchnorm_forward_train", &batchnorm_forward_train<false>, py::arg("x"),
+        py::arg("weight"), py::arg("bias"), py::arg("y"), py::arg("save_mean"),
+        py::arg("save_invstd"), py::arg("running_mean"), py::arg("running_var"),
+        py::arg("momentum"), py::arg("eps"));
   m.def("batchnorm_forward_eval", &batchnorm_forward_eval, py::arg("x"), py::arg("running_mean"),
         py::arg("running_var"), py::arg("weight"), py::arg("bias"), py::arg("y"),
         py::arg("save_mean"), py::arg("save_invstd"), py::arg("eps"));
   m.def("batchnorm_backward", &batchnorm_backward, py::arg("grad_output"), py::arg("x"),
         py::arg("save_mean"), py::arg("save_invstd"), py::arg("weight"), py::arg("grad_input"),
         py::arg("grad_weight"), py::arg("grad_bias"), py::arg("training"));
-  m.def("batchnorm_relu_forward_train", &batchnorm_relu_forward_train, py::arg("x"),
+  m.def("batchnorm_relu_forward_train", &batchnorm_forward_train<true>, py::arg("x"),
         py::arg("weight"), py::arg("bias"), py::arg("y"), py::arg("save_mean"),
         py::arg("save_invstd"), py::arg("running_mean"), py::arg("running_var"),
         py::arg("momentum"), py::arg("eps"));

@@ -80,10 +80,10 @@ def test_eval_backward_is_channel_scale(rng):
     )
 
 
-def test_large_mean_is_stable(rng, torch):
+def test_large_mean_is_stable(device, rng, torch):
     x = (1e4 + rng.standard_normal((8, 4, 16, 16))).astype(np.float32)
-    rm, rv = pe.zeros(4), pe.ones(4)
-    y = F.batch_norm(pe.tensor(x), rm, rv, training=True, momentum=1.0).numpy()
+    rm, rv = pe.zeros(4, device=device), pe.ones(4, device=device)
+    y = F.batch_norm(pe.tensor(x, device=device), rm, rv, training=True, momentum=1.0).numpy()
     t = torch.tensor(x, dtype=torch.float64)
     trm, trv = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
     ty = torch.nn.functional.batch_norm(t, trm, trv, training=True, momentum=1.0).numpy()
@@ -359,11 +359,11 @@ def test_batch_norm_relu_gradcheck_twin(rng):
     assert pe.autograd.gradcheck(lambda x: _bn_relu(x, None, None), [x])
 
 
-def test_batch_norm_relu_large_mean_is_stable(rng):
+def test_batch_norm_relu_large_mean_is_stable(device, rng):
     """The one-pass statistics (sums shifted by the first row's mean) against float64."""
     x = (1e4 + rng.standard_normal((8, 4, 16, 16))).astype(np.float32)
-    rm, rv = pe.zeros(4), pe.ones(4)
-    y = _bn_relu(pe.tensor(x), rm, rv, momentum=1.0).numpy()
+    rm, rv = pe.zeros(4, device=device), pe.ones(4, device=device)
+    y = _bn_relu(pe.tensor(x, device=device), rm, rv, momentum=1.0).numpy()
     rm64, rv64 = pe.zeros(4, dtype=pe.float64), pe.ones(4, dtype=pe.float64)
     ref = _bn_relu(pe.tensor(x.astype(np.float64)), rm64, rv64, momentum=1.0).numpy()
     np.testing.assert_allclose(y, ref, atol=1e-3)
