@@ -48,13 +48,19 @@ def _passes(algo: str, x, w, b, gy):
     return fns, (y, gx, gw)
 
 
+def _operands(rng, n: int, c: int, k: int, h: int, wd: int):
+    """x (n, c, h, wd), w (k, c, 3, 3) scaled by 1/sqrt(fan-in), b (k,), gy (n, k, h, wd)."""
+    x = rng.standard_normal((n, c, h, wd), dtype=np.float32)
+    w = (rng.standard_normal((k, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    gy = rng.standard_normal((n, k, h, wd), dtype=np.float32)
+    return x, w, b, gy
+
+
 def unet() -> None:
     rng = np.random.default_rng(0)
     for c, k, h in UNET:
-        x = rng.standard_normal((4, c, h, h), dtype=np.float32)
-        w = (rng.standard_normal((k, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
-        b = rng.standard_normal(k).astype(np.float32)
-        gy = rng.standard_normal((4, k, h, h), dtype=np.float32)
+        x, w, b, gy = _operands(rng, 4, c, k, h, h)
         cols = []
         for algo in ("winograd", "im2col"):
             ms = [median_ms(f, 15, 1) for f in _passes(algo, x, w, b, gy)[0]]
@@ -67,10 +73,7 @@ def main() -> None:
         return unet()
     rng = np.random.default_rng(0)
     for n, c, h, wd in SHAPES:
-        x = rng.standard_normal((n, c, h, wd), dtype=np.float32)
-        w = (rng.standard_normal((c, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
-        b = rng.standard_normal(c).astype(np.float32)
-        gy = rng.standard_normal((n, c, h, wd), dtype=np.float32)
+        x, w, b, gy = _operands(rng, n, c, c, h, wd)
         refs = None
         if n * h * wd <= 16 * 40 * 40:  # float64 reference only where it takes seconds
             x64, w64, gy64 = (a.astype(np.float64) for a in (x, w, gy))

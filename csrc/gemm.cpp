@@ -541,11 +541,11 @@ void wait_for(const std::atomic<int64_t>& counter, int64_t target) {
 // policy lets it spin only ~0.1 ms, pyengine/__init__.py) is woken by the OS tens of
 // microseconds after the region opens, on a busy machine far later, and the calling thread then
 // waits at the join for the worker's whole share; and each thread of a row split packs all of
-// op(B) again. Here op(B) is packed once per (KC x NC) block into a
-// buffer all threads share, and the work is a list of tasks taken in order from one counter:
-// per block, the packing of its NR panels (in groups), then its MR-row micro-panels of C (each
-// thread packs the A panel it takes). A thread that has not woken up yet holds no task, so
-// nobody waits for it; the one that runs first does the work until the other joins.
+// op(B) again. Here op(B) is packed once per (KC x NC) block into a buffer all threads share,
+// and the work is a list of tasks taken in order from one counter: per block, the packing of
+// its NR panels (in groups), then its MR-row micro-panels of C (each thread packs the A panel it
+// takes). A thread that has not woken up yet holds no task, so nobody waits for it; the one
+// that runs first does the work until the other joins.
 // Dependencies (all on lower-numbered tasks, so taking tasks in order cannot deadlock): a
 // block's row tasks wait for its packing; a block's packing waits for the row tasks of the
 // block two back, whose buffer it reuses (two buffers: packing overlaps the previous block's
