@@ -29,7 +29,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import pyengine as pe
 import pyengine.nn.functional as F
-from benchmarks.harness import check_close, format_table, isolated_ms, row, torch
+from benchmarks.harness import check_close, format_table, interleaved_ms, row, torch
 
 # label, input shape (N, C, H, W), output channels, kernel, stride, padding, needs input grad
 CONV = [
@@ -181,10 +181,10 @@ def work(lib: str, kind: str, index: int, quick: bool, algo: str, grad: bool) ->
 
 
 def case(
-    kind: str, index: int, quick: bool, algos: tuple[str, ...], repeats: int
+    kind: str, index: int, quick: bool, algos: tuple[str, ...], repeats: int, rounds: int
 ) -> list[dict[str, Any]]:
-    """Check, then time (each library and algorithm in a process of its own), one layer: a fwd
-    and an f+b row per algo."""
+    """Check, then time (each library and algorithm in processes of its own, ``rounds`` of them
+    interleaved: harness.interleaved_ms), one layer: a fwd and an f+b row per algo."""
     c = _setup(kind, index, quick)
     name, arrays, need_x = c["name"], c["arrays"], c["need_x"]
     # Check everything first, against the float64 twin (float64 pyengine tensors run on it).
@@ -196,12 +196,17 @@ def case(
     if torch is not None:
         _check(f"{name} torch", _passes(torch, c["torch_op"], arrays, need_x)[1](), ref)
 
-    def timed(lib: str, algo: str, grad: bool) -> float:
-        args = (kind, index, quick, algo, grad)
-        return isolated_ms("benchmarks.bench_conv:work", *args, lib=lib, repeats=repeats)
-
-    torch_ms = [timed("torch", "", g) if torch is not None else None for g in (False, True)]
-    numpy_ms = [timed("numpy", "", g) for g in (False, True)]
+    libs = [("pyengine", a) for a in algos] + [("numpy", "")]
+    libs += [("torch", "")] if torch is not None else []
+    ms = interleaved_ms(
+        {
+            (lib, a, g): ("benchmarks.bench_conv:work", (kind, index, quick, a, g), lib)
+            for lib, a in libs
+            for g in (False, True)
+        },
+        rounds,
+        repeats,
+    )
     rows = []
     for a in algos:
         for i, (pass_, mult) in enumerate((("fwd", 1.0), ("f+b", 3.0 if need_x else 2.0))):
@@ -209,10 +214,10 @@ def case(
                 row(
                     f"{name} {pass_} {a}",
                     c["shape"],
-                    timed("pyengine", a, bool(i)),
+                    ms[("pyengine", a, bool(i))],
                     flops=mult * c["flops"],
-                    numpy_ms=numpy_ms[i],
-                    torch_ms=torch_ms[i],
+                    numpy_ms=ms[("numpy", "", bool(i))],
+                    torch_ms=ms.get(("torch", "", bool(i))),
                 )
             )
     return rows
@@ -220,14 +225,14 @@ def case(
 
 def run(quick: bool) -> list[dict[str, Any]]:
     """Rows for ``python -m benchmarks`` (protocol in harness.py)."""
-    repeats = 3 if quick else 10
+    repeats, rounds = (3, 1) if quick else (10, 3)
     algos = ALGOS[:1] if quick else ALGOS
     cases = [("conv", i) for i in range(len(CONV))] + [("convT", 0)]
     rows = []
     for kind, i in cases:
         # Winograd only where it applies (3x3, stride 1): not on the k2 s2 transposed conv.
         usable = tuple(a for a in algos if a != "winograd" or kind == "conv")
-        rows += case(kind, i, quick, usable, repeats)
+        rows += case(kind, i, quick, usable, repeats, rounds)
     return rows
 
 

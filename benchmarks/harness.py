@@ -107,6 +107,20 @@ def isolated_ms(target: str, *args: Any, lib: str = "pyengine", repeats: int = 1
     return float(out.stdout.split()[-1])
 
 
+def interleaved_ms(
+    jobs: dict[Any, tuple[str, tuple[Any, ...], str]], rounds: int, repeats: int = 10
+) -> dict[Any, float]:
+    """``isolated_ms`` of every job (key -> (target, args, lib)), each timed in ``rounds``
+    processes, round by round across the jobs, and the median over the rounds. This VM has slow
+    spells minutes long (one library's median moving 15-25 % between runs of the same code);
+    interleaved, a spell falls on every library of a comparison instead of on one of them."""
+    times: dict[Any, list[float]] = {key: [] for key in jobs}
+    for _ in range(rounds):
+        for key, (target, args, lib) in jobs.items():
+            times[key].append(isolated_ms(target, *args, lib=lib, repeats=repeats))
+    return {key: float(np.median(t)) for key, t in times.items()}
+
+
 def _isolated_main(argv: list[str]) -> None:
     target, lib, args, repeats = argv
     module, fn = target.split(":")

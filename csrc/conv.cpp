@@ -114,11 +114,29 @@ void backward_weight(Algo algo, const py::array& x, const py::array& gy, py::arr
     if (pgb) std::fill(pgb, pgb + g.K, 0.f);
     return;
   }
-  if (m)
-    bwd_weight_winograd(px, pgy, pgw, g, m);
-  else
-    (algo == Algo::Direct ? bwd_weight_direct : bwd_weight_im2col)(px, pgy, pgw, g);
+  if (m) return bwd_weight_winograd(px, pgy, pgw, pgb, g, m);
+  (algo == Algo::Direct ? bwd_weight_direct : bwd_weight_im2col)(px, pgy, pgw, g);
   if (pgb) channel_sum(pgy, pgb, g.N, g.K, g.P * g.Q);
+}
+
+// Both gradients of a Winograd conv in one call (bwd_winograd: one padded copy of gy).
+void backward(Algo algo, const py::array& x, const py::array& gy, const py::array& w,
+              py::array& gx, py::array& gw, const py::object& gb, int64_t sh, int64_t sw,
+              int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t G) {
+  const Geom g = make_geom(x, w, gy, sh, sw, ph, pw, dh, dw, G, "input", "grad_output");
+  pe::check_shape(gx, {g.N, g.C, g.H, g.W}, "grad_input");
+  pe::check_shape(gw, {g.K, g.C, g.R, g.S}, "grad_weight");
+  const float *px = pe::in_ptr(x, "input"), *pgy = pe::in_ptr(gy, "grad_output");
+  const float* pw_ = pe::in_ptr(w, "weight");
+  float *pgx = pe::out_ptr(gx, "grad_input"), *pgw = pe::out_ptr(gw, "grad_weight");
+  float* pgb = grad_bias_ptr(gb, g.K);
+  const int m = wino_tile(algo, g);
+  if (x.size() == 0 || gy.size() == 0) {
+    backward_input(algo, gy, w, gx, sh, sw, ph, pw, dh, dw, G);
+    return backward_weight(algo, x, gy, gw, gb, sh, sw, ph, pw, dh, dw, G);
+  }
+  py::gil_scoped_release nogil;
+  bwd_winograd(px, pgy, pw_, pgx, pgw, pgb, g, m);
 }
 
 }  // namespace
@@ -153,6 +171,17 @@ void bind_conv(py::module_& m) {
                  int64_t G) { backward_weight(algo, x, gy, gw, gb, sh, sw, ph, pw, dh, dw, G); },
           arg("x"), arg("gy"), arg("gw"), arg("gb"), arg("stride_h"), arg("stride_w"),
           arg("pad_h"), arg("pad_w"), arg("dilation_h"), arg("dilation_w"), arg("groups"));
+    if (algo != Algo::Winograd && algo != Algo::Winograd2 && algo != Algo::Winograd4) continue;
+    // x, gy, w -> gx, gw, gb (or None): _backward_input and _backward_weight in one pass
+    m.def((pre + "_backward").c_str(),
+          [algo](const py::array& x, const py::array& gy, const py::array& w, py::array& gx,
+                 py::array& gw, const py::object& gb, int64_t sh, int64_t sw, int64_t ph,
+                 int64_t pw, int64_t dh, int64_t dw, int64_t G) {
+            backward(algo, x, gy, w, gx, gw, gb, sh, sw, ph, pw, dh, dw, G);
+          },
+          arg("x"), arg("gy"), arg("w"), arg("gx"), arg("gw"), arg("gb"), arg("stride_h"),
+          arg("stride_w"), arg("pad_h"), arg("pad_w"), arg("dilation_h"), arg("dilation_w"),
+          arg("groups"));
   }
   // Transposed conv, w (C_in, C_out/G, R, S): x (N,C_in,H,W) -> y (N,C_out,H_out,W_out).
   m.def(

@@ -125,6 +125,11 @@ int wino_default_tile();
 void fwd_winograd(const float* x, const float* w, const float* b, bool relu, float* y,
                   const Geom& g, int m);
 void bwd_input_winograd(const float* gy, const float* w, float* gx, const Geom& g, int m);
-void bwd_weight_winograd(const float* x, const float* gy, float* gw, const Geom& g, int m);
+// gb (K,), unless null, is the bias gradient, summed from the weight gradient's tiles of gy.
+void bwd_weight_winograd(const float* x, const float* gy, float* gw, float* gb, const Geom& g,
+                         int m);
+// Both gradients at once (gb may be null): gy padded once for the two where their tiles agree.
+void bwd_winograd(const float* x, const float* gy, const float* w, float* gx, float* gw,
+                  float* gb, const Geom& g, int m);
 
 }  // namespace pe::conv

@@ -382,11 +382,19 @@ PE_MULTIVERSION void output_transform(const Job& j, const Scratch& s, int64_t nb
 }
 
 // Mb[e][k] (rows of TB) = A gy A^T of every tile of output channel k, zero past (Po, Qo) and
-// for the padding tiles, so that they add nothing to the weight gradient.
+// for the padding tiles, so that they add nothing to the weight gradient; gsum[k] (unless null)
+// += the sum of those tiles, which cover gy once: the bias gradient, read with them. gp holds gy
+// at row and column offset (sh, sw) in the tiles' grid: (0, 0) in the weight gradient's own
+// copy, (2 - ph, 2 - pw) in the input gradient's (see backward_pass).
 template <int m>
-PE_INLINE void grad_tiles(const float* gp, const Job& j, const Scratch& s, int64_t nbp) {
+PE_INLINE void grad_tiles(const float* gp, int sh, int sw, const Job& j, const Scratch& s,
+                          int64_t nbp, double* gsum) {
   constexpr int a = m + 2;
   alignas(64) float g[m * m][kL], tmp[m * a][kL];
+  int64_t tap[m * m];
+  for (int u = 0; u < m; ++u)
+    for (int v = 0; v < m; ++v)
+      tap[u * m + v] = (u + sh) * j.Wr + (v + sw) % m * j.L + (v + sw) / m;
   IVec lane;
   for (int l = 0; l < kL; ++l) lane[l] = l;
   const int64_t plane = j.Hp * j.Wr;
@@ -397,19 +405,27 @@ PE_INLINE void grad_tiles(const float* gp, const Job& j, const Scratch& s, int64
     const IVec keep = lane < valid;
     for (int64_t k = 0; k < j.Co; ++k) {
       const float* src = gp + k * plane;
-      for (int u = 0; u < m; ++u)
-        for (int v = 0; v < m; ++v) {
-          const Vec x = runs.load(src, u * j.Wr + v * j.L);
-          st(g[u * m + v], keep ? x : Vec{});
-        }
+      Vec sum{};
+      for (int e = 0; e < m * m; ++e) {
+        const Vec x = runs.load(src, tap[e]);
+        const Vec kept = keep ? x : Vec{};
+        st(g[e], kept);
+        sum += kept;
+      }
       xf2d(Xf<m>::adj, m, a, g[0], kL, tmp[0], s.Mb + k * j.TB + k0, j.Co * j.TB);
+      if (gsum) {
+        float total = 0.f;
+        for (int l = 0; l < kL; ++l) total += sum[l];
+        gsum[k] += total;
+      }
     }
   }
 }
 
-PE_MULTIVERSION void grad_transform(const float* gp, const Job& j, const Scratch& s, int64_t nbp) {
-  if (j.m == 2) return grad_tiles<2>(gp, j, s, nbp);
-  grad_tiles<4>(gp, j, s, nbp);
+PE_MULTIVERSION void grad_transform(const float* gp, int sh, int sw, const Job& j,
+                                    const Scratch& s, int64_t nbp, double* gsum) {
+  if (j.m == 2) return grad_tiles<2>(gp, sh, sw, j, s, nbp, gsum);
+  grad_tiles<4>(gp, sh, sw, j, s, nbp, gsum);
 }
 
 // Tiles [t0, t0 + nb) of the conv of the padded input xp with the packed filter Up.
@@ -526,14 +542,6 @@ int64_t packed_size(int64_t Co, int64_t Ci) {
   return (Co + mr - 1) / mr * mr * Ci;
 }
 
-}  // namespace
-
-int wino_default_tile() { return 4; }
-
-bool wino_supported(const Geom& g) {
-  return g.R == 3 && g.S == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.G == 1;
-}
-
 // The packed U[e] panels in one workspace slot of the calling thread.
 struct Filter {
   float* Up;
@@ -544,6 +552,116 @@ struct Filter {
     transform_filter(w, Co, Ci, flipped, m, Up, up);
   }
 };
+
+// Tiles [t0, t0 + nb) of the weight gradient, added to this thread's dU (acc) and, unless null,
+// bias sums (gsum): V of x from xp, A gy A^T from gp (gy at offset (sh, sw), see grad_tiles).
+void weight_block(const float* xp, const float* gp, int sh, int sw, const Job& j, Scratch& s,
+                  int64_t t0, int64_t nb, float* acc, double* gsum) {
+  const int64_t nbp = s.locate(j, t0, nb);
+  input_transform(xp, j, s, nbp, j.TB);
+  grad_transform(gp, sh, sw, j, s, nbp, gsum);
+  for (int64_t e = 0; e < j.a * j.a; ++e)
+    pe::sgemm(false, true, j.Co, j.Ci, nbp, 1.f, s.Mb + e * j.Co * j.TB, j.TB,
+              s.V + e * j.Ci * j.TB, j.TB, 1.f, acc + e * j.Co * j.Ci, j.Ci);
+}
+
+// Whether the input gradient's conv (of gy at offset (ph-2, pw-2), tiles over H x W) has the
+// weight gradient's tiles (over P x Q), so that one padded copy of gy serves both: the
+// grids have as many tiles, and the copy's rows and columns start at most 2 before gy's.
+bool one_copy(const Geom& g, int m) {
+  const auto tiles = [m](int64_t n) { return (n + m - 1) / m; };
+  return g.ph <= 2 && g.pw <= 2 && tiles(g.H) == tiles(g.P) && tiles(g.W) == tiles(g.Q);
+}
+
+// The weight gradient dU[e] (K, C) = sum over tiles of Z[e] (K, tiles) @ V[e]^T, Z = A gy A^T,
+// V in plain rows, then gw = G^T dU G, and gb (unless null) from the same tiles of gy. With f
+// (the flipped filter, packed; one_copy holds) also the input gradient gx, block by block of the
+// same tiles: gy is padded once, as the input gradient's conv reads it, and the weight
+// gradient reads its tiles from that copy shifted by (2 - ph, 2 - pw), while they are in cache.
+void backward_pass(const float* x, const float* gy, const Filter* f, float* gx, float* gw,
+                   float* gb, const Geom& g, int m) {
+  const Job j = make_job(g.N, g.C, g.H, g.W, g.K, g.P, g.Q, -g.ph, -g.pw, m);
+  // gy's copy: the input gradient's conv input, or gy alone (zero outside (P, Q)), on x's tiles.
+  const Job jg = f ? make_job(g.N, g.K, g.P, g.Q, g.C, g.H, g.W, g.ph - 2, g.pw - 2, m)
+                   : make_job(g.N, g.K, g.P, g.Q, g.K, g.P, g.Q, 0, 0, m);
+  const int sh = f ? int(2 - g.ph) : 0, sw = f ? int(2 - g.pw) : 0;
+  PE_CHECK(j.T == jg.T && j.Hp == jg.Hp && j.Wr == jg.Wr && (!f || j.TB == jg.TB),
+           "winograd: the input gradient's tiles are not the weight gradient's");
+  const int64_t nblocks = (j.T + j.TB - 1) / j.TB, dsize = j.a * j.a * g.K * g.C;
+  // dU, then K double bias sums (dsize is even: they stay 8-byte aligned).
+  const int64_t extra = dsize + 2 * g.K;
+  const int nt = omp_get_max_threads();
+  // Each thread sums its tiles into its own dU (a*a*K*C floats: the reason the autotuner skips
+  // Winograd's weight gradient where these pass both the input's size and 32 MB,
+  // pyengine/ops/conv.py).
+  std::vector<float*> parts(nt, nullptr);
+  const bool banded = padded_size(j) + padded_size(jg) > 2 * band_floats();
+  const Bands bands(j);
+  const int64_t xb = banded ? bands.floats(j) : 0, gb_floats = banded ? bands.floats(jg) : 0;
+  const float* xp = banded ? nullptr : pad_input(x, j, 2);
+  const float* gp = banded ? nullptr : pad_input(gy, jg, 3);
+  float* bufs = banded ? workspace(2, nt * (xb + gb_floats)) : nullptr;
+  float* all = Scratch::allocate(j, extra);
+#pragma omp parallel num_threads(nt)
+  {
+    // One scratch, laid out for each job: the input gradient's conv (C and K swapped) and the
+    // weight gradient's, used one after the other on a block.
+    Scratch s(all, j, extra), si(all, f ? jg : j, extra);
+    float* acc = s.extra;
+    double* gsum = gb ? reinterpret_cast<double*>(acc + dsize) : nullptr;
+    parts[omp_get_thread_num()] = acc;
+    std::fill(acc, acc + extra, 0.f);
+    const auto block = [&](const float* xq, const float* gq, const Job& jx, const Job& jy,
+                           float* out, int64_t t0) {
+      const int64_t nb = std::min(jx.TB, jx.T - t0);
+      if (f) conv_block(gq, f->Up, f->up, nullptr, false, out, jy, si, t0, nb);
+      weight_block(xq, gq, sh, sw, jx, s, t0, nb, acc, gsum);
+    };
+    // Static: a thread's sum covers the same tiles in every run, so the gradient is bitwise
+    // reproducible for a thread count (use_deterministic_algorithms lets the heuristic pick it).
+    if (!banded) {
+#pragma omp for schedule(static)
+      for (int64_t blk = 0; blk < nblocks; ++blk) block(xp, gp, j, jg, gx, blk * j.TB);
+    } else {
+      float* xt = bufs + omp_get_thread_num() * (xb + gb_floats) + kPad;
+      float* gt = xt + xb;
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < bands.count; ++i) {
+        int64_t x_at, gx_at;
+        const Job jb = pad_band(bands, j, i, x, xt, x_at);
+        const Job jgb = pad_band(bands, jg, i, gy, gt, gx_at);
+        for (int64_t t0 = 0; t0 < jb.T; t0 += jb.TB) block(xt, gt, jb, jgb, gx + gx_at, t0);
+      }
+    }
+    // gw[k][c] = G^T dU[.][k][c] G (a x a -> 3 x 3), the threads' dU summed in double
+    const int64_t KC = g.K * g.C;
+#pragma omp for schedule(static)
+    for (int64_t kc0 = 0; kc0 < KC; kc0 += kF) {
+      const int nf = int(std::min<int64_t>(kF, KC - kc0));
+      if (m == 2)
+        untransform_grads<2>(parts.data(), nt, KC, kc0, nf, gw);
+      else
+        untransform_grads<4>(parts.data(), nt, KC, kc0, nf, gw);
+    }
+    if (gb) {
+#pragma omp for schedule(static)
+      for (int64_t k = 0; k < g.K; ++k) {
+        double total = 0.0;
+        for (int p = 0; p < nt; ++p)
+          if (parts[p]) total += reinterpret_cast<const double*>(parts[p] + dsize)[k];
+        gb[k] = static_cast<float>(total);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int wino_default_tile() { return 4; }
+
+bool wino_supported(const Geom& g) {
+  return g.R == 3 && g.S == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.G == 1;
+}
 
 void fwd_winograd(const float* x, const float* w, const float* b, bool relu, float* y,
                   const Geom& g, int m) {
@@ -560,70 +678,19 @@ void bwd_input_winograd(const float* gy, const float* w, float* gx, const Geom& 
   wino_conv(gy, f.Up, f.up, nullptr, false, gx, j);
 }
 
-// Tiles [t0, t0 + nb) of the weight gradient, added to this thread's dU (acc).
-void weight_block(const float* xp, const float* gp, const Job& j, Scratch& s, int64_t t0,
-                  int64_t nb, float* acc) {
-  const int64_t nbp = s.locate(j, t0, nb);
-  input_transform(xp, j, s, nbp, j.TB);
-  grad_transform(gp, j, s, nbp);
-  for (int64_t e = 0; e < j.a * j.a; ++e)
-    pe::sgemm(false, true, j.Co, j.Ci, nbp, 1.f, s.Mb + e * j.Co * j.TB, j.TB,
-              s.V + e * j.Ci * j.TB, j.TB, 1.f, acc + e * j.Co * j.Ci, j.Ci);
+void bwd_weight_winograd(const float* x, const float* gy, float* gw, float* gb, const Geom& g,
+                         int m) {
+  backward_pass(x, gy, nullptr, nullptr, gw, gb, g, m);
 }
 
-// dU[e] (K, C) = sum over tiles of Z[e] (K, tiles) @ V[e]^T, Z = A gy A^T, V in plain rows.
-void bwd_weight_winograd(const float* x, const float* gy, float* gw, const Geom& g, int m) {
-  const Job j = make_job(g.N, g.C, g.H, g.W, g.K, g.P, g.Q, -g.ph, -g.pw, m);
-  // gy padded like x (its own tiles' grid is x's): zero outside (Po, Qo), no bounds checks.
-  const Job jg = make_job(g.N, g.K, g.P, g.Q, g.K, g.P, g.Q, 0, 0, m);
-  const int64_t nblocks = (j.T + j.TB - 1) / j.TB, dsize = j.a * j.a * g.K * g.C;
-  const int nt = omp_get_max_threads();
-  // Each thread sums its tiles into its own dU (a*a*K*C floats: the reason the autotuner skips
-  // Winograd's weight gradient where these pass both the input's size and 32 MB,
-  // pyengine/ops/conv.py).
-  std::vector<float*> parts(nt, nullptr);
-  const bool banded = padded_size(j) + padded_size(jg) > 2 * band_floats();
-  const Bands bands(j);
-  const int64_t xb = banded ? bands.floats(j) : 0, gb = banded ? bands.floats(jg) : 0;
-  const float* xp = banded ? nullptr : pad_input(x, j, 2);
-  const float* gp = banded ? nullptr : pad_input(gy, jg, 3);
-  float* bufs = banded ? workspace(2, nt * (xb + gb)) : nullptr;
-  float* all = Scratch::allocate(j, dsize);
-#pragma omp parallel num_threads(nt)
-  {
-    Scratch s(all, j, dsize);
-    float* acc = s.extra;
-    parts[omp_get_thread_num()] = acc;
-    std::fill(acc, acc + dsize, 0.f);
-    // Static: a thread's sum covers the same tiles in every run, so the gradient is bitwise
-    // reproducible for a thread count (use_deterministic_algorithms lets the heuristic pick it).
-    if (!banded) {
-#pragma omp for schedule(static)
-      for (int64_t blk = 0; blk < nblocks; ++blk)
-        weight_block(xp, gp, j, s, blk * j.TB, std::min(j.TB, j.T - blk * j.TB), acc);
-    } else {
-      float* xt = bufs + omp_get_thread_num() * (xb + gb) + kPad;
-      float* gt = xt + xb;
-#pragma omp for schedule(static)
-      for (int64_t i = 0; i < bands.count; ++i) {
-        int64_t out_at;
-        const Job jb = pad_band(bands, j, i, x, xt, out_at);
-        pad_band(bands, jg, i, gy, gt, out_at);
-        for (int64_t t0 = 0; t0 < jb.T; t0 += jb.TB)
-          weight_block(xt, gt, jb, s, t0, std::min(jb.TB, jb.T - t0), acc);
-      }
-    }
-    // gw[k][c] = G^T dU[.][k][c] G (a x a -> 3 x 3), the threads' dU summed in double
-    const int64_t KC = g.K * g.C;
-#pragma omp for schedule(static)
-    for (int64_t kc0 = 0; kc0 < KC; kc0 += kF) {
-      const int nf = int(std::min<int64_t>(kF, KC - kc0));
-      if (m == 2)
-        untransform_grads<2>(parts.data(), nt, KC, kc0, nf, gw);
-      else
-        untransform_grads<4>(parts.data(), nt, KC, kc0, nf, gw);
-    }
+void bwd_winograd(const float* x, const float* gy, const float* w, float* gx, float* gw,
+                  float* gb, const Geom& g, int m) {
+  if (!one_copy(g, m)) {
+    bwd_input_winograd(gy, w, gx, g, m);
+    return bwd_weight_winograd(x, gy, gw, gb, g, m);
   }
+  const Filter f(w, g.C, g.K, true, m);
+  backward_pass(x, gy, &f, gx, gw, gb, g, m);
 }
 
 }  // namespace pe::conv

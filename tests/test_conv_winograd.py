@@ -120,6 +120,13 @@ def _check_against_float64(rng, algo, shape):
     np.testing.assert_allclose(
         got[3], gy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-6 * gb_bound
     )
+    # Both gradients in one call (one padded copy of gy where the passes' tiles agree: padding
+    # 0 and 1 here; 2 and 3 run the two passes): the same tiles, blocks and sums as the two
+    # passes, so the same bits.
+    joint = [np.empty_like(a) for a in (x, w, b)]
+    getattr(_cpu, f"conv2d_{algo}_backward")(x, gy, w, *joint, *geo)
+    for what, g, want in zip(("gx", "gw", "gb"), joint, got[1:]):
+        np.testing.assert_array_equal(g, want, err_msg=f"{algo} {shape} joint {what}")
 
 
 @pytest.mark.parametrize("kernel", ["avx2", "scalar"])
@@ -203,6 +210,10 @@ def test_twin_matches_direct_in_float64(rng):
         getattr(numpy_ref, f"conv2d_{tile}_backward_weight")(x, gy, gw, None, *geo)
         for g, (r, _) in zip((y, gx, gw), refs):
             np.testing.assert_allclose(g, r, atol=1e-11)
+        joint = np.zeros(x.shape), np.zeros(w.shape), np.zeros(b.shape)
+        getattr(numpy_ref, f"conv2d_{tile}_backward")(x, gy, w, *joint, *geo)
+        for g, r in zip(joint, (refs[1][0], refs[2][0], gy.sum(axis=(0, 2, 3)))):
+            np.testing.assert_allclose(g, r, atol=1e-11)
 
 
 def test_torch_cross_check(torch, rng):
@@ -234,6 +245,49 @@ def test_unsupported_geometry_raises(rng, kw, ws):
     w = pe.tensor(rng.standard_normal(ws).astype(np.float32))
     with pytest.raises(ValueError, match="winograd"):
         F.conv2d(x, w, algo="winograd", **kw)
+
+
+def _spy_joint(monkeypatch):
+    """The list that each call of the CPU's joint Winograd backward appends to."""
+    calls = []
+    native = pe.backend.backend(pe.device("cpu")).native
+    joint = _cpu.conv2d_winograd_backward
+    monkeypatch.setattr(native, "conv2d_winograd_backward", lambda *a: calls.append(1) or joint(*a))
+    return calls
+
+
+@pytest.mark.parametrize("bias, frozen", [(True, False), (False, False), (True, True)])
+def test_autograd_runs_the_joint_backward(rng, monkeypatch, bias, frozen):
+    """Where both gradients are wanted and both passes run Winograd, autograd makes one call for
+    them (and the bias gradient); with the weight frozen, the input gradient's pass alone."""
+    calls = _spy_joint(monkeypatch)
+    x, w, b, gy, geo = _arrays(rng, 2, 16, 12, 13, 24, 1)
+    xt, wt = pe.tensor(x, requires_grad=True), pe.tensor(w, requires_grad=not frozen)
+    bt = pe.tensor(b, requires_grad=True) if bias else None
+    F.conv2d(xt, wt, bt, padding=1, algo="winograd").backward(pe.tensor(gy))
+    assert calls == ([] if frozen else [1])
+    _, gx, gw, gb = _passes("winograd", x, w, b, gy, geo)
+    np.testing.assert_array_equal(xt.grad.numpy(), gx)
+    if not frozen:
+        np.testing.assert_array_equal(wt.grad.numpy(), gw)
+    if bias and not frozen:
+        np.testing.assert_array_equal(bt.grad.numpy(), gb)
+    elif bias:  # summed on its own (sum_reduce), in another order
+        np.testing.assert_allclose(bt.grad.numpy(), gb, rtol=1e-5)
+
+
+def test_auto_joins_the_backward_once_both_passes_are_tuned(rng, monkeypatch):
+    """ "auto" tunes each backward pass on its own the first time; once both chose Winograd, the
+    next backward is the joint call."""
+    calls = _spy_joint(monkeypatch)
+    monkeypatch.setattr(pe.backends, "conv_benchmark", True)
+    monkeypatch.setattr(conv_ops, "_tuned", {})
+    monkeypatch.setattr(conv_ops, "_candidates", lambda ctx, p: ["winograd"])
+    x, w, b, gy, _ = _arrays(rng, 1, 16, 10, 10, 16, 1)
+    xt, wt = pe.tensor(x, requires_grad=True), pe.tensor(w, requires_grad=True)
+    for step in range(2):
+        F.conv2d(xt, wt, padding=1).backward(pe.tensor(gy))
+        assert calls == [1] * step
 
 
 def test_auto_considers_winograd(rng):

@@ -56,10 +56,21 @@ class _Conv(Function):
         self.save_for_backward(x if need_w else None, w if need_x else None)
         return y
 
+    def _joint_kernel(self) -> Callable[..., None] | None:
+        """A kernel computing both gradients in one call, where the backend has one for the
+        algorithm both passes run."""
+        return None
+
     def backward(self, g):
         x, w = self.saved
         need_x, need_w, need_b = self.needs_input_grad
         gx = gw = None
+        joint = self._joint_kernel() if need_x and need_w else None
+        if joint is not None:
+            gx, gw = self.be.empty(self.xshape, g.dtype), self.be.empty(self.wshape, g.dtype)
+            gb = self.be.empty((g.shape[1],), g.dtype) if need_b else None
+            joint(x, g, w, gx, gw, gb, *self.geo)
+            return gx, gw, gb
         if need_x:
             gx = self.be.empty(self.xshape, g.dtype)
             _run(self, "bwd_input", lambda a: self._kernel("backward_input", a, g, w, gx))
@@ -80,6 +91,15 @@ class Conv2d(_Conv):
 
     def _kernel(self, pass_: str, algo: str, *arrays: Any) -> None:
         getattr(self.k, f"conv2d_{self._available(algo)}_{pass_}")(*arrays, *self.geo)
+
+    def _joint_kernel(self) -> Callable[..., None] | None:
+        """Winograd's backward: gy padded once for both gradients, the bias gradient summed from
+        the weight gradient's tiles (csrc/conv_winograd.cpp, backward_pass). Used once both
+        passes are known to run it; a pass still to be tuned runs on its own."""
+        algo = _chosen(self, "bwd_input")
+        if algo is None or algo != _chosen(self, "bwd_weight"):
+            return None
+        return getattr(self.k, f"conv2d_{self._available(algo)}_backward", None)
 
 
 class Conv2dReLU(Conv2d):
@@ -122,22 +142,33 @@ class ConvTranspose2d(_Conv):
 _tuned: dict[tuple[Any, ...], str] = {}
 
 
-def _run(ctx: Any, pass_: str, kernel: Callable[[str], None]) -> None:
-    """Run one pass of a conv with ctx.algo, or for "auto" the tuned (or heuristic) choice."""
-    algo = ctx.algo
-    if algo != "auto":
-        return kernel(algo)
-    # Tuning is for the compiled CPU kernels: float64 and the NumPy twin run one reference kernel
-    # under both names, and CUDA launches are asynchronous (a host timer would not see them).
+def _tuning_key(ctx: Any, pass_: str) -> tuple[Any, ...] | None:
+    """The key of pass_ in _tuned where "auto" is tuned, else None (the heuristic decides).
+    Tuning is for the compiled CPU kernels: float64 and the NumPy twin run one reference kernel
+    under both names, and CUDA launches are asynchronous (a host timer would not see them)."""
     cpu = ctx.device.type == "cpu" and ctx.k is getattr(ctx.be, "native", None)
     if not (backends.conv_benchmark_enabled() and cpu):
-        return kernel(_heuristic(ctx, pass_))
+        return None
     from pyengine import get_num_threads
 
-    key = (type(ctx), pass_, ctx.xshape, ctx.wshape, ctx.geo, get_num_threads())
-    algo = _tuned.get(key)
+    return (type(ctx), pass_, ctx.xshape, ctx.wshape, ctx.geo, get_num_threads())
+
+
+def _chosen(ctx: Any, pass_: str) -> str | None:
+    """The algorithm _run runs pass_ with, known without running it; None while it is to be
+    tuned."""
+    if ctx.algo != "auto":
+        return ctx.algo
+    key = _tuning_key(ctx, pass_)
+    return _heuristic(ctx, pass_) if key is None else _tuned.get(key)
+
+
+def _run(ctx: Any, pass_: str, kernel: Callable[[str], None]) -> None:
+    """Run one pass of a conv with ctx.algo, or for "auto" the tuned (or heuristic) choice."""
+    algo = _chosen(ctx, pass_)
     if algo is not None:
         return kernel(algo)
+    key = _tuning_key(ctx, pass_)
     # Three rounds, best of each candidate's runs, so that a first call's page faults and cold
     # caches (its workspace grows on first use) and a busy machine's preemptions do not decide;
     # a candidate over 3x the best so far drops out after a round. The winner runs last,

@@ -13,7 +13,7 @@ import numpy as np
 __all__ = [
     f"conv2d_{algo}_{pass_}"
     for algo in ("winograd", "winograd_f2", "winograd_f4")
-    for pass_ in ("forward", "backward_input", "backward_weight")
+    for pass_ in ("forward", "backward_input", "backward_weight", "backward")
 ]
 
 DEFAULT_TILE = 4  # csrc/conv_winograd.cpp: wino_default_tile()
@@ -151,19 +151,33 @@ def _bind(m):
             m, x, gy, gw, gb, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups
         )
 
-    return forward, backward_input, backward_weight
+    def backward(
+        x, gy, w, gx, gw, gb, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups
+    ):
+        """Both gradients in one call, as the C++ backward_pass computes them (one copy of gy
+        there; the same two passes here)."""
+        geo = (stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups)
+        _backward_input(m, gy, w, gx, *geo)
+        _backward_weight(m, x, gy, gw, gb, *geo)
+
+    return forward, backward_input, backward_weight, backward
 
 
-conv2d_winograd_forward, conv2d_winograd_backward_input, conv2d_winograd_backward_weight = _bind(
-    DEFAULT_TILE
-)
+(
+    conv2d_winograd_forward,
+    conv2d_winograd_backward_input,
+    conv2d_winograd_backward_weight,
+    conv2d_winograd_backward,
+) = _bind(DEFAULT_TILE)
 (
     conv2d_winograd_f2_forward,
     conv2d_winograd_f2_backward_input,
     conv2d_winograd_f2_backward_weight,
+    conv2d_winograd_f2_backward,
 ) = _bind(2)
 (
     conv2d_winograd_f4_forward,
     conv2d_winograd_f4_backward_input,
     conv2d_winograd_f4_backward_weight,
+    conv2d_winograd_f4_backward,
 ) = _bind(4)
