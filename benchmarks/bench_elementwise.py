@@ -3,7 +3,8 @@ through autograd, against NumPy and PyTorch (autograd too). GB/s counts the mini
 each workload in float32 streams of N elements: add/mul forward 3 (read a, b; write y); relu
 forward 2; mul fwd+bwd 8 (+ read g, a, b; write ga, gb); add fwd+bwd 7 (+ copy g to ga and gb);
 relu fwd+bwd 5 (+ read y, g; write gx). "% peak" is relative to the NumPy triad bandwidth. The
-autograd rows time each library in a process of its own (harness.isolated_ms)."""
+autograd rows time each library in processes of its own, three rounds interleaved and the median
+kept (harness.interleaved_ms)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 import pyengine as pe
-from benchmarks.harness import check_close, isolated_ms, measure, row, torch
+from benchmarks.harness import check_close, interleaved_ms, measure, row, torch
 from pyengine.backend.device import _cpu
 
 
@@ -113,7 +114,7 @@ def work_autograd(lib: str, op: str, n: int) -> Callable[[], object]:
     return tstep
 
 
-def autograd(n: int, repeats: int) -> list[dict[str, Any]]:
+def autograd(n: int, repeats: int, rounds: int) -> list[dict[str, Any]]:
     """Forward+backward through autograd, each library timed in a process of its own (two
     OpenMP runtimes in one process, or one library's allocator state, skew the other)."""
     a, b, g = _data(n)
@@ -132,12 +133,8 @@ def autograd(n: int, repeats: int) -> list[dict[str, Any]]:
         for i, r in enumerate(np_fn()):
             check_close(f"{op} fwd+bwd output {i}", got[i].detach().numpy(), r)
         libs = ("pyengine", "numpy", *(("torch",) if torch is not None else ()))
-        ms = {
-            lib: isolated_ms(
-                "benchmarks.bench_elementwise:work_autograd", op, n, lib=lib, repeats=repeats
-            )
-            for lib in libs
-        }
+        target = "benchmarks.bench_elementwise:work_autograd"
+        ms = interleaved_ms({lib: (target, (op, n), lib) for lib in libs}, rounds, repeats)
         rows.append(
             row(
                 f"{op} fwd+bwd (autograd)",
@@ -158,8 +155,8 @@ def _np_relu(a: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, ...]:
 
 def run(quick: bool) -> list[dict[str, Any]]:
     sizes = [1 << 20] if quick else [1 << 20, 1 << 24]
-    reps = 5 if quick else 15
+    reps, rounds = (5, 1) if quick else (15, 3)
     rows = []
     for n in sizes:
-        rows += kernels(n, reps) + autograd(n, reps)
+        rows += kernels(n, reps) + autograd(n, reps, rounds)
     return rows
