@@ -11,10 +11,18 @@
 //   y             = A^T Mb A + bias (ReLU), stored a tile row at a time into (N,K,P,Q).
 // The input gradient is the same conv of gy with the flipped, transposed filter; the weight
 // gradient is its adjoint, dU[e] (K, C) = sum over tiles of (A gy A^T)[e] @ V[e]^T, then
-// gw = G^T dU G. Every transform handles 16 tiles per vector (one AVX-512 register, two AVX2)
-// with the explicit F(2x2)/F(4x4) formulas; the input is first copied into zero-bordered,
-// column-phase-split rows so that 16 tiles' tap is one vector load per run of tiles (a large
-// input a cache-sized band at a time, each band copied and convolved by one thread).
+// gw = G^T dU G. A training step's backward runs both in one pass over the tiles (bwd_winograd):
+// gy is padded once, as the input gradient's conv reads it; each block of tiles gives its gx
+// tiles and its share of dU while its part of the copy is in cache; the bias gradient is summed
+// from the same gy tiles. Against two passes and a separate bias sum, forward+backward of the
+// DnCNN layer (16x64x40x40) went from 17.25 to 15.98 ms and the U-Net layer's (4x64x64x64) from
+// 9.03 to 8.80 ms (medians of 8 and 6 alternating processes of `OMP_NUM_THREADS=2 python -m
+// benchmarks.harness benchmarks.bench_conv:work pyengine '["conv", 0, false, "winograd", true]'
+// 20`, case 1 for the U-Net). Every transform handles 16 tiles per vector (one AVX-512 register,
+// two AVX2) with the explicit F(2x2)/F(4x4) formulas; the input is first copied into
+// zero-bordered, column-phase-split rows so that 16 tiles' tap is one vector load per run of
+// tiles (a large input a cache-sized band at a time, each band copied and convolved by one
+// thread).
 //
 // Tile size, from `OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE python -m benchmarks.winograd_tiles`
 // (2026-12-04 04:16 UTC, the 2-core AVX-512 VM shared with other jobs: load average 4.5-6, so

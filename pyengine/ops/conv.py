@@ -11,6 +11,8 @@ Winograd kernel it runs im2col) or ``"auto"``.
 times the algorithms that apply on the real operands and caches the fastest, as cudnn.benchmark
 does; off, or where the algorithms are one kernel (the float64 NumPy twin, other devices), or under
 ``pyengine.use_deterministic_algorithms(True)`` (timings differ between processes), a heuristic.
+A backward whose two passes both run Winograd is one kernel call (``Conv2d._joint_kernel``): gy
+is padded once for the input and weight gradients, and the bias gradient comes with them.
 """
 
 from __future__ import annotations
