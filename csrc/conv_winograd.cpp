@@ -561,16 +561,17 @@ struct Filter {
   }
 };
 
-// Tiles [t0, t0 + nb) of the weight gradient, added to this thread's dU (acc) and, unless null,
-// bias sums (gsum): V of x from xp, A gy A^T from gp (gy at offset (sh, sw), see grad_tiles).
+// Tiles [t0, t0 + nb) of the weight gradient, added to this thread's dU (acc; beta 0 overwrites
+// it) and, unless null, bias sums (gsum): V of x from xp, A gy A^T from gp (gy at offset
+// (sh, sw), see grad_tiles).
 void weight_block(const float* xp, const float* gp, int sh, int sw, const Job& j, Scratch& s,
-                  int64_t t0, int64_t nb, float* acc, double* gsum) {
+                  int64_t t0, int64_t nb, float* acc, float beta, double* gsum) {
   const int64_t nbp = s.locate(j, t0, nb);
   input_transform(xp, j, s, nbp, j.TB);
   grad_transform(gp, sh, sw, j, s, nbp, gsum);
   for (int64_t e = 0; e < j.a * j.a; ++e)
     pe::sgemm(false, true, j.Co, j.Ci, nbp, 1.f, s.Mb + e * j.Co * j.TB, j.TB,
-              s.V + e * j.Ci * j.TB, j.TB, 1.f, acc + e * j.Co * j.Ci, j.Ci);
+              s.V + e * j.Ci * j.TB, j.TB, beta, acc + e * j.Co * j.Ci, j.Ci);
 }
 
 // Whether the input gradient's conv (of gy at offset (ph-2, pw-2), tiles over H x W) has the
@@ -617,23 +618,24 @@ void backward_pass(const float* x, const float* gy, const Filter* f, float* gx, 
     Scratch s(all, j, extra), si(all, f ? jg : j, extra);
     float* acc = s.extra;
     double* gsum = gb ? reinterpret_cast<double*>(acc + dsize) : nullptr;
-    parts[omp_get_thread_num()] = acc;
-    std::fill(acc, acc + extra, 0.f);
+    if (gsum) std::fill(gsum, gsum + g.K, 0.0);
+    bool first = true;  // the thread's first block writes its dU: no zeroing pass over it
     const auto block = [&](const float* xq, const float* gq, const Job& jx, const Job& jy,
                            float* out, int64_t t0) {
       const int64_t nb = std::min(jx.TB, jx.T - t0);
       if (f) conv_block(gq, f->Up, f->up, nullptr, false, out, jy, si, t0, nb);
-      weight_block(xq, gq, sh, sw, jx, s, t0, nb, acc, gsum);
+      weight_block(xq, gq, sh, sw, jx, s, t0, nb, acc, first ? 0.f : 1.f, gsum);
+      first = false;
     };
     // Static: a thread's sum covers the same tiles in every run, so the gradient is bitwise
     // reproducible for a thread count (use_deterministic_algorithms lets the heuristic pick it).
     if (!banded) {
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
       for (int64_t blk = 0; blk < nblocks; ++blk) block(xp, gp, j, jg, gx, blk * j.TB);
     } else {
       float* xt = bufs + omp_get_thread_num() * (xb + gb_floats) + kPad;
       float* gt = xt + xb;
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
       for (int64_t i = 0; i < bands.count; ++i) {
         int64_t x_at, gx_at;
         const Job jb = pad_band(bands, j, i, x, xt, x_at);
@@ -641,6 +643,8 @@ void backward_pass(const float* x, const float* gy, const Filter* f, float* gx, 
         for (int64_t t0 = 0; t0 < jb.T; t0 += jb.TB) block(xt, gt, jb, jgb, gx + gx_at, t0);
       }
     }
+    parts[omp_get_thread_num()] = first ? nullptr : acc;  // null: no tiles, nothing to add
+#pragma omp barrier
     // gw[k][c] = G^T dU[.][k][c] G (a x a -> 3 x 3), the threads' dU summed in double
     const int64_t KC = g.K * g.C;
 #pragma omp for schedule(static)
