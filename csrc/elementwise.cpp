@@ -282,6 +282,93 @@ void unary_backward(const std::string& op, const py::array& saved, const py::arr
   });
 }
 
+// ReLU that keeps one bit per element for its backward instead of the output: the backward of a
+// relu whose arrays exceed the caches reads n/8 bytes instead of 4n (PyTorch's
+// threshold_backward reads the saved output), 5 streams of n floats become 4 plus an eighth of
+// one. Bit i % 8 of mask byte i / 8 is !(x[i] <= 0): the element passes its gradient (NaN does,
+// as threshold_backward's y <= 0 ? 0 : g lets it). x, y (n,) float32, mask (ceil(n/8),) uint8.
+#define PE_AVX2 __attribute__((target("avx2")))
+
+PE_AVX2 void relu_mask_avx2(const float* x, float* y, uint8_t* mask, int64_t n8) {
+  const __m256 zero = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n8; ++b) {
+    const __m256 v = _mm256_loadu_ps(x + 8 * b);
+    const __m256 off = _mm256_cmp_ps(v, zero, _CMP_LE_OQ);
+    _mm256_storeu_ps(y + 8 * b, _mm256_andnot_ps(off, v));
+    mask[b] = static_cast<uint8_t>(~_mm256_movemask_ps(off));
+  }
+}
+
+PE_AVX2 void relu_mask_grad_avx2(const uint8_t* mask, const float* g, float* gx, int64_t n8) {
+  const __m256i bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  for (int64_t b = 0; b < n8; ++b) {
+    const __m256i m = _mm256_and_si256(_mm256_set1_epi32(mask[b]), bits);
+    const __m256 on = _mm256_castsi256_ps(_mm256_cmpeq_epi32(m, bits));
+    _mm256_storeu_ps(gx + 8 * b, _mm256_and_ps(on, _mm256_loadu_ps(g + 8 * b)));
+  }
+}
+
+// Elements [8 * b0, 8 * b0 + len) with len a multiple of 8 or the array's tail.
+void relu_mask_part(const float* x, float* y, uint8_t* mask, int64_t b0, int64_t len) {
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  int64_t done = 0;
+  if (avx2) {
+    relu_mask_avx2(x + 8 * b0, y + 8 * b0, mask + b0, len / 8);
+    done = len / 8 * 8;
+  }
+  for (int64_t i = done; i < len; i += 8) {
+    uint8_t m = 0;
+    for (int64_t k = 0; k < 8 && i + k < len; ++k) {
+      const float v = x[8 * b0 + i + k];
+      const bool pass = !(v <= 0.f);
+      y[8 * b0 + i + k] = pass ? v : 0.f;
+      m = static_cast<uint8_t>(m | (pass << k));
+    }
+    mask[b0 + i / 8] = m;
+  }
+}
+
+void relu_mask_grad_part(const uint8_t* mask, const float* g, float* gx, int64_t b0,
+                         int64_t len) {
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  int64_t done = 0;
+  if (avx2) {
+    relu_mask_grad_avx2(mask + b0, g + 8 * b0, gx + 8 * b0, len / 8);
+    done = len / 8 * 8;
+  }
+  for (int64_t i = done; i < len; ++i)
+    gx[8 * b0 + i] = (mask[b0 + i / 8] >> (i % 8)) & 1 ? g[8 * b0 + i] : 0.f;
+}
+
+uint8_t* mask_ptr(const py::array& mask, int64_t n, bool writeable) {
+  PE_CHECK(mask.dtype().is(py::dtype::of<uint8_t>()), "mask must be uint8, got dtype ",
+           std::string(py::str(mask.dtype())));
+  PE_CHECK(mask.flags() & py::array::c_style, "mask must be C-contiguous");
+  PE_CHECK(mask.size() == (n + 7) / 8, "mask must hold ", (n + 7) / 8, " bytes for ", n,
+           " elements, got ", mask.size());
+  PE_CHECK(!writeable || mask.writeable(), "mask must be writeable");
+  return static_cast<uint8_t*>(const_cast<void*>(mask.data()));
+}
+
+void relu_mask_forward(const py::array& x, py::array& y, py::array& mask) {
+  const float* px = pe::in_ptr(x, "x");
+  float* py_ = pe::out_ptr(y, "y");
+  pe::check_same_size(x, y, "x", "y");
+  uint8_t* pm = mask_ptr(mask, x.size(), true);
+  py::gil_scoped_release nogil;
+  // chunked's pieces (1 << 14 floats) start on whole mask bytes
+  chunked(x.size(), [&](int64_t s, int64_t len) { relu_mask_part(px, py_, pm, s / 8, len); });
+}
+
+void relu_mask_backward(const py::array& mask, const py::array& gy, py::array& gx) {
+  const float* pg = pe::in_ptr(gy, "grad_output");
+  float* pgx = pe::out_ptr(gx, "grad_input");
+  pe::check_same_size(gy, gx, "grad_output", "grad_input");
+  const uint8_t* pm = mask_ptr(mask, gy.size(), false);
+  py::gil_scoped_release nogil;
+  chunked(gy.size(), [&](int64_t s, int64_t len) { relu_mask_grad_part(pm, pg, pgx, s / 8, len); });
+}
+
 // The CPU-only maps (MathOp); alpha is unused by the current ones. Rounding ops use
 // nearbyint (round half to even, as torch.round); sign(NaN) is 0 as torch.sign gives.
 template <MathOp OP>
@@ -506,6 +593,11 @@ void bind_elementwise(py::module_& m) {
         py::arg("alpha") = 0.f);
   m.def("unary_backward", &unary_backward, py::arg("op"), py::arg("saved"), py::arg("grad_output"),
         py::arg("grad_input"), py::arg("alpha") = 0.f);
+  m.def("relu_mask_forward", &relu_mask_forward, py::arg("x"), py::arg("y"), py::arg("mask"),
+        "y = relu(x); mask (uint8, ceil(n/8) bytes): bit i%8 of byte i/8 set where x[i] passes "
+        "its gradient");
+  m.def("relu_mask_backward", &relu_mask_backward, py::arg("mask"), py::arg("grad_output"),
+        py::arg("grad_input"), "grad_input = grad_output where the mask bit is set, else 0");
   m.def("binary_math_forward", &binary_math_forward, py::arg("op"), py::arg("a"), py::arg("b"),
         py::arg("out"), "out = floor_divide/remainder(a, b) with broadcasting (CPU only)");
   m.def("clamp_forward", &clamp_forward, py::arg("x"), py::arg("y"), py::arg("lo"), py::arg("hi"));

@@ -265,3 +265,54 @@ def test_copy_kernel_against_twin(rng, n):
         _cpu.copy(x, x)
     big = pe.tensor(x).clone()._data
     assert big.tobytes() == x.tobytes() and not np.shares_memory(big, x)
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, (1 << 14) + 5, 3 << 14])
+def test_relu_mask_kernels_against_twin(rng, n):
+    """The ReLU that keeps a bit per element for backward: output and mask equal the twin's bit
+    for bit (0, -0, NaN and inf included; lengths off a whole byte and across the threads'
+    chunks), and the gradient from the mask equals the one from the saved output."""
+    from pyengine.backend import numpy_ref
+    from pyengine.backend.device import _cpu
+
+    x = rng.standard_normal(n).astype(np.float32)
+    x[: min(n, 5)] = [0.0, -0.0, np.nan, np.inf, -np.inf][: min(n, 5)]
+    y, mask = np.empty_like(x), np.full((n + 7) // 8, 0xA5, np.uint8)
+    _cpu.relu_mask_forward(x, y, mask)
+    y64, mask64 = np.empty(n), np.empty_like(mask)
+    numpy_ref.relu_mask_forward(x.astype(np.float64), y64, mask64)
+    np.testing.assert_array_equal(mask, mask64)
+    np.testing.assert_array_equal(y, y64.astype(np.float32))
+    g = rng.standard_normal(n).astype(np.float32)
+    gx, want = np.empty_like(g), np.empty_like(g)
+    _cpu.relu_mask_backward(mask, g, gx)
+    _cpu.unary_backward("relu", y, g, want)
+    np.testing.assert_array_equal(gx, want)
+    gx64 = np.empty(n)
+    numpy_ref.relu_mask_backward(mask, g.astype(np.float64), gx64)
+    np.testing.assert_array_equal(gx, gx64.astype(np.float32))
+    with pytest.raises(ValueError, match="bytes"):
+        _cpu.relu_mask_forward(x, y, np.empty(n // 8 + 2, np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        _cpu.relu_mask_backward(mask.astype(np.int32), g, gx)
+
+
+def test_relu_keeps_a_bit_mask_not_its_output(torch, rng):
+    """Through autograd a float32 ReLU saves a packed bit mask (n/8 bytes) for backward, and its
+    gradient equals PyTorch's; an in-place change of the output after the ReLU does not reach
+    the mask (the output is not saved), so the gradient is the graph's as recorded."""
+    a = rng.standard_normal((3, 50, 7)).astype(np.float32)
+    x = pe.tensor(a, requires_grad=True)
+    y = x.relu()
+    (saved,) = y._ctx.saved
+    assert saved.dtype == np.uint8 and saved.size == (a.size + 7) // 8
+    g = rng.standard_normal(a.shape).astype(np.float32)
+    y.backward(pe.tensor(g))
+    tx = torch.tensor(a, requires_grad=True)
+    torch.relu(tx).backward(torch.tensor(g))
+    np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
+    x.grad = None
+    y = x.relu()
+    y.mul_(2.0)
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), 2.0 * (a > 0))

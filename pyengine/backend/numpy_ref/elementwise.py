@@ -11,6 +11,8 @@ __all__ = [
     "copy",
     "math_backward",
     "math_forward",
+    "relu_mask_backward",
+    "relu_mask_forward",
     "unary_backward",
     "unary_forward",
     "where_forward",
@@ -51,6 +53,19 @@ def unary_forward(op, x, y, alpha=0.0):
             "abs": lambda: np.abs(x),
             "pow": lambda: np.power(x, alpha),
         }[op]()
+
+
+def relu_mask_forward(x, y, mask):
+    """y = relu(x); mask: bit i % 8 of byte i // 8 set where x[i] passes its gradient."""
+    passes = ~(x <= 0)
+    y[...] = np.where(passes, x, 0)
+    mask[...] = np.packbits(passes.ravel(), bitorder="little")
+
+
+def relu_mask_backward(mask, grad_output, grad_input):
+    n = grad_output.size
+    passes = np.unpackbits(mask, count=n, bitorder="little").reshape(grad_output.shape)
+    grad_input[...] = np.where(passes.astype(bool), grad_output, 0)
 
 
 def unary_backward(op, saved, grad_output, grad_input, alpha=0.0):
