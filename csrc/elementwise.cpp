@@ -8,6 +8,7 @@
 
 #include "common.h"
 #include "elementwise_ops.h"
+#include "isa.h"
 
 namespace {
 
@@ -287,8 +288,6 @@ void unary_backward(const std::string& op, const py::array& saved, const py::arr
 // threshold_backward reads the saved output), 5 streams of n floats become 4 plus an eighth of
 // one. Bit i % 8 of mask byte i / 8 is !(x[i] <= 0): the element passes its gradient (NaN does,
 // as threshold_backward's y <= 0 ? 0 : g lets it). x, y (n,) float32, mask (ceil(n/8),) uint8.
-#define PE_AVX2 __attribute__((target("avx2")))
-
 PE_AVX2 void relu_mask_avx2(const float* x, float* y, uint8_t* mask, int64_t n8) {
   const __m256 zero = _mm256_setzero_ps();
   for (int64_t b = 0; b < n8; ++b) {
@@ -308,11 +307,16 @@ PE_AVX2 void relu_mask_grad_avx2(const uint8_t* mask, const float* g, float* gx,
   }
 }
 
+// The features PE_AVX2 compiles for, on the running CPU.
+bool has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+
 // Elements [8 * b0, 8 * b0 + len) with len a multiple of 8 or the array's tail.
 void relu_mask_part(const float* x, float* y, uint8_t* mask, int64_t b0, int64_t len) {
-  static const bool avx2 = __builtin_cpu_supports("avx2");
   int64_t done = 0;
-  if (avx2) {
+  if (has_avx2()) {
     relu_mask_avx2(x + 8 * b0, y + 8 * b0, mask + b0, len / 8);
     done = len / 8 * 8;
   }
@@ -330,9 +334,8 @@ void relu_mask_part(const float* x, float* y, uint8_t* mask, int64_t b0, int64_t
 
 void relu_mask_grad_part(const uint8_t* mask, const float* g, float* gx, int64_t b0,
                          int64_t len) {
-  static const bool avx2 = __builtin_cpu_supports("avx2");
   int64_t done = 0;
-  if (avx2) {
+  if (has_avx2()) {
     relu_mask_grad_avx2(mask + b0, g + 8 * b0, gx + 8 * b0, len / 8);
     done = len / 8 * 8;
   }

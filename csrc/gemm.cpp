@@ -21,11 +21,10 @@
 #include <string>
 #include <thread>
 
+#include "isa.h"
+
 namespace pe {
 namespace {
-
-#define PE_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,fma")))
-#define PE_AVX2 __attribute__((target("avx2,fma")))
 
 // Micro-kernel: C[mr x nr] (row stride ldc) = alpha * a @ b + beta * C, where a is a packed
 // MR x kc panel (a[k*MR + r]), b a packed kc x NR panel (b[k*NR + j]), mr <= MR, nr <= NR.
