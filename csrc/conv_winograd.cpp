@@ -574,6 +574,17 @@ void weight_block(const float* xp, const float* gp, int sh, int sw, const Job& j
               s.V + e * j.Ci * j.TB, j.TB, beta, acc + e * j.Co * j.Ci, j.Ci);
 }
 
+// The conv of x (tiles over P x Q), and the input gradient's conv: gx[c][h][w] =
+// sum_{k,r,s} gy[k][h+ph-r][w+pw-s] w[k][c][r][s], a conv of gy (K channels, P x Q) with the
+// 180-degree rotated filter, offset (ph-2, pw-2), output H x W. The one-pass backward relies on
+// the separate passes using these same jobs.
+Job conv_job(const Geom& g, int m) {
+  return make_job(g.N, g.C, g.H, g.W, g.K, g.P, g.Q, -g.ph, -g.pw, m);
+}
+Job input_grad_job(const Geom& g, int m) {
+  return make_job(g.N, g.K, g.P, g.Q, g.C, g.H, g.W, g.ph - 2, g.pw - 2, m);
+}
+
 // Whether the input gradient's conv (of gy at offset (ph-2, pw-2), tiles over H x W) has the
 // weight gradient's tiles (over P x Q), so that one padded copy of gy serves both: the
 // grids have as many tiles, and the copy's rows and columns start at most 2 before gy's.
@@ -589,10 +600,9 @@ bool one_copy(const Geom& g, int m) {
 // gradient reads its tiles from that copy shifted by (2 - ph, 2 - pw), while they are in cache.
 void backward_pass(const float* x, const float* gy, const Filter* f, float* gx, float* gw,
                    float* gb, const Geom& g, int m) {
-  const Job j = make_job(g.N, g.C, g.H, g.W, g.K, g.P, g.Q, -g.ph, -g.pw, m);
+  const Job j = conv_job(g, m);
   // gy's copy: the input gradient's conv input, or gy alone (zero outside (P, Q)), on x's tiles.
-  const Job jg = f ? make_job(g.N, g.K, g.P, g.Q, g.C, g.H, g.W, g.ph - 2, g.pw - 2, m)
-                   : make_job(g.N, g.K, g.P, g.Q, g.K, g.P, g.Q, 0, 0, m);
+  const Job jg = f ? input_grad_job(g, m) : make_job(g.N, g.K, g.P, g.Q, g.K, g.P, g.Q, 0, 0, m);
   const int sh = f ? int(2 - g.ph) : 0, sw = f ? int(2 - g.pw) : 0;
   PE_CHECK(j.T == jg.T && j.Hp == jg.Hp && j.Wr == jg.Wr && (!f || j.TB == jg.TB),
            "winograd: the input gradient's tiles are not the weight gradient's");
@@ -677,17 +687,13 @@ bool wino_supported(const Geom& g) {
 
 void fwd_winograd(const float* x, const float* w, const float* b, bool relu, float* y,
                   const Geom& g, int m) {
-  const Job j = make_job(g.N, g.C, g.H, g.W, g.K, g.P, g.Q, -g.ph, -g.pw, m);
   const Filter f(w, g.K, g.C, false, m);
-  wino_conv(x, f.Up, f.up, b, relu, y, j);
+  wino_conv(x, f.Up, f.up, b, relu, y, conv_job(g, m));
 }
 
-// gx[c][h][w] = sum_{k,r,s} gy[k][h+ph-r][w+pw-s] w[k][c][r][s]: a conv of gy (K channels, P x Q)
-// with the 180-degree rotated filter, offset (ph-2, pw-2), output H x W.
 void bwd_input_winograd(const float* gy, const float* w, float* gx, const Geom& g, int m) {
-  const Job j = make_job(g.N, g.K, g.P, g.Q, g.C, g.H, g.W, g.ph - 2, g.pw - 2, m);
   const Filter f(w, g.C, g.K, true, m);
-  wino_conv(gy, f.Up, f.up, nullptr, false, gx, j);
+  wino_conv(gy, f.Up, f.up, nullptr, false, gx, input_grad_job(g, m));
 }
 
 void bwd_weight_winograd(const float* x, const float* gy, float* gw, float* gb, const Geom& g,
